@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# bench/distance_sql.sh — SELECT sum(cosine_change(a, b)) over ROWS rows against the
+# same scan with sum(0) (the floor), median of RUNS runs, in the server named by PG*
+# variables (or a throwaway one).  Usage: bench/distance_sql.sh [ROWS] [DIMS] [RUNS]
+source "$(dirname "$0")/../scripts/lib.sh"
+ROWS=${1:-1000000}
+DIMS=${2:-384}
+RUNS=${3:-5}
+r4_start_cluster
+r4_create_db rai4eo_bench >/dev/null 2>&1 || r4_create_db rai4eo_bench
+r4_log "building $ROWS rows of $DIMS-d pairs"
+# 1000 distinct random vectors, copied into every row (each row stores its own values).
+r4_psql -d rai4eo_bench <<SQL
+SET max_parallel_workers_per_gather = 0;
+CREATE TABLE v AS SELECT i, (SELECT array_agg(random() - 0.5) FROM generate_series(1, $DIMS) WHERE i >= 0)::real[]::embedding AS e
+	FROM generate_series(0, 999) i;
+CREATE TABLE pairs AS SELECT g AS id, a.e AS a, b.e AS b FROM generate_series(1, $ROWS) g
+	JOIN v a ON a.i = g % 1000 JOIN v b ON b.i = (g * 7 + 3) % 1000;
+VACUUM ANALYZE pairs;
+SQL
+timeit() {
+	local q=$1 t=()
+	for _ in $(seq "$RUNS"); do
+		t+=("$(r4_psql -d rai4eo_bench -At -c "SET max_parallel_workers_per_gather = 0" \
+			-c "EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) $q" | "$R4_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)[0]["Execution Time"])')")
+	done
+	printf '%s\n' "${t[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+}
+r4_psql -d rai4eo_bench -c "SELECT sum(cosine_change(a, b)) FROM pairs" >/dev/null  # warm the cache
+floor=$(timeit "SELECT sum(0) FROM pairs")
+full=$(timeit "SELECT sum(cosine_change(a, b)) FROM pairs")
+printf '%-44s %10.1f ms\n' "SELECT sum(0) FROM pairs (scan floor)" "$floor"
+printf '%-44s %10.1f ms\n' "SELECT sum(cosine_change(a, b)) FROM pairs" "$full"
+"$R4_PYTHON" -c "f=$floor; c=$full; r=$ROWS; print(f'ratio {c/f:.2f}x the floor; {(c-f)*1e6/r:.0f} ns per cosine_change beyond the scan (median of $RUNS, $ROWS rows, $DIMS-d, one backend)')"

@@ -1,0 +1,36 @@
+/*
+ * distance.h — vector kernels behind the embedding type's distances.
+ *
+ * All kernels take float arrays of the same length n and accumulate in
+ * float across 16 independent lanes (explicit SIMD, so the summation order
+ * is fixed and does not depend on compiler flags), finishing in double.
+ * They are compiled for several instruction sets and picked at load time.
+ */
+#ifndef RAI4EO_DISTANCE_H
+#define RAI4EO_DISTANCE_H
+
+#include <stddef.h>
+
+/* Dot product and both squared norms in one pass over a and b. */
+void		r4_dot_norms(const float *a, const float *b, size_t n,
+						 double *dot, double *norm_a, double *norm_b);
+
+/* Dot product of a and b. */
+double		r4_dot(const float *a, const float *b, size_t n);
+
+/* Squared Euclidean distance between a and b. */
+double		r4_l2_squared(const float *a, const float *b, size_t n);
+
+/* Squared Euclidean norm of a. */
+double		r4_norm_squared(const float *a, size_t n);
+
+/*
+ * Cosine similarity from a dot product and squared norms, clamped to
+ * [-1, 1]; NaN when either vector is zero.
+ */
+double		r4_cosine_from_parts(double dot, double norm_a, double norm_b);
+
+/* Cosine similarity of a and b (NaN for a zero vector). */
+double		r4_cosine_similarity(const float *a, const float *b, size_t n);
+
+#endif							/* RAI4EO_DISTANCE_H */

@@ -1,0 +1,102 @@
+# scripts/lib.sh — shared by scripts/demo.sh and scripts/test.sh (sourced, not run).
+#
+# r4_install_deps   install the Debian packages the project needs (only the missing ones)
+# r4_build_install  build the extension and install it into the PostgreSQL that pg_config names
+# r4_start_cluster  use the server named by PG* variables, or start a throwaway one:
+#                   initdb in a temporary directory, Unix socket only (no TCP), stopped on exit
+# r4_psql           psql with ON_ERROR_STOP against the chosen server
+
+set -euo pipefail
+
+R4_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+R4_PG_MAJOR=15
+R4_PYTHON=/usr/bin/python3
+
+# Debian 12 packages; later features add theirs here.
+R4_PACKAGES=(
+	make gcc clang libclang-rt-14-dev
+	postgresql-15 postgresql-server-dev-15 postgresql-15-postgis-3 postgresql-15-pgtap
+	libtap-parser-sourcehandler-pgtap-perl
+	libopenblas-dev
+	gdal-bin python3 python3-numpy python3-gdal python3-torch python3-psycopg
+)
+
+r4_log() { printf '\n== %s\n' "$*" >&2; }
+
+# Run a command as root: directly when we are root, else through sudo.
+r4_as_root() {
+	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+r4_install_deps() {
+	local missing=() p
+	for p in "${R4_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	if [ ${#missing[@]} -eq 0 ]; then
+		r4_log "Debian packages: all ${#R4_PACKAGES[@]} present"
+		return
+	fi
+	r4_log "installing Debian packages: ${missing[*]}"
+	r4_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	r4_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+r4_build_install() {
+	local pgc="/usr/lib/postgresql/$R4_PG_MAJOR/bin/pg_config"
+	[ -x "$pgc" ] || pgc=pg_config
+	r4_log "building rai4eo"
+	make -C "$R4_ROOT" -s PG_CONFIG="$pgc"
+	r4_log "installing rai4eo into $("$pgc" --sharedir)"
+	r4_as_root make -C "$R4_ROOT" -s PG_CONFIG="$pgc" install
+	export PATH="$("$pgc" --bindir):$PATH"
+}
+
+r4_stop_cluster() {
+	if [ -n "${R4_CLUSTER_DIR:-}" ] && [ -d "$R4_CLUSTER_DIR/data" ]; then
+		r4_as_cluster_owner pg_ctl -D "$R4_CLUSTER_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+		rm -rf "$R4_CLUSTER_DIR"
+	fi
+}
+
+# The server refuses to run as root: when we are root it runs as user postgres.
+r4_as_cluster_owner() {
+	if [ "$(id -u)" -eq 0 ]; then
+		runuser -u postgres -- env PATH="$PATH" OPENBLAS_NUM_THREADS=1 "$@"
+	else
+		env OPENBLAS_NUM_THREADS=1 "$@"
+	fi
+}
+
+r4_start_cluster() {
+	if [ -n "${PGHOST:-}${PGPORT:-}${PGDATABASE:-}${PGSERVICE:-}" ]; then
+		r4_log "using the server named by PG* variables (host=${PGHOST:-default} port=${PGPORT:-default})"
+		return
+	fi
+	local port=${R4_PORT:-54329}
+	R4_CLUSTER_DIR=$(mktemp -d /tmp/rai4eo-pg.XXXXXX)
+	chmod 755 "$R4_CLUSTER_DIR"
+	[ "$(id -u)" -eq 0 ] && chown postgres: "$R4_CLUSTER_DIR"
+	trap r4_stop_cluster EXIT
+	r4_log "starting a throwaway PostgreSQL $R4_PG_MAJOR in $R4_CLUSTER_DIR (Unix socket only)"
+	r4_as_cluster_owner initdb -D "$R4_CLUSTER_DIR/data" -U postgres -A trust -E UTF8 \
+		--locale=C.UTF-8 --no-sync >"$R4_CLUSTER_DIR/initdb.log" 2>&1 \
+		|| { cat "$R4_CLUSTER_DIR/initdb.log" >&2; return 1; }
+	# No TCP at all: listen_addresses is empty, the socket lives in our directory.
+	r4_as_cluster_owner pg_ctl -D "$R4_CLUSTER_DIR/data" -w -l "$R4_CLUSTER_DIR/server.log" \
+		-o "-c listen_addresses='' -k $R4_CLUSTER_DIR -p $port -c fsync=off -c synchronous_commit=off \
+			-c full_page_writes=off -c max_worker_processes=8 -c max_parallel_workers_per_gather=2" \
+		start >/dev/null || { cat "$R4_CLUSTER_DIR/server.log" >&2; return 1; }
+	export PGHOST=$R4_CLUSTER_DIR PGPORT=$port PGUSER=postgres PGDATABASE=postgres
+}
+
+r4_psql() {
+	psql -X -q -v ON_ERROR_STOP=1 "$@"
+}
+
+# Create (or recreate) a database with rai4eo installed.
+r4_create_db() {
+	local db=$1
+	r4_psql -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+	r4_psql -d "$db" -c "CREATE EXTENSION rai4eo CASCADE"
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# scripts/test.sh — the whole test suite: installs what is missing, builds, installs,
+# starts a throwaway PostgreSQL (or uses the one named by PG* variables) and runs
+# pg_regress, pgTAP, the core's unit tests under ASan+UBSan, the fuzzers and the
+# Python tests (tools, PyTorch parity).  Exits non-zero if anything failed.
+#
+#   FUZZ_SECONDS=60   time per fuzz target (0 skips fuzzing)
+source "$(dirname "$0")/lib.sh"
+cd "$R4_ROOT"
+
+r4_install_deps
+r4_build_install
+r4_start_cluster
+
+passed=0
+failed=0
+steps_failed=()
+
+# Run one step, keep its output, and add what it counted to the totals.
+step() {
+	local name=$1 counter=$2
+	shift 2
+	local log="build/test-$name.log" p f rc=0
+	mkdir -p build
+	r4_log "test step: $name"
+	"$@" 2>&1 | tee "$log" || rc=$?
+	read -r p f < <("$counter" "$log")
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	[ "$rc" -eq 0 ] && [ "$f" -eq 0 ] || steps_failed+=("$name")
+	printf '%s: %d passed, %d failed\n' "$name" "$p" "$f" >&2
+}
+
+count_regress() {
+	printf '%d %d\n' "$(grep -Ec '\.\.\. ok|^ok ' "$1" || true)" "$(grep -Ec '\.\.\. FAILED|^not ok ' "$1" || true)"
+}
+count_prove() {
+	local t f
+	t=$(grep -Eo 'Tests=[0-9]+' "$1" | grep -Eo '[0-9]+' || echo 0)
+	f=$(grep -Eo 'Failed [0-9]+/[0-9]+ subtests' "$1" | awk -F'[ /]' '{s+=$2} END {print s+0}')
+	printf '%d %d\n' "$((t - f))" "$f"
+}
+count_unit() {
+	awk '/[0-9]+ passed, [0-9]+ failed/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+		END { print p+0, f+0 }' "$1"
+}
+count_fuzz() {
+	printf '%d %d\n' "$(grep -c ': clean' "$1" || true)" "$(grep -c ': FAILED' "$1" || true)"
+}
+count_pyunit() {
+	local ran fl er
+	ran=$(grep -Eo '^Ran [0-9]+ test' "$1" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
+	fl=$(grep -Eo 'failures=[0-9]+' "$1" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
+	er=$(grep -Eo 'errors=[0-9]+' "$1" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
+	printf '%d %d\n' "$((ran - fl - er))" "$((fl + er))"
+}
+
+run_regress() {
+	mkdir -p test/out
+	make -s installcheck PG_CONFIG="$(command -v pg_config)" || { cat test/out/regression.diffs 2>/dev/null | head -200; return 1; }
+}
+
+run_pgtap() {
+	local files=(test/pgtap/*.sql)
+	[ -e "${files[0]}" ] || { echo "no pgTAP tests"; return 0; }
+	r4_create_db rai4eo_tap
+	r4_psql -d rai4eo_tap -c "CREATE EXTENSION pgtap"
+	pg_prove -d rai4eo_tap --ext .sql "${files[@]}"
+}
+
+run_python() {
+	local dirs=() d
+	for d in test/tools test/parity; do [ -d "$d" ] && dirs+=("$d"); done
+	for d in "${dirs[@]}"; do
+		R4_ROOT="$R4_ROOT" "$R4_PYTHON" -m unittest discover -s "$d" -t . -p 'test_*.py' -v || return 1
+	done
+}
+
+step regress count_regress run_regress
+step pgtap count_prove run_pgtap
+step unit count_unit make -s unit
+if [ "${FUZZ_SECONDS:-60}" -gt 0 ]; then
+	step fuzz count_fuzz make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+fi
+step python count_pyunit run_python
+
+echo
+if [ ${#steps_failed[@]} -gt 0 ]; then
+	echo "failed steps: ${steps_failed[*]}"
+fi
+echo "tests: $passed passed, $failed failed"
+[ ${#steps_failed[@]} -eq 0 ]
