@@ -32,28 +32,27 @@ step() {
 	printf '%s: %d passed, %d failed\n' "$name" "$p" "$f" >&2
 }
 
+# Each counter prints "passed failed" for one step's log (never fails itself).
 count_regress() {
-	printf '%d %d\n' "$(grep -Ec '\.\.\. ok|^ok ' "$1" || true)" "$(grep -Ec '\.\.\. FAILED|^not ok ' "$1" || true)"
+	awk '/\.\.\. ok|^ok / {p++} /\.\.\. FAILED|^not ok / {f++} END {print p+0, f+0}' "$1"
 }
 count_prove() {
-	local t f
-	t=$(grep -Eo 'Tests=[0-9]+' "$1" | grep -Eo '[0-9]+' || echo 0)
-	f=$(grep -Eo 'Failed [0-9]+/[0-9]+ subtests' "$1" | awk -F'[ /]' '{s+=$2} END {print s+0}')
-	printf '%d %d\n' "$((t - f))" "$f"
+	awk 'match($0, /Tests=[0-9]+/) {t += substr($0, RSTART + 6, RLENGTH - 6)}
+		match($0, /Failed [0-9]+\/[0-9]+ subtests/) {split(substr($0, RSTART + 7), a, "/"); f += a[1]}
+		END {print t - f, f + 0}' "$1"
 }
 count_unit() {
-	awk '/[0-9]+ passed, [0-9]+ failed/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+	awk '/[0-9]+ passed, [0-9]+ failed/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
 		END { print p+0, f+0 }' "$1"
 }
 count_fuzz() {
-	printf '%d %d\n' "$(grep -c ': clean' "$1" || true)" "$(grep -c ': FAILED' "$1" || true)"
+	awk '/^fuzz .*: clean/ {p++} /^fuzz .*: FAILED/ {f++} END {print p+0, f+0}' "$1"
 }
 count_pyunit() {
-	local ran fl er
-	ran=$(grep -Eo '^Ran [0-9]+ test' "$1" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
-	fl=$(grep -Eo 'failures=[0-9]+' "$1" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
-	er=$(grep -Eo 'errors=[0-9]+' "$1" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
-	printf '%d %d\n' "$((ran - fl - er))" "$((fl + er))"
+	awk '/^Ran [0-9]+ test/ {r += $2}
+		match($0, /failures=[0-9]+/) {f += substr($0, RSTART + 9, RLENGTH - 9)}
+		match($0, /errors=[0-9]+/) {f += substr($0, RSTART + 7, RLENGTH - 7)}
+		END {print r - f, f + 0}' "$1"
 }
 
 run_regress() {
