@@ -78,10 +78,13 @@ build/fuzz/seeds_%: test/fuzz/seeds_%.c $(CORE_SRCS) $(wildcard include/rai4eo/*
 
 fuzz-build: $(FUZZ_BINS) $(SEED_BINS)
 
-# Each seeds_X program writes seeds for the fuzz_X* targets into its directory.
+# Each seeds_X program writes seeds for the fuzz_X* targets into its directory
+# (seeds_safetensors also writes JSON seeds into a second one).
+SEED_EXTRA_safetensors = build/fuzz/corpus/json
 fuzz: fuzz-build
-	@status=0; rm -rf build/fuzz/corpus; \
-	for s in $(SEED_BINS); do n=$${s##*/seeds_}; mkdir -p build/fuzz/corpus/$$n; $$s build/fuzz/corpus/$$n || status=1; done; \
+	@status=0; rm -rf build/fuzz/corpus; mkdir -p build/fuzz/corpus/json; \
+	$(foreach s,$(SEED_BINS),mkdir -p build/fuzz/corpus/$(s:build/fuzz/seeds_%=%); \
+	  $(s) build/fuzz/corpus/$(s:build/fuzz/seeds_%=%) $(SEED_EXTRA_$(s:build/fuzz/seeds_%=%)) >/dev/null || status=1;) \
 	for f in $(FUZZ_BINS); do n=$${f##*/fuzz_}; \
 	  seeddir=; for d in build/fuzz/corpus/*; do case "$$n" in $${d##*/}*) seeddir=$$d;; esac; done; \
 	  mkdir -p build/fuzz/work/$$n; \

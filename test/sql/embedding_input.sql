@@ -67,5 +67,5 @@ UPDATE emb3 SET e = '[4,5,6]' WHERE id = 1;
 SELECT * FROM emb3;
 SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'emb3'::regclass AND attname = 'e';
 -- storage is external: large embeddings are moved out of line but never compressed
-SELECT typstorage FROM pg_type WHERE typname = 'embedding';
+SELECT typstorage FROM pg_type WHERE oid = 'embedding'::regtype;
 DROP TABLE emb3;

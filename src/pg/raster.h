@@ -1,0 +1,31 @@
+/*
+ * raster.h — read a PostGIS raster argument into float planes (glue side).
+ */
+#ifndef RAI4EO_PG_RASTER_H
+#define RAI4EO_PG_RASTER_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+
+/* Decoded pixels of some bands of one raster, palloc'd in the caller's context. */
+typedef struct RasterPixels
+{
+	int			nbands;
+	int			width;
+	int			height;
+	float	   *planes;			/* nbands * height * width, band-major, row 0 on top */
+	uint8	   *mask;			/* same shape; 1 where the pixel is nodata */
+} RasterPixels;
+
+/*
+ * Decode the given bands (1-based; NULL = all) of a raster datum.  In-db
+ * bands are read directly; when a requested band is out-db the pixels come
+ * from PostGIS (ST_AsBinary(rast, true)), so PostGIS's settings decide
+ * whether the file may be read.  flinfo caches the PostGIS lookups
+ * (fn_extra) and gives the raster type (argument rast_argno).
+ */
+void		RasterReadPixels(FunctionCallInfo fcinfo, int rast_argno, const int *bands,
+							 int nbands, RasterPixels *out);
+
+#endif							/* RAI4EO_PG_RASTER_H */
