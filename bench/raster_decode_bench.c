@@ -23,6 +23,7 @@
 
 static volatile uint8_t sink;
 
+/* Read the monotonic clock in seconds. */
 static double
 now_seconds(void)
 {
@@ -32,6 +33,7 @@ now_seconds(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Order doubles for qsort. */
 static int
 cmp_double(const void *a, const void *b)
 {
@@ -157,6 +159,7 @@ measure(const R4Raster *r, size_t in_bytes, float *planes, uint8_t *mask,
 	return rates[RUNS / 2];
 }
 
+/* Run every case and print the table. */
 int
 main(void)
 {
@@ -226,7 +229,8 @@ main(void)
 		free(src_copy);
 		free(dst_copy);
 	}
-	printf("\nratio = decode / memcpy of the same input bytes; decode also writes 2x the bytes as\n"
-		   "floats (+1x mask), so a ratio near 0.3-0.5 is already bandwidth-bound.\n");
+	printf("\nratio = decode / memcpy of the same input bytes.  Per input byte memcpy moves 2 bytes\n"
+		   "(read + write) and a 16-bit decode 3 (read + 2 of float) or 3.5 with the mask, so at equal\n"
+		   "memory bandwidth the ratio would be 0.67 without a mask and 0.57 with one.\n");
 	return 0;
 }

@@ -93,6 +93,8 @@ typedef struct R4Raster
  * its 4-byte header; VARSIZE is read from it and must be <= len (only
  * VARSIZE bytes are looked at).  Short (1-byte) headers, compressed and
  * external datums are rejected: detoast first.  The version must be 0.
+ * Each band, the last one included, must fit with its padding to 8 bytes;
+ * bytes after the last band (within VARSIZE) are ignored.
  * On failure *out is left zeroed (r4_raster_free is still safe).
  */
 R4Status	r4_raster_parse_serialized(const uint8_t *buf, size_t len,
@@ -129,7 +131,9 @@ R4Status	r4_raster_decode_count(const R4Raster *r, int nbands, size_t *count,
  * means all bands in order) in one pass per band.  planes gets
  * nbands*height*width floats (band-major, row 0 = top); mask (may be NULL)
  * gets as many bytes, 1 where PostGIS would treat the pixel as nodata.
- * A nodata pixel still gets its own value in planes.  Integer and 64BF
+ * A nodata pixel still gets its own stored value in planes; for an
+ * is-nodata band every mask byte is 1 and planes still hold the stored
+ * pixels (PostGIS would report the nodata value instead).  Integer and 64BF
  * values are converted to float like a C cast from double.
  * Errors: R4_ERR_RANGE for a band number outside 1..nbands, R4_ERR_INVALID
  * for an empty raster or no bands, R4_ERR_LIMIT on size overflow,

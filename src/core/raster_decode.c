@@ -44,6 +44,7 @@ r4_pixtype_size(R4PixType t)
 	return pixtype_sizes[t];
 }
 
+/* Tell whether this host stores integers little-endian. */
 static inline bool
 host_is_little_endian(void)
 {
@@ -74,6 +75,7 @@ half_to_float(uint16_t h)
 	return f;
 }
 
+/* Load an unaligned 16-bit value, byte-swapping when asked. */
 static inline uint16_t
 load_u16(const uint8_t *p, bool swap)
 {
@@ -83,6 +85,7 @@ load_u16(const uint8_t *p, bool swap)
 	return swap ? __builtin_bswap16(v) : v;
 }
 
+/* Load an unaligned 32-bit value, byte-swapping when asked. */
 static inline uint32_t
 load_u32(const uint8_t *p, bool swap)
 {
@@ -92,6 +95,7 @@ load_u32(const uint8_t *p, bool swap)
 	return swap ? __builtin_bswap32(v) : v;
 }
 
+/* Load an unaligned 64-bit value, byte-swapping when asked. */
 static inline uint64_t
 load_u64(const uint8_t *p, bool swap)
 {
@@ -101,6 +105,7 @@ load_u64(const uint8_t *p, bool swap)
 	return swap ? __builtin_bswap64(v) : v;
 }
 
+/* Load an unaligned double, byte-swapping when asked. */
 static inline double
 load_f64(const uint8_t *p, bool swap)
 {
@@ -111,6 +116,7 @@ load_f64(const uint8_t *p, bool swap)
 	return d;
 }
 
+/* Reinterpret 32 bits as a float. */
 static inline float
 bits_to_float(uint32_t bits)
 {
@@ -844,9 +850,11 @@ r4_raster_decode(const R4Raster *r, const int *bands, int nbands,
 		{
 			r4_fail(err, R4_ERR_UNSUPPORTED,
 					"band %d is an out-db band; its pixels must be fetched through PostGIS", b);
-			return r4_fail_detail(err, "out-db file band %u, path \"%s\"",
-								  r->bands[b - 1].outdb_band + 1u,
-								  r->bands[b - 1].outdb_path ? r->bands[b - 1].outdb_path : "");
+			if (err != NULL)
+				r4_fail_detail(err, "out-db file band %u, path \"%s\"",
+							   r->bands[b - 1].outdb_band + 1u,
+							   r->bands[b - 1].outdb_path ? r->bands[b - 1].outdb_path : "");
+			return R4_ERR_UNSUPPORTED;
 		}
 		if (r->bands[b - 1].data == NULL ||
 			r->bands[b - 1].data_size != npix * pixtype_sizes[r->bands[b - 1].pixtype])

@@ -113,6 +113,7 @@ check_decode(const R4Raster *r)
 	free(mask);
 }
 
+/* Parse one buffer and, when it parses, check and decode it. */
 static void
 run_one(const uint8_t *buf, size_t len)
 {
@@ -135,6 +136,7 @@ run_one(const uint8_t *buf, size_t len)
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Fuzz entry point: the input as is, then with a consistent VARSIZE. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -149,6 +149,7 @@ compare_decodes(const R4Raster *r, const R4Raster *s)
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Fuzz entry point: parse WKB, re-encode as serialized, compare decodes. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -35,6 +35,7 @@ typedef struct SeedRaster
 
 static uint8_t out_buf[1 << 20];
 
+/* Tell whether the host is little-endian. */
 static bool
 host_le(void)
 {
@@ -91,6 +92,7 @@ pixel_bytes(int pt, int k, size_t i, uint8_t *out)
 	}
 }
 
+/* Write the nodata value every seed band uses, host order. */
 static void
 nodata_bytes(int pt, uint8_t *out)
 {
@@ -189,6 +191,7 @@ encode(const SeedRaster *t, bool wkb, bool big)
 
 static int	failures;
 
+/* Write out_buf[0..len) to dir/name. */
 static void
 write_file(const char *dir, const char *name, size_t len)
 {
@@ -218,6 +221,7 @@ write_all(const char *dir, const char *name, const SeedRaster *t)
 	write_file(dir, fname, encode(t, true, true));
 }
 
+/* Write all seed rasters into argv[1]. */
 int
 main(int argc, char **argv)
 {

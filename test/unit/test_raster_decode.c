@@ -22,6 +22,7 @@
 
 #define REF_FLT_EQ(x, y) ((x) == (y) || (isnan(x) && isnan(y)) || (fabs((x) - (y)) <= FLT_EPSILON))
 
+/* Clamp to float range like rt_util_clamp_to_32F (NaN passes through). */
 static float
 ref_clamp_32f(double v)
 {
@@ -30,6 +31,7 @@ ref_clamp_32f(double v)
 	return (float) fmin(fmax(v, -FLT_MAX), FLT_MAX);
 }
 
+/* Compare two values clamped to a pixel type (rt_pixtype_compare_clamped_values). */
 static int
 ref_clamped_equal(R4PixType pt, double val, double ref)
 {
@@ -70,6 +72,7 @@ ref_clamped_equal(R4PixType pt, double val, double ref)
 	return 0;
 }
 
+/* Decide nodata the way rt_band_get_pixel does. */
 static int
 ref_is_nodata(R4PixType pt, bool hasnd, bool isnd, double val, double nd)
 {
@@ -112,6 +115,7 @@ typedef struct TRaster
 
 static const size_t psize[12] = {1, 1, 1, 1, 1, 2, 2, 4, 4, 2, 4, 8};
 
+/* Tell whether the host is little-endian. */
 static bool
 host_le(void)
 {
@@ -201,6 +205,7 @@ encode_value(R4PixType pt, double v, uint8_t *out)
 	}
 }
 
+/* Compose a band's flag/pixel-type byte. */
 static int
 band_code(const TBand *b)
 {
@@ -237,6 +242,7 @@ put_band_body(const TRaster *t, const TBand *b, uint8_t *out, bool reverse)
 	return n * ps;
 }
 
+/* Write a band's nodata bytes in the chosen order. */
 static void
 put_nodata(const TBand *b, uint8_t *out, bool reverse)
 {
@@ -312,6 +318,7 @@ build_wkb(const TRaster *t, bool big, uint8_t *out)
 	return pos;
 }
 
+/* Start a raster description with a fixed georeference. */
 static TRaster
 raster_template(uint16_t w, uint16_t h)
 {
@@ -330,6 +337,7 @@ raster_template(uint16_t w, uint16_t h)
 	return t;
 }
 
+/* Describe an in-db band from typed values. */
 static TBand
 band_of(R4PixType pt, bool hasnd, double nd, const double *vals)
 {
@@ -360,12 +368,14 @@ enum Enc
 };
 static const char *const enc_names[] = {"serialized", "wkb-le", "wkb-be"};
 
+/* Encode a raster description in one of the three encodings. */
 static size_t
 build(const TRaster *t, enum Enc e, uint8_t *out)
 {
 	return e == ENC_SER ? build_ser(t, out) : build_wkb(t, e == ENC_WKB_BE, out);
 }
 
+/* Parse a buffer with the parser for its encoding. */
 static R4Status
 parse(enum Enc e, const uint8_t *buf, size_t len, R4Raster *r, R4Error *err)
 {
@@ -373,6 +383,7 @@ parse(enum Enc e, const uint8_t *buf, size_t len, R4Raster *r, R4Error *err)
 		: r4_raster_parse_wkb(buf, len, r, err);
 }
 
+/* Compare floats, treating any two NaNs as equal. */
 static bool
 same_float(float a, float b)
 {
@@ -846,6 +857,7 @@ test_outdb(void)
 		CHECK_STR_CONTAINS(err.message, "band 2");
 		CHECK_STR_CONTAINS(err.detail, "/tmp/outdb_test.tif");
 		CHECK_EQ_INT(r4_raster_decode(&r, NULL, 0, p, m, &err), R4_ERR_UNSUPPORTED);
+		CHECK_EQ_INT(r4_raster_decode(&r, NULL, 0, p, m, NULL), R4_ERR_UNSUPPORTED);
 		r4_raster_free(&r);
 		free(buf);
 	}
@@ -1106,6 +1118,7 @@ test_parse_errors(void)
 	/* serialized */
 	CHECK_EQ_INT(r4_raster_parse_serialized(NULL, 0, &r, &err), R4_ERR_INVALID);
 	CHECK_EQ_INT(r4_raster_parse_serialized(buf, 3, &r, &err), R4_ERR_INVALID);
+	CHECK_EQ_INT(r4_raster_parse_serialized(buf, 3, &r, NULL), R4_ERR_INVALID);	/* err is optional */
 	len = build_ser(&t, buf);
 	CHECK_EQ_INT(r4_raster_parse_serialized(buf, len - 1, &r, &err), R4_ERR_INVALID);
 	CHECK_STR_CONTAINS(err.message, "varlena size");
@@ -1283,6 +1296,7 @@ check_prefixes(const TRaster *t, const char *what)
 	}
 }
 
+/* Truncate mixed, float and 1BB rasters at every length. */
 static void
 test_truncation(void)
 {
@@ -1432,6 +1446,7 @@ test_int_rule_exhaustive(void)
 	free(m);
 }
 
+/* Pixel type names and sizes. */
 static void
 test_names(void)
 {
@@ -1447,6 +1462,7 @@ test_names(void)
 	CHECK_EQ_INT(r4_pixtype_size((R4PixType) 13), 0);
 }
 
+/* Run every raster decoder test. */
 int
 main(void)
 {
