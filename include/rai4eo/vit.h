@@ -1,0 +1,88 @@
+/*
+ * vit.h — DINO v1 Vision Transformer inference on the CPU with OpenBLAS.
+ *
+ * The model is a flat struct of named float pointers into one allocation
+ * holding every weight as F32 (converted from F32/F16/BF16 at build time);
+ * activations live in one arena sized from (batch, tokens) and grown only
+ * when a larger shape is asked for.  Nothing is allocated per layer or per
+ * token.  The forward pass follows facebookresearch/dino
+ * vision_transformer.py in eval mode: see
+ * docs/facts/vit-resnet-safetensors-openblas.md §1.
+ *
+ * An R4ViT is not thread-safe (the arena and the position-embedding cache
+ * belong to it); use one per thread.  BLAS threading is whatever the
+ * OpenBLAS build and its environment say (§5).
+ */
+#ifndef RAI4EO_VIT_H
+#define RAI4EO_VIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "rai4eo/core.h"
+#include "rai4eo/model_config.h"
+#include "rai4eo/safetensors.h"
+
+/* Most tokens (patches + CLS) one image may have: a 128 x 128 patch grid. */
+#define R4_VIT_MAX_TOKENS (128 * 128 + 1)
+
+typedef struct R4ViT R4ViT;
+
+/*
+ * Called before each block.  Returning true stops the forward pass with
+ * R4_ERR_LIMIT ("inference interrupted").  The callback may also never
+ * return (the PostgreSQL glue calls CHECK_FOR_INTERRUPTS, which longjmps):
+ * at every call the model is in a consistent state, holds no lock and owns
+ * all its memory, so abandoning the forward pass leaks nothing and the
+ * model stays usable; only the caller's output buffer is left half written.
+ */
+typedef bool (*R4InterruptCheck) (void *arg);
+
+/*
+ * Build an engine from validated weights (cfg from r4_model_config_resolve
+ * on the same st).  Copies and converts every weight, so st and its buffer
+ * may be freed afterwards.  R4_ERR_MISMATCH if cfg does not fit st,
+ * R4_ERR_UNSUPPORTED for a configuration other than a ViT, R4_ERR_NOMEM.
+ */
+R4Status	r4_vit_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
+						 R4ViT **out, R4Error *err);
+
+/*
+ * Embed B preprocessed images input[B][in_chans][H][W] into
+ * out[B][out_dim].  H and W may be any size >= patch_size: the patch grid
+ * is floor(H/P) x floor(W/P) (the remainder rows and columns are ignored,
+ * as the stride-P convolution does) and the position embedding is
+ * interpolated exactly as DINO v1 does (bicubic with the +0.1 scale factor;
+ * no interpolation when the grid is the training grid and H == W).
+ *
+ * Features: the final LayerNorm applied to the output of each of the last
+ * n_last_blocks blocks, CLS tokens concatenated oldest block first; with
+ * avgpool, the mean of the last block's normed patch tokens is added.  For
+ * n_last_blocks == 1 that is DINO eval_linear's interleaved layout
+ * [cls0, avg0, cls1, avg1, ...]; for n_last_blocks > 1 (where DINO's own
+ * code does not run) it is [cls of block depth-n ... cls of last block, avg].
+ *
+ * Errors: R4_ERR_RANGE for B < 1 or H, W smaller than a patch,
+ * R4_ERR_LIMIT for more than R4_VIT_MAX_TOKENS tokens or sizes that
+ * overflow, or when check returned true, R4_ERR_NOMEM.
+ */
+R4Status	r4_vit_forward(R4ViT *m, const float *input, int B, int H, int W,
+						   float *out, R4InterruptCheck check, void *check_arg,
+						   R4Error *err);
+
+/* The configuration the engine was built with. */
+const R4ModelConfig *r4_vit_config(const R4ViT *m);
+
+/* Number of weights (parameters) in the model. */
+size_t		r4_vit_param_count(const R4ViT *m);
+
+/* Bytes held by the F32 weight block. */
+size_t		r4_vit_weight_bytes(const R4ViT *m);
+
+/* Bytes currently held by the activation arena and position-embedding cache. */
+size_t		r4_vit_work_bytes(const R4ViT *m);
+
+/* Release the engine; NULL is fine. */
+void		r4_vit_free(R4ViT *m);
+
+#endif							/* RAI4EO_VIT_H */

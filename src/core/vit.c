@@ -1,0 +1,608 @@
+/*
+ * vit.c — the DINO v1 ViT forward pass: patch embedding as one GEMM,
+ * position embeddings interpolated like DINO, pre-norm transformer blocks
+ * with per-head attention straight out of the fused qkv buffer, and DINO's
+ * feature recipes (n_last_blocks, avgpool).
+ */
+#include "rai4eo/vit.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "rai4eo/nn.h"
+
+#define ALIGN_FLOATS 16			/* 64-byte alignment for every tensor slot */
+
+typedef struct R4ViTBlock
+{
+	float	   *norm1_w,
+			   *norm1_b;
+	float	   *qkv_w,			/* [3D, D]: q rows, then k, then v */
+			   *qkv_b;
+	float	   *proj_w,			/* [D, D] */
+			   *proj_b;
+	float	   *norm2_w,
+			   *norm2_b;
+	float	   *fc1_w,			/* [hidden, D] */
+			   *fc1_b;
+	float	   *fc2_w,			/* [D, hidden] */
+			   *fc2_b;
+} R4ViTBlock;
+
+struct R4ViT
+{
+	R4ModelConfig cfg;
+
+	/* Weights: named pointers into the single block `params`. */
+	float	   *params;
+	size_t		param_floats;	/* allocated, padding included */
+	size_t		param_count;	/* weights proper */
+	float	   *cls_token;		/* [D] */
+	float	   *pos_embed;		/* [1 + g*g][D] */
+	float	   *patch_w;		/* [D][C*P*P] */
+	float	   *patch_b;		/* [D] */
+	float	   *norm_w,
+			   *norm_b;
+	R4ViTBlock *blocks;			/* [depth] */
+
+	/* Activations, sized for the largest (batch, tokens) seen so far. */
+	float	   *arena;
+	size_t		arena_floats;
+
+	/* The interpolated position embedding for one patch grid. */
+	float	   *pos_cache;
+	size_t		pos_cache_floats;
+	int			pos_gh,
+				pos_gw;
+	bool		pos_valid;
+};
+
+/* Where each activation lives inside the arena for one forward pass. */
+typedef struct ViTActs
+{
+	float	   *x;				/* [M][D] residual stream */
+	float	   *y;				/* [M][D] normed input / attention output */
+	float	   *qkv;			/* [M][3D]; also the patch GEMM output */
+	float	   *hidden;			/* [M][hidden]; also the im2col rows */
+	float	   *scores;			/* [T][T] one head's attention */
+	float	   *feats;			/* [B][out_dim] features before layout */
+} ViTActs;
+
+/* Round a float count up to the slot alignment. */
+static int
+align_floats(size_t n, size_t *out)
+{
+	if (r4_add_size(n, ALIGN_FLOATS - 1, &n) != 0)
+		return -1;
+	*out = n / ALIGN_FLOATS * ALIGN_FLOATS;
+	return 0;
+}
+
+/* The tensors of the model, in slot order, with where their pointer goes. */
+typedef struct WeightSlot
+{
+	char		name[96];
+	float	  **dst;
+	size_t		numel;
+} WeightSlot;
+
+/* List every weight and its expected size; returns the number of slots. */
+static int
+list_slots(R4ViT *m, WeightSlot *slots)
+{
+	const R4ModelConfig *c = &m->cfg;
+	size_t		D = (size_t) c->embed_dim;
+	size_t		Hd = (size_t) c->mlp_hidden;
+	size_t		K = (size_t) c->in_chans * c->patch_size * c->patch_size;
+	size_t		G = (size_t) c->pos_grid * c->pos_grid;
+	int			n = 0;
+
+#define SLOT(nm, ptr, count) \
+	do { snprintf(slots[n].name, sizeof(slots[n].name), "%s", (nm)); \
+		 slots[n].dst = &(ptr); slots[n].numel = (count); n++; } while (0)
+#define BSLOT(b, nm, ptr, count) \
+	do { snprintf(slots[n].name, sizeof(slots[n].name), "blocks.%d.%s", (b), (nm)); \
+		 slots[n].dst = &(ptr); slots[n].numel = (count); n++; } while (0)
+
+	SLOT("cls_token", m->cls_token, D);
+	SLOT("pos_embed", m->pos_embed, (G + 1) * D);
+	SLOT("patch_embed.proj.weight", m->patch_w, D * K);
+	SLOT("patch_embed.proj.bias", m->patch_b, D);
+	for (int b = 0; b < c->depth; b++)
+	{
+		R4ViTBlock *blk = &m->blocks[b];
+
+		BSLOT(b, "norm1.weight", blk->norm1_w, D);
+		BSLOT(b, "norm1.bias", blk->norm1_b, D);
+		BSLOT(b, "attn.qkv.weight", blk->qkv_w, 3 * D * D);
+		BSLOT(b, "attn.qkv.bias", blk->qkv_b, 3 * D);
+		BSLOT(b, "attn.proj.weight", blk->proj_w, D * D);
+		BSLOT(b, "attn.proj.bias", blk->proj_b, D);
+		BSLOT(b, "norm2.weight", blk->norm2_w, D);
+		BSLOT(b, "norm2.bias", blk->norm2_b, D);
+		BSLOT(b, "mlp.fc1.weight", blk->fc1_w, Hd * D);
+		BSLOT(b, "mlp.fc1.bias", blk->fc1_b, Hd);
+		BSLOT(b, "mlp.fc2.weight", blk->fc2_w, D * Hd);
+		BSLOT(b, "mlp.fc2.bias", blk->fc2_b, D);
+	}
+	SLOT("norm.weight", m->norm_w, D);
+	SLOT("norm.bias", m->norm_b, D);
+#undef SLOT
+#undef BSLOT
+	return n;
+}
+
+/* Build the engine: one F32 block holding every weight. */
+R4Status
+r4_vit_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
+			 R4ViT **out, R4Error *err)
+{
+	R4ViT	   *m;
+	WeightSlot *slots = NULL;
+	int			nslots;
+	size_t		total = 0;
+	size_t		bytes;
+	R4Status	rc;
+
+	*out = NULL;
+	if (st == NULL || cfg == NULL)
+		return r4_fail(err, R4_ERR_INTERNAL, "r4_vit_build called without weights or configuration");
+	if (cfg->arch != R4_ARCH_VIT)
+		return r4_fail(err, R4_ERR_UNSUPPORTED, "r4_vit_build needs a ViT configuration, not %s",
+					   r4_arch_name(cfg->arch));
+	if (cfg->depth < 1 || cfg->embed_dim < 1 || cfg->num_heads < 1 ||
+		cfg->embed_dim % cfg->num_heads != 0 || cfg->n_last_blocks < 1 ||
+		cfg->n_last_blocks > cfg->depth || cfg->pos_grid < 1 || cfg->patch_size < 1 ||
+		cfg->in_chans < 1 || cfg->mlp_hidden < 1)
+		return r4_fail(err, R4_ERR_INTERNAL, "r4_vit_build called with an unresolved configuration");
+
+	m = r4_alloc_zero(sizeof(R4ViT));
+	if (m == NULL)
+		return r4_fail(err, R4_ERR_NOMEM, "out of memory building the ViT");
+	m->cfg = *cfg;
+	m->blocks = r4_alloc_zero(sizeof(R4ViTBlock) * (size_t) cfg->depth);
+	slots = r4_alloc(sizeof(WeightSlot) * ((size_t) cfg->depth * 12 + 6));
+	if (m->blocks == NULL || slots == NULL)
+	{
+		rc = r4_fail(err, R4_ERR_NOMEM, "out of memory building the ViT");
+		goto fail;
+	}
+	nslots = list_slots(m, slots);
+
+	/* Check every tensor against the configuration and size the block. */
+	for (int i = 0; i < nslots; i++)
+	{
+		const R4StTensor *t = r4_safetensors_find(st, slots[i].name);
+		size_t		padded;
+
+		if (t == NULL)
+		{
+			rc = r4_fail(err, R4_ERR_MISMATCH, "tensor \"%s\" is missing from the weights",
+						 slots[i].name);
+			goto fail;
+		}
+		if (t->numel != slots[i].numel)
+		{
+			rc = r4_fail(err, R4_ERR_MISMATCH,
+						 "tensor \"%s\" has %zu values but the configuration needs %zu",
+						 slots[i].name, t->numel, slots[i].numel);
+			goto fail;
+		}
+		if (align_floats(t->numel, &padded) != 0 || r4_add_size(total, padded, &total) != 0)
+		{
+			rc = r4_fail(err, R4_ERR_LIMIT, "model weights are too large");
+			goto fail;
+		}
+		m->param_count += t->numel;
+	}
+	if (r4_mul_size(total, sizeof(float), &bytes) != 0 ||
+		r4_add_size(bytes, ALIGN_FLOATS * sizeof(float), &bytes) != 0)
+	{
+		rc = r4_fail(err, R4_ERR_LIMIT, "model weights are too large");
+		goto fail;
+	}
+	m->params = r4_alloc(bytes);
+	if (m->params == NULL)
+	{
+		rc = r4_fail(err, R4_ERR_NOMEM, "out of memory for %zu bytes of ViT weights", bytes);
+		goto fail;
+	}
+	m->param_floats = total;
+
+	/* Convert each tensor into its slot. */
+	{
+		float	   *base = m->params;
+		size_t		off = 0;
+
+		/* The allocator only promises malloc alignment; align the first slot. */
+		while (((uintptr_t) (base + off)) % (ALIGN_FLOATS * sizeof(float)) != 0)
+			off++;
+		for (int i = 0; i < nslots; i++)
+		{
+			const R4StTensor *t = r4_safetensors_find(st, slots[i].name);
+			size_t		padded = 0;
+
+			*slots[i].dst = base + off;
+			rc = r4_tensor_to_f32(t, base + off, err);
+			if (rc != R4_OK)
+				goto fail;
+			(void) align_floats(t->numel, &padded);
+			off += padded;
+		}
+	}
+	r4_free(slots);
+	*out = m;
+	return R4_OK;
+
+fail:
+	r4_free(slots);
+	r4_vit_free(m);
+	return rc;
+}
+
+/* Release the engine and everything it holds. */
+void
+r4_vit_free(R4ViT *m)
+{
+	if (m == NULL)
+		return;
+	r4_free(m->params);
+	r4_free(m->blocks);
+	r4_free(m->arena);
+	r4_free(m->pos_cache);
+	r4_free(m);
+}
+
+/* Report the configuration the engine was built with. */
+const R4ModelConfig *
+r4_vit_config(const R4ViT *m)
+{
+	return &m->cfg;
+}
+
+/* Count the model's weights. */
+size_t
+r4_vit_param_count(const R4ViT *m)
+{
+	return m->param_count;
+}
+
+/* Report the bytes of the weight block. */
+size_t
+r4_vit_weight_bytes(const R4ViT *m)
+{
+	return (m->param_floats + ALIGN_FLOATS) * sizeof(float);
+}
+
+/* Report the bytes of the activation arena and position cache. */
+size_t
+r4_vit_work_bytes(const R4ViT *m)
+{
+	return (m->arena_floats + m->pos_cache_floats) * sizeof(float);
+}
+
+/*
+ * Lay the activations out in the arena for B images of T tokens, growing
+ * it when this shape needs more than it holds.
+ */
+static R4Status
+plan_arena(R4ViT *m, int B, int T, int npatch, ViTActs *a, R4Error *err)
+{
+	const R4ModelConfig *c = &m->cfg;
+	size_t		M = (size_t) B * T;
+	size_t		K = (size_t) c->in_chans * c->patch_size * c->patch_size;
+	size_t		sizes[6];
+	size_t		offs[6];
+	size_t		need = 0;
+	size_t		cols;
+	size_t		bytes;
+	int			bad = 0;
+
+	bad |= r4_mul_size(M, (size_t) c->embed_dim, &sizes[0]);
+	sizes[1] = sizes[0];
+	bad |= r4_mul_size(sizes[0], 3, &sizes[2]);
+	bad |= r4_mul_size(M, (size_t) c->mlp_hidden, &sizes[3]);
+	bad |= r4_mul_size((size_t) B * npatch, K, &cols);
+	if (cols > sizes[3])
+		sizes[3] = cols;
+	bad |= r4_mul_size((size_t) T, (size_t) T, &sizes[4]);
+	bad |= r4_mul_size((size_t) B, (size_t) c->out_dim, &sizes[5]);
+	for (int i = 0; i < 6 && !bad; i++)
+	{
+		size_t		padded;
+
+		offs[i] = need;
+		bad |= align_floats(sizes[i], &padded);
+		bad |= r4_add_size(need, padded, &need);
+	}
+	bad |= r4_add_size(need, ALIGN_FLOATS, &need);
+	bad |= r4_mul_size(need, sizeof(float), &bytes);
+	/* cblas takes int dimensions; the widths are bounded by the config limits. */
+	if (bad || M > INT_MAX)
+		return r4_fail(err, R4_ERR_LIMIT, "a batch of %d images of %d tokens is too large", B, T);
+
+	if (need > m->arena_floats)
+	{
+		r4_free(m->arena);
+		m->arena_floats = 0;
+		m->arena = r4_alloc(bytes);
+		if (m->arena == NULL)
+			return r4_fail(err, R4_ERR_NOMEM,
+						   "out of memory for %zu bytes of ViT activations", bytes);
+		m->arena_floats = need;
+	}
+	{
+		float	   *base = m->arena;
+
+		while (((uintptr_t) base) % (ALIGN_FLOATS * sizeof(float)) != 0)
+			base++;
+		a->x = base + offs[0];
+		a->y = base + offs[1];
+		a->qkv = base + offs[2];
+		a->hidden = base + offs[3];
+		a->scores = base + offs[4];
+		a->feats = base + offs[5];
+	}
+	return R4_OK;
+}
+
+/*
+ * Get the position embedding for a gh x gw patch grid, as DINO's
+ * interpolate_pos_encoding computes it: unchanged when the grid is the
+ * training grid and the image is square, else the patch part resampled
+ * bicubically with scale factor (grid + 0.1) / g0 in each direction.
+ */
+static R4Status
+position_table(R4ViT *m, int gh, int gw, bool square, const float **table, R4Error *err)
+{
+	int			g0 = m->cfg.pos_grid;
+	size_t		D = (size_t) m->cfg.embed_dim;
+	size_t		need = ((size_t) gh * gw + 1) * D;
+
+	if (gh == g0 && gw == g0 && square)
+	{
+		*table = m->pos_embed;
+		return R4_OK;
+	}
+	if (m->pos_valid && m->pos_gh == gh && m->pos_gw == gw)
+	{
+		*table = m->pos_cache;
+		return R4_OK;
+	}
+	m->pos_valid = false;
+	if (need > m->pos_cache_floats)
+	{
+		r4_free(m->pos_cache);
+		m->pos_cache_floats = 0;
+		m->pos_cache = r4_alloc(need * sizeof(float));
+		if (m->pos_cache == NULL)
+			return r4_fail(err, R4_ERR_NOMEM, "out of memory for the position embedding");
+		m->pos_cache_floats = need;
+	}
+	memcpy(m->pos_cache, m->pos_embed, D * sizeof(float));
+	/*
+	 * DINO passes scale_factor=(gh + 0.1) / g0, and PyTorch then steps the
+	 * source by 1 / scale_factor, not by g0 / gh (facts §1.5).  Same double
+	 * arithmetic as Python's and PyTorch's, so the rounded step agrees.
+	 */
+	r4_bicubic_resize_hwc(m->pos_embed + D, g0, g0, (int) D,
+						  m->pos_cache + D, gh, gw,
+						  1.0 / ((gh + 0.1) / (double) g0),
+						  1.0 / ((gw + 0.1) / (double) g0));
+	m->pos_gh = gh;
+	m->pos_gw = gw;
+	m->pos_valid = true;
+	*table = m->pos_cache;
+	return R4_OK;
+}
+
+/*
+ * Embed the patches: im2col rows ordered (c, i, j) like the [D, C, P, P]
+ * weight, one GEMM for the whole batch, then CLS, bias and positions.
+ */
+static void
+patch_embed(const R4ViT *m, const ViTActs *a, const float *input, int B, int H, int W,
+			int gh, int gw, const float *pos)
+{
+	const R4ModelConfig *c = &m->cfg;
+	int			C = c->in_chans;
+	int			P = c->patch_size;
+	int			D = c->embed_dim;
+	int			np = gh * gw;
+	int			T = np + 1;
+	size_t		K = (size_t) C * P * P;
+	float	   *cols = a->hidden;
+	float	   *emb = a->qkv;
+
+	for (int b = 0; b < B; b++)
+		for (int py = 0; py < gh; py++)
+			for (int px = 0; px < gw; px++)
+			{
+				float	   *row = cols + ((size_t) b * np + (size_t) py * gw + px) * K;
+
+				for (int ch = 0; ch < C; ch++)
+					for (int i = 0; i < P; i++)
+						memcpy(row + ((size_t) ch * P + i) * P,
+							   input + (((size_t) b * C + ch) * H + (size_t) py * P + i) * W + (size_t) px * P,
+							   sizeof(float) * (size_t) P);
+			}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+				B * np, D, (int) K,
+				1.0f, cols, (int) K, m->patch_w, (int) K,
+				0.0f, emb, D);
+	for (int b = 0; b < B; b++)
+	{
+		float	   *xb = a->x + (size_t) b * T * D;
+
+		for (int d = 0; d < D; d++)
+			xb[d] = m->cls_token[d] + pos[d];
+		for (int p = 0; p < np; p++)
+		{
+			const float *e = emb + ((size_t) b * np + p) * D;
+			const float *pp = pos + (size_t) (p + 1) * D;
+			float	   *xr = xb + (size_t) (p + 1) * D;
+
+			for (int d = 0; d < D; d++)
+				xr[d] = (e[d] + m->patch_b[d]) + pp[d];
+		}
+	}
+}
+
+/*
+ * Multi-head self-attention of every image: y = concat_h softmax(Q_h K_h^T
+ * / sqrt(hd)) V_h, read in place from the fused qkv rows (q, k, v thirds,
+ * head h at columns h*hd inside each third).
+ */
+static void
+attention(const R4ViT *m, const ViTActs *a, int B, int T)
+{
+	int			D = m->cfg.embed_dim;
+	int			nh = m->cfg.num_heads;
+	int			hd = D / nh;
+	float		scale = (float) (1.0 / sqrt((double) hd));
+
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < nh; h++)
+		{
+			const float *q = a->qkv + (size_t) b * T * 3 * D + (size_t) h * hd;
+			const float *k = q + D;
+			const float *v = q + 2 * D;
+			float	   *o = a->y + (size_t) b * T * D + (size_t) h * hd;
+
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+						T, T, hd, scale, q, 3 * D, k, 3 * D, 0.0f, a->scores, T);
+			r4_softmax_rows(a->scores, T, T, T);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+						T, hd, T, 1.0f, a->scores, T, v, 3 * D, 0.0f, o, D);
+		}
+}
+
+/* Run one pre-norm transformer block on the residual stream x. */
+static void
+block_forward(const R4ViT *m, const R4ViTBlock *blk, const ViTActs *a, int B, int T)
+{
+	int			D = m->cfg.embed_dim;
+	int			Hd = m->cfg.mlp_hidden;
+	int			M = B * T;
+	float		eps = (float) m->cfg.ln_eps;
+
+	r4_layernorm(a->y, a->x, blk->norm1_w, blk->norm1_b, M, D, eps);
+	r4_linear(a->qkv, a->y, blk->qkv_w, blk->qkv_b, M, D, 3 * D, false);
+	attention(m, a, B, T);
+	r4_linear(a->x, a->y, blk->proj_w, blk->proj_b, M, D, D, true);
+	r4_layernorm(a->y, a->x, blk->norm2_w, blk->norm2_b, M, D, eps);
+	r4_linear(a->hidden, a->y, blk->fc1_w, blk->fc1_b, M, D, Hd, false);
+	r4_gelu(a->hidden, (size_t) M * Hd);
+	r4_linear(a->x, a->hidden, blk->fc2_w, blk->fc2_b, M, Hd, D, true);
+}
+
+/* Embed a batch of preprocessed images. */
+R4Status
+r4_vit_forward(R4ViT *m, const float *input, int B, int H, int W,
+			   float *out, R4InterruptCheck check, void *check_arg, R4Error *err)
+{
+	const R4ModelConfig *c;
+	ViTActs		a;
+	const float *pos = NULL;
+	int			P,
+				D,
+				gh,
+				gw,
+				T,
+				n_last,
+				out_dim;
+	R4Status	rc;
+
+	if (m == NULL || input == NULL || out == NULL)
+		return r4_fail(err, R4_ERR_INTERNAL, "r4_vit_forward called with a NULL pointer");
+	memset(&a, 0, sizeof(a));
+	c = &m->cfg;
+	P = c->patch_size;
+	D = c->embed_dim;
+	n_last = c->n_last_blocks;
+	out_dim = c->out_dim;
+	if (B < 1)
+		return r4_fail(err, R4_ERR_RANGE, "batch size must be at least 1, not %d", B);
+	if (H < P || W < P)
+		return r4_fail(err, R4_ERR_RANGE,
+					   "input of %d x %d pixels is smaller than the %d x %d patch",
+					   H, W, P, P);
+	gh = H / P;
+	gw = W / P;
+	if ((long) gh * gw + 1 > R4_VIT_MAX_TOKENS)
+		return r4_fail(err, R4_ERR_LIMIT,
+					   "input of %d x %d pixels gives %ld tokens; the limit is %d",
+					   H, W, (long) gh * gw + 1, R4_VIT_MAX_TOKENS);
+	T = gh * gw + 1;
+
+	if ((rc = plan_arena(m, B, T, gh * gw, &a, err)) != R4_OK)
+		return rc;
+	if ((rc = position_table(m, gh, gw, H == W, &pos, err)) != R4_OK)
+		return rc;
+
+	patch_embed(m, &a, input, B, H, W, gh, gw, pos);
+
+	for (int l = 0; l < c->depth; l++)
+	{
+		/* Between blocks nothing is half-updated, so check may longjmp. */
+		if (check != NULL && check(check_arg))
+			return r4_fail(err, R4_ERR_LIMIT, "inference interrupted before block %d", l);
+		block_forward(m, &m->blocks[l], &a, B, T);
+
+		/* Keep the normed CLS token of each of the last n blocks. */
+		if (l >= c->depth - n_last)
+		{
+			int			k = l - (c->depth - n_last);
+
+			for (int b = 0; b < B; b++)
+				r4_layernorm(a.feats + (size_t) b * out_dim + (size_t) k * D,
+							 a.x + (size_t) b * T * D, m->norm_w, m->norm_b, 1, D,
+							 (float) c->ln_eps);
+		}
+	}
+
+	if (c->avgpool)
+	{
+		/* Mean of the last block's normed patch tokens, CLS excluded. */
+		r4_layernorm(a.y, a.x, m->norm_w, m->norm_b, B * T, D, (float) c->ln_eps);
+		for (int b = 0; b < B; b++)
+		{
+			float	   *avg = a.feats + (size_t) b * out_dim + (size_t) n_last * D;
+
+			for (int d = 0; d < D; d++)
+			{
+				double		s = 0.0;
+
+				for (int t = 1; t < T; t++)
+					s += a.y[((size_t) b * T + t) * D + d];
+				avg[d] = (float) (s / (T - 1));
+			}
+		}
+	}
+
+	for (int b = 0; b < B; b++)
+	{
+		const float *f = a.feats + (size_t) b * out_dim;
+		float	   *o = out + (size_t) b * out_dim;
+
+		if (c->avgpool && n_last == 1)
+		{
+			/*
+			 * DINO eval_linear: cat((cls.unsqueeze(-1), avg.unsqueeze(-1)),
+			 * dim=-1).reshape(B, -1) interleaves the two vectors.
+			 */
+			for (int d = 0; d < D; d++)
+			{
+				o[2 * d] = f[d];
+				o[2 * d + 1] = f[D + d];
+			}
+		}
+		else
+			memcpy(o, f, sizeof(float) * (size_t) out_dim);
+	}
+	return R4_OK;
+}
