@@ -72,7 +72,7 @@ run_python() {
 	local dirs=() d
 	for d in test/tools test/parity; do [ -d "$d" ] && dirs+=("$d"); done
 	for d in "${dirs[@]}"; do
-		R4_ROOT="$R4_ROOT" "$R4_PYTHON" -m unittest discover -s "$d" -t . -p 'test_*.py' -v || return 1
+		R4_ROOT="$R4_ROOT" "$R4_PYTHON" -m unittest discover -s "$d" -p 'test_*.py' -v || return 1
 	done
 }
 
