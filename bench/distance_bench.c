@@ -10,6 +10,7 @@
  * Prints the median of 7 runs of each.
  */
 #include "rai4eo/distance.h"
+#include "bench_util.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -19,23 +20,6 @@
 
 #define RUNS 7
 #define WORKING_SET (512u << 20)
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double		x = *(const double *) a, y = *(const double *) b;
-
-	return (x > y) - (x < y);
-}
 
 /* The loop a straightforward C extension would write (not vectorised). */
 __attribute__((noinline, optimize("no-tree-vectorize")))
@@ -97,53 +81,54 @@ main(void)
 		{
 			double		t0, d, x, y;
 
-			t0 = now();
+			t0 = bench_now();
 			for (size_t p = 0; p < pairs; p++)
 			{
 				r4_dot_norms(data + 2 * p * dim, data + (2 * p + 1) * dim, dim, &d, &x, &y);
 				sink += d;
 			}
-			t_fast[r] = (now() - t0) / pairs * 1e9;
+			t_fast[r] = (bench_now() - t0) / pairs * 1e9;
 
-			t0 = now();
+			t0 = bench_now();
 			for (size_t p = 0; p < pairs; p++)
 			{
 				scalar_dot_norms(data + 2 * p * dim, data + (2 * p + 1) * dim, dim, &d, &x, &y);
 				sink += d;
 			}
-			t_scalar[r] = (now() - t0) / pairs * 1e9;
+			t_scalar[r] = (bench_now() - t0) / pairs * 1e9;
 
-			t0 = now();
+			t0 = bench_now();
 			sink += stream_read((const uint64_t *) data, pairs * 2 * dim * sizeof(float) / 8);
-			t_mem[r] = (now() - t0) / pairs * 1e9;
+			t_mem[r] = (bench_now() - t0) / pairs * 1e9;
 
 			/* The same kernels on data already in cache: compute speed alone */
-			t0 = now();
+			t0 = bench_now();
 			for (size_t rep = 0; rep < hot_reps; rep++)
 				for (size_t p = 0; p < hot_pairs; p++)
 				{
 					r4_dot_norms(data + 2 * p * dim, data + (2 * p + 1) * dim, dim, &d, &x, &y);
 					sink += d;
 				}
-			t_hot[r] = (now() - t0) / (hot_reps * hot_pairs) * 1e9;
-			t0 = now();
+			t_hot[r] = (bench_now() - t0) / (hot_reps * hot_pairs) * 1e9;
+			t0 = bench_now();
 			for (size_t rep = 0; rep < hot_reps; rep++)
 				for (size_t p = 0; p < hot_pairs; p++)
 				{
 					scalar_dot_norms(data + 2 * p * dim, data + (2 * p + 1) * dim, dim, &d, &x, &y);
 					sink += d;
 				}
-			t_hot_scalar[r] = (now() - t0) / (hot_reps * hot_pairs) * 1e9;
+			t_hot_scalar[r] = (bench_now() - t0) / (hot_reps * hot_pairs) * 1e9;
 		}
-		qsort(t_fast, RUNS, sizeof(double), cmp_double);
-		qsort(t_scalar, RUNS, sizeof(double), cmp_double);
-		qsort(t_mem, RUNS, sizeof(double), cmp_double);
-		qsort(t_hot, RUNS, sizeof(double), cmp_double);
-		qsort(t_hot_scalar, RUNS, sizeof(double), cmp_double);
-		printf("%6d %10zu %12.1f %12.1f %12.1f %9.1fx %9.0f%% %10.1f %10.1f %9.1fx\n", dim, pairs,
-			   t_fast[RUNS / 2], t_scalar[RUNS / 2], t_mem[RUNS / 2],
-			   t_scalar[RUNS / 2] / t_fast[RUNS / 2], 100.0 * t_mem[RUNS / 2] / t_fast[RUNS / 2],
-			   t_hot[RUNS / 2], t_hot_scalar[RUNS / 2], t_hot_scalar[RUNS / 2] / t_hot[RUNS / 2]);
+		{
+			double		fast = bench_median(t_fast, RUNS),
+						scalar = bench_median(t_scalar, RUNS),
+						mem = bench_median(t_mem, RUNS),
+						hot = bench_median(t_hot, RUNS),
+						hot_scalar = bench_median(t_hot_scalar, RUNS);
+
+			printf("%6d %10zu %12.1f %12.1f %12.1f %9.1fx %9.0f%% %10.1f %10.1f %9.1fx\n", dim, pairs,
+				   fast, scalar, mem, scalar / fast, 100.0 * mem / fast, hot, hot_scalar, hot_scalar / hot);
+		}
 	}
 	printf("(median of %d runs; roofline = time to stream the pair's %s bytes at the measured read bandwidth;\n"
 		   " 'of roofl.' = roofline time / kernel time, 100%% = memory-bound; hot = same pairs repeated from cache)\n", RUNS, "2 x 4 x dims");

@@ -21,14 +21,7 @@ CREATE TABLE pairs_inline (id int, a embedding, b embedding) WITH (toast_tuple_t
 INSERT INTO pairs_inline SELECT * FROM pairs;
 VACUUM ANALYZE pairs, pairs_inline;
 SQL
-timeit() {
-	local q=$1 t=()
-	for _ in $(seq "$RUNS"); do
-		t+=("$(r4_psql -d rai4eo_bench -At -c "SET max_parallel_workers_per_gather = 0" \
-			-c "EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) $q" | "$R4_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)[0]["Execution Time"])')")
-	done
-	printf '%s\n' "${t[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
-}
+timeit() { r4_query_median_ms rai4eo_bench "$RUNS" "$1"; }
 for t in pairs pairs_inline; do
 	r4_psql -d rai4eo_bench -c "SELECT sum(cosine_change(a, b)) FROM $t" >/dev/null  # warm the cache
 	floor=$(timeit "SELECT sum(0) FROM $t")

@@ -12,6 +12,7 @@
  *      bench/raster_decode_bench.c -lm -o raster_decode_bench
  */
 #include "rai4eo/raster.h"
+#include "bench_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,26 +23,6 @@
 #define MIN_SECONDS_PER_RUN 0.05
 
 static volatile uint8_t sink;
-
-/* Read the monotonic clock in seconds. */
-static double
-now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Order doubles for qsort. */
-static int
-cmp_double(const void *a, const void *b)
-{
-	double		x = *(const double *) a;
-	double		y = *(const double *) b;
-
-	return (x > y) - (x < y);
-}
 
 /* Build a raster of nb 16BUI bands with nodata 0; serialized, or WKB when wkb (big-endian). */
 static uint8_t *
@@ -124,7 +105,7 @@ measure(const R4Raster *r, size_t in_bytes, float *planes, uint8_t *mask,
 	for (run = 0; run < RUNS; run++)
 	{
 		long		iters = 0;
-		double		t0 = now_seconds();
+		double		t0 = bench_now();
 		double		t;
 
 		do
@@ -151,12 +132,11 @@ measure(const R4Raster *r, size_t in_bytes, float *planes, uint8_t *mask,
 				}
 				iters++;
 			}
-			t = now_seconds() - t0;
+			t = bench_now() - t0;
 		} while (t < MIN_SECONDS_PER_RUN);
 		rates[run] = (double) in_bytes * iters / t / 1e6;
 	}
-	qsort(rates, RUNS, sizeof(double), cmp_double);
-	return rates[RUNS / 2];
+	return bench_median(rates, RUNS);
 }
 
 /* Run every case and print the table. */

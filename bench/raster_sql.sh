@@ -25,14 +25,7 @@ CREATE TABLE pf_n AS SELECT g, r FROM generate_series(1, $N) g JOIN pf ON pf.i =
 CREATE TABLE s2_n AS SELECT g, r FROM generate_series(1, $N) g JOIN s2 ON s2.i = 1 + g % 8;
 VACUUM ANALYZE pf_n, s2_n;
 SQL
-timeit() {
-	local q=$1 t=()
-	for _ in $(seq "$RUNS"); do
-		t+=("$(r4_psql -d rai4eo_bench_raster -At -c "SET max_parallel_workers_per_gather = 0" \
-			-c "EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) $q" | "$R4_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)[0]["Execution Time"])')")
-	done
-	printf '%s\n' "${t[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
-}
+timeit() { r4_query_median_ms rai4eo_bench_raster "$RUNS" "$1"; }
 for t in pf_n s2_n; do
 	nb=$([ "$t" = pf_n ] && echo 4 || echo 12)
 	floor=$(timeit "SELECT count(ST_NumBands(r)) FROM $t")

@@ -14,6 +14,8 @@
  * object per case for bench/vit_bench.py; --case runs one shape only
  * (H, W up to 224, B up to 64).
  */
+#include "bench_util.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
@@ -51,34 +53,6 @@ randn(void)
 		s += (double) (rng >> 11) / 9007199254740992.0;
 	}
 	return (float) ((s - 2.0) * sqrt(3.0));
-}
-
-/* Read the monotonic clock in seconds. */
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Order doubles for qsort. */
-static int
-cmp_double(const void *a, const void *b)
-{
-	double		x = *(const double *) a,
-				y = *(const double *) b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Take the median of n timings (sorts them). */
-static double
-median(double *v, int n)
-{
-	qsort(v, n, sizeof(double), cmp_double);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* A safetensors file under construction: header text and tensor data. */
@@ -312,7 +286,7 @@ main(int argc, char **argv)
 		/* The engine, after one warm-up pass. */
 		for (int r = -1; r < runs; r++)
 		{
-			double		t0 = now();
+			double		t0 = bench_now();
 
 			if (r4_vit_forward(vit, x, B, H, W, out, NULL, NULL, &err) != R4_OK)
 			{
@@ -320,19 +294,19 @@ main(int argc, char **argv)
 				return 1;
 			}
 			if (r >= 0)
-				t_engine[r] = now() - t0;
+				t_engine[r] = bench_now() - t0;
 		}
 
 		/* The same GEMMs alone, in forward order. */
 		for (int r = -1; r < runs; r++)
 		{
-			double		t0 = now();
+			double		t0 = bench_now();
 
 			for (int k = 0; k < ng; k++)
 				for (int c = 0; c < g[k].count; c++)
 					run_gemm(&g[k], scratch_a, scratch_b, scratch_c);
 			if (r >= 0)
-				t_gemm[r] = now() - t0;
+				t_gemm[r] = bench_now() - t0;
 		}
 
 		/* Each shape on its own, repeated for about 0.2 s. */
@@ -350,15 +324,15 @@ main(int argc, char **argv)
 			}
 			reps = reps < 2 ? 2 : (reps > 2000 ? 2000 : reps);
 			run_gemm(&g[k], scratch_a, scratch_b, scratch_c);
-			t0 = now();
+			t0 = bench_now();
 			for (int r = 0; r < reps; r++)
 				run_gemm(&g[k], scratch_a, scratch_b, scratch_c);
-			shape_gflops[k] = one * reps / (now() - t0) * 1e-9;
+			shape_gflops[k] = one * reps / (bench_now() - t0) * 1e-9;
 		}
 
 		{
-			double		te = median(t_engine, runs);
-			double		tg = median(t_gemm, runs);
+			double		te = bench_median(t_engine, runs);
+			double		tg = bench_median(t_gemm, runs);
 
 			if (json)
 			{

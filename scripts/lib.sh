@@ -100,3 +100,14 @@ r4_create_db() {
 	r4_psql -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 	r4_psql -d "$db" -c "CREATE EXTENSION rai4eo CASCADE"
 }
+
+# Print the median execution time in ms of a query over n runs (one backend, serial plans).
+r4_query_median_ms() {
+	local db=$1 n=$2 q=$3 t=()
+	for _ in $(seq "$n"); do
+		t+=("$(r4_psql -d "$db" -At -c "SET max_parallel_workers_per_gather = 0" \
+			-c "EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) $q" \
+			| "$R4_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)[0]["Execution Time"])')")
+	done
+	printf '%s\n' "${t[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+}

@@ -156,10 +156,13 @@ RasterReadPixels(FunctionCallInfo fcinfo, int rast_argno, const int *bands,
 	{
 		bytea	   *wkb;
 
-		LoadPostgisRaster(cache->raster_type);
-		CheckOutdbAllowed();
+		/* Once per call site; the settings themselves may change any time */
 		if (!cache->have_asbinary)
+		{
+			LoadPostgisRaster(cache->raster_type);
 			LookupAsBinary(cache, fcinfo->flinfo->fn_mcxt);
+		}
+		CheckOutdbAllowed();
 		wkb = DatumGetByteaPP(FunctionCall2(&cache->asbinary, PointerGetDatum(datum), BoolGetDatum(true)));
 		if (r4_raster_parse_wkb((const uint8 *) VARDATA_ANY(wkb), VARSIZE_ANY_EXHDR(wkb), &wkb_raster, &err) != R4_OK)
 			ReportRasterError(&err);

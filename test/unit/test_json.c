@@ -482,35 +482,11 @@ test_excerpt(void)
 	CHECK(strlen(buf) == 15 && r4_utf8_valid(buf, strlen(buf), NULL));
 }
 
-/* An allocator that fails after a set number of successful allocations. */
-static long alloc_budget;
-static long alloc_live;
-
-/* Allocate until the budget runs out. */
-static void *
-failing_alloc(size_t size, void *ctx)
-{
-	(void) ctx;
-	if (alloc_budget-- <= 0)
-		return NULL;
-	alloc_live++;
-	return malloc(size ? size : 1);
-}
-
-/* Free and count live blocks. */
-static void
-counting_free(void *p, void *ctx)
-{
-	(void) ctx;
-	alloc_live--;
-	free(p);
-}
-
 /* Fail cleanly, without leaks, at every allocation. */
 static void
 test_out_of_memory(void)
 {
-	static const R4Allocator failing = {failing_alloc, counting_free, NULL};
+	static const R4Allocator failing = {unit_failing_alloc, unit_counting_free, NULL};
 	const char *doc = "{\"a\":[1,2,3,4,5,6,\"x\"],\"b\":{\"c\":null,\"d\":\"\\u00e9\",\"e\":1,\"f\":2,\"g\":3},\"h\":1.5}";
 	long		budget;
 	bool		succeeded = false;
@@ -522,8 +498,8 @@ test_out_of_memory(void)
 		R4Error		err;
 		R4Status	st;
 
-		alloc_budget = budget;
-		alloc_live = 0;
+		unit_alloc_budget = budget;
+		unit_alloc_live = 0;
 		st = r4_json_parse(doc, strlen(doc), &v, &err);
 		if (st == R4_OK)
 		{
@@ -532,7 +508,7 @@ test_out_of_memory(void)
 		}
 		else
 			CHECK_MSG(st == R4_ERR_NOMEM, "budget %ld: %s", budget, err.message);
-		CHECK_MSG(alloc_live == 0, "budget %ld: %ld blocks leaked", budget, alloc_live);
+		CHECK_MSG(unit_alloc_live == 0, "budget %ld: %ld blocks leaked", budget, unit_alloc_live);
 	}
 	r4_set_allocator(NULL);
 	CHECK(succeeded);

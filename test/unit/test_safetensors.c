@@ -764,35 +764,11 @@ test_long_names(void)
 	CHECK_STR_CONTAINS(msg, "has 4 bytes but its dtype and shape need 8");
 }
 
-/* An allocator that fails after a set number of successful allocations. */
-static long alloc_budget;
-static long alloc_live;
-
-/* Allocate until the budget runs out. */
-static void *
-failing_alloc(size_t size, void *ctx)
-{
-	(void) ctx;
-	if (alloc_budget-- <= 0)
-		return NULL;
-	alloc_live++;
-	return malloc(size ? size : 1);
-}
-
-/* Free and count live blocks. */
-static void
-counting_free(void *p, void *ctx)
-{
-	(void) ctx;
-	alloc_live--;
-	free(p);
-}
-
 /* Fail cleanly, without leaks, at every allocation. */
 static void
 test_out_of_memory(void)
 {
-	static const R4Allocator failing = {failing_alloc, counting_free, NULL};
+	static const R4Allocator failing = {unit_failing_alloc, unit_counting_free, NULL};
 	const char *h = "{\"__metadata__\":{\"a\":\"b\",\"c\":\"d\"},"
 		"\"x\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
 		"\"y\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}";
@@ -809,8 +785,8 @@ test_out_of_memory(void)
 		R4Error		err;
 		R4Status	s;
 
-		alloc_budget = budget;
-		alloc_live = 0;
+		unit_alloc_budget = budget;
+		unit_alloc_live = 0;
 		s = r4_safetensors_parse(p, len, &st, &err);
 		if (s == R4_OK)
 		{
@@ -820,7 +796,7 @@ test_out_of_memory(void)
 		}
 		else
 			CHECK_MSG(s == R4_ERR_NOMEM, "budget %ld: %s", budget, err.message);
-		CHECK_MSG(alloc_live == 0, "budget %ld: %ld blocks leaked", budget, alloc_live);
+		CHECK_MSG(unit_alloc_live == 0, "budget %ld: %ld blocks leaked", budget, unit_alloc_live);
 	}
 	r4_set_allocator(NULL);
 	CHECK(succeeded);

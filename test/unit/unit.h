@@ -10,6 +10,7 @@
 #define RAI4EO_UNIT_H
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -44,6 +45,32 @@ static const char *unit_current = "";
 
 #define RUN(fn) \
 	do { unit_current = #fn; fn(); } while (0)
+
+/*
+ * An allocator pair for out-of-memory tests: unit_failing_alloc succeeds
+ * unit_alloc_budget times, then returns NULL; unit_alloc_live counts blocks
+ * not yet freed, so a test can check that every failure path frees all.
+ */
+static long unit_alloc_budget __attribute__((unused));
+static long unit_alloc_live __attribute__((unused));
+
+static inline void *
+unit_failing_alloc(size_t size, void *ctx)
+{
+	(void) ctx;
+	if (unit_alloc_budget-- <= 0)
+		return NULL;
+	unit_alloc_live++;
+	return malloc(size ? size : 1);
+}
+
+static inline void
+unit_counting_free(void *p, void *ctx)
+{
+	(void) ctx;
+	unit_alloc_live--;
+	free(p);
+}
 
 static inline int
 unit_summary(const char *suite)
