@@ -8,6 +8,7 @@ CREATE TABLE rai4eo.model (
 	config		jsonb NOT NULL DEFAULT '{}',
 	weights		bytea NOT NULL,
 	sha256		bytea NOT NULL CHECK (length(sha256) = 32),
+	parameters	bigint CHECK (parameters >= 0),
 	created		timestamptz NOT NULL DEFAULT now()
 );
 ALTER TABLE rai4eo.model ALTER COLUMN weights SET STORAGE EXTERNAL;
@@ -17,5 +18,94 @@ COMMENT ON COLUMN rai4eo.model.name IS 'Model name, used by rai4eo_embed(rast, m
 COMMENT ON COLUMN rai4eo.model.arch IS 'Architecture: vit or resnet';
 COMMENT ON COLUMN rai4eo.model.config IS 'Configuration: bands, scale/mean/std, input mode, feature recipe, change_threshold, ...';
 COMMENT ON COLUMN rai4eo.model.weights IS 'The safetensors file, stored uncompressed';
-COMMENT ON COLUMN rai4eo.model.sha256 IS 'SHA-256 of weights: the per-backend model cache is keyed by it';
+COMMENT ON COLUMN rai4eo.model.sha256 IS 'SHA-256 of weights, kept true by a trigger: the per-backend model cache is keyed by it';
+COMMENT ON COLUMN rai4eo.model.parameters IS 'Number of weights the engine uses (set by rai4eo_load_model)';
 COMMENT ON COLUMN rai4eo.model.created IS 'When the model was stored';
+
+-- The cache trusts sha256, so it is computed here, whoever writes the row.
+CREATE FUNCTION rai4eo.model_set_sha256() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	-- An update that only touches config keeps the digest without rehashing
+	IF TG_OP = 'INSERT' OR NEW.weights IS DISTINCT FROM OLD.weights THEN
+		NEW.sha256 := sha256(NEW.weights);
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION rai4eo.model_set_sha256() IS 'Trigger: sets rai4eo.model.sha256 from the weights';
+
+CREATE TRIGGER model_sha256 BEFORE INSERT OR UPDATE OF weights ON rai4eo.model
+	FOR EACH ROW EXECUTE FUNCTION rai4eo.model_set_sha256();
+
+CREATE VIEW rai4eo.models AS
+SELECT	m.name,
+		m.arch,
+		m.parameters,
+		ARRAY(SELECT jsonb_array_elements_text(m.config -> 'bands')::int) AS input_bands,
+		m.config ->> 'input' AS input_mode,
+		(m.config ->> 'out_dim')::int AS output_dims,
+		length(m.weights)::bigint AS size_bytes,
+		(m.config ->> 'change_threshold')::float8 AS change_threshold,
+		m.created
+FROM rai4eo.model m;
+COMMENT ON VIEW rai4eo.models IS 'Models at a glance: architecture, parameters, input bands and mode, embedding dimensions, file size';
+
+-- ---- storing models ----------------------------------------------------------
+
+CREATE FUNCTION rai4eo_load_model(name text, weights bytea, config jsonb DEFAULT '{}',
+								  replace boolean DEFAULT false) RETURNS text
+AS 'MODULE_PATHNAME', 'rai4eo_load_model'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION rai4eo_load_model(text, bytea, jsonb, boolean) IS
+'Validate a safetensors file completely (header, offsets, dtypes, shapes, configuration) and store it as model name; config overrides the file''s __metadata__; replace => true replaces an existing model and deletes its embeddings if the weights changed';
+
+CREATE FUNCTION rai4eo_load_model_file(name text, path text, config jsonb DEFAULT '{}',
+									   replace boolean DEFAULT false) RETURNS text
+AS 'MODULE_PATHNAME', 'rai4eo_load_model_file'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION rai4eo_load_model_file(text, text, jsonb, boolean) IS
+'rai4eo_load_model from a file on the database server; superusers and members of pg_read_server_files only';
+
+CREATE FUNCTION rai4eo_drop_model(name text, if_exists boolean DEFAULT false) RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE AS $$
+BEGIN
+	DELETE FROM rai4eo.model m WHERE m.name = rai4eo_drop_model.name;
+	IF NOT FOUND AND NOT coalesce(if_exists, false) THEN
+		RAISE EXCEPTION 'model "%" does not exist', name
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Pass if_exists => true to ignore a missing model.';
+	END IF;
+	RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION rai4eo_drop_model(text, boolean) IS
+'Delete a model and (by cascade) its embeddings; true if it existed';
+
+CREATE FUNCTION rai4eo.resolve_model(model text) RETURNS text
+AS 'MODULE_PATHNAME', 'rai4eo_resolve_model'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION rai4eo.resolve_model(text) IS
+'The model a model argument names: itself, or rai4eo.default_model when NULL; errors if there is no such model';
+
+-- ---- inference -----------------------------------------------------------------
+
+CREATE FUNCTION rai4eo_embed(rast raster, model text DEFAULT NULL) RETURNS embedding
+AS 'MODULE_PATHNAME', 'rai4eo_embed'
+LANGUAGE C STABLE PARALLEL SAFE COST 100000;
+COMMENT ON FUNCTION rai4eo_embed(raster, text) IS
+'Embedding of a raster by a model (NULL: rai4eo.default_model), computed in the backend, equal to PyTorch to float32 rounding';
+
+CREATE FUNCTION rai4eo_embed(rasts raster[], model text DEFAULT NULL) RETURNS embedding[]
+AS 'MODULE_PATHNAME', 'rai4eo_embed_array'
+LANGUAGE C STABLE PARALLEL SAFE COST 1000000;
+COMMENT ON FUNCTION rai4eo_embed(raster[], text) IS
+'Embeddings of an array of rasters in one batched forward pass per run of equally sized rasters; same shape and order, NULL for NULL';
+
+CREATE FUNCTION rai4eo_model_input(rast raster, model text DEFAULT NULL) RETURNS real[]
+AS 'MODULE_PATHNAME', 'rai4eo_model_input'
+LANGUAGE C STABLE PARALLEL SAFE COST 1000;
+COMMENT ON FUNCTION rai4eo_model_input(raster, text) IS
+'The tensor the model sees for a raster, real[channel][row][column]: bands picked, scaled, normalised, nodata = 0, resized in resize mode';
+
+GRANT SELECT ON rai4eo.model, rai4eo.models TO PUBLIC;

@@ -302,3 +302,5 @@ SELECT pg_catalog.pg_extension_config_dump('rai4eo.patch', '');
 SELECT pg_catalog.pg_extension_config_dump('rai4eo.image', '');
 SELECT pg_catalog.pg_extension_config_dump('rai4eo.embedding', '');
 SELECT pg_catalog.pg_extension_config_dump('rai4eo.patch_clc', '');
+
+GRANT SELECT ON rai4eo.clc_class TO PUBLIC;

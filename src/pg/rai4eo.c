@@ -1,5 +1,5 @@
 /*
- * rai4eo.c — module entry: the magic block and _PG_init.
+ * rai4eo.c — module entry: the magic block, _PG_init and the GUCs.
  *
  * _PG_init stays light on purpose: it may run in the postmaster (preload) and
  * every backend pays for it.  No models are loaded and no BLAS work is done
@@ -7,13 +7,21 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "fmgr.h"
+#include "guc.h"
 #include "rai4eo/core.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
+
+char	   *rai4eo_default_model = NULL;
+char	   *rai4eo_change_threshold = NULL;
+int			rai4eo_blas_threads = 1;
 
 /* Route core allocations to CurrentMemoryContext, failing softly */
 static void *
@@ -29,10 +37,55 @@ CoreFree(void *ptr, void *ctx)
 	pfree(ptr);
 }
 
+/* Accept "" (unset) or a cosine distance in [0, 2] */
+static bool
+CheckChangeThreshold(char **newval, void **extra, GucSource source)
+{
+	char	   *end;
+	double		v;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	errno = 0;
+	v = strtod(*newval, &end);
+	while (*end == ' ')
+		end++;
+	if (errno != 0 || end == *newval || *end != '\0' || !isfinite(v) || v < 0 || v > 2)
+	{
+		GUC_check_errdetail("rai4eo.change_threshold must be empty or a number between 0 and 2 (a cosine distance).");
+		return false;
+	}
+	return true;
+}
+
 void
 _PG_init(void)
 {
 	static const R4Allocator allocator = {CoreAlloc, CoreFree, NULL};
 
 	r4_set_allocator(&allocator);
+
+	DefineCustomStringVariable("rai4eo.default_model",
+							   "Model used by rai4eo functions when their model argument is NULL.",
+							   "Empty means no default: a NULL model argument is an error.",
+							   &rai4eo_default_model,
+							   "",
+							   PGC_USERSET, 0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("rai4eo.change_threshold",
+							   "Cosine-distance threshold above which a day counts as changed, when neither an argument nor the model's calibrated threshold gives one.",
+							   "Empty means unset.",
+							   &rai4eo_change_threshold,
+							   "",
+							   PGC_USERSET, 0,
+							   CheckChangeThreshold, NULL, NULL);
+	/* Parallelism comes from PostgreSQL (backends, parallel workers), not BLAS */
+	DefineCustomIntVariable("rai4eo.blas_threads",
+							"OpenBLAS threads used by one backend's inference.",
+							"Keep max_connections x blas_threads at or below the number of cores.",
+							&rai4eo_blas_threads,
+							1, 1, 256,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	MarkGUCPrefixReserved("rai4eo");
 }

@@ -20,28 +20,32 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
-/* PostGIS lookups cached per call site in fn_extra */
-typedef struct RasterCallCache
+void
+RasterReaderInit(RasterReader *rd, Oid raster_type, MemoryContext mcxt)
 {
-	Oid			raster_type;
-	bool		have_asbinary;
-	FmgrInfo	asbinary;		/* ST_AsBinary(raster, outasin boolean) */
-} RasterCallCache;
+	memset(rd, 0, sizeof(*rd));
+	rd->raster_type = OidIsValid(raster_type) ? raster_type : TypenameGetTypid("raster");
+	if (!OidIsValid(rd->raster_type))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("type raster does not exist"),
+				 errhint("Install postgis_raster.")));
+	rd->mcxt = mcxt;
+}
 
-static RasterCallCache *
-GetRasterCallCache(FunctionCallInfo fcinfo, int argno)
+/* The reader of a function whose argument argno is a raster, kept in fn_extra */
+static RasterReader *
+GetCallSiteReader(FunctionCallInfo fcinfo, int argno)
 {
-	RasterCallCache *cache = (RasterCallCache *) fcinfo->flinfo->fn_extra;
+	RasterReader *rd = (RasterReader *) fcinfo->flinfo->fn_extra;
 
-	if (cache == NULL)
+	if (rd == NULL)
 	{
-		cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(RasterCallCache));
-		cache->raster_type = get_fn_expr_argtype(fcinfo->flinfo, argno);
-		if (!OidIsValid(cache->raster_type))
-			cache->raster_type = TypenameGetTypid("raster");
-		fcinfo->flinfo->fn_extra = cache;
+		rd = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(RasterReader));
+		RasterReaderInit(rd, get_fn_expr_argtype(fcinfo->flinfo, argno), fcinfo->flinfo->fn_mcxt);
+		fcinfo->flinfo->fn_extra = rd;
 	}
-	return cache;
+	return rd;
 }
 
 /*
@@ -83,7 +87,7 @@ CheckOutdbAllowed(void)
 
 /* Find ST_AsBinary(raster, boolean) in the raster type's own schema */
 static void
-LookupAsBinary(RasterCallCache *cache, MemoryContext mcxt)
+LookupAsBinary(RasterReader *cache, MemoryContext mcxt)
 {
 	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(cache->raster_type));
 	char	   *nspname;
@@ -121,8 +125,15 @@ void
 RasterReadPixels(FunctionCallInfo fcinfo, int rast_argno, const int *bands,
 				 int nbands, RasterPixels *out)
 {
-	RasterCallCache *cache = GetRasterCallCache(fcinfo, rast_argno);
-	struct varlena *datum = PG_DETOAST_DATUM(PG_GETARG_DATUM(rast_argno));
+	RasterReadDatum(GetCallSiteReader(fcinfo, rast_argno), PG_GETARG_DATUM(rast_argno),
+					bands, nbands, out);
+}
+
+void
+RasterReadDatum(RasterReader *cache, Datum rast, const int *bands, int nbands,
+				RasterPixels *out)
+{
+	struct varlena *datum = PG_DETOAST_DATUM(rast);
 	R4Raster	r = {0};
 	R4Raster	wkb_raster = {0};
 	R4Raster   *src = &r;
@@ -143,6 +154,11 @@ RasterReadPixels(FunctionCallInfo fcinfo, int rast_argno, const int *bands,
 				 errmsg("raster is empty (%d x %d pixels)", r.width, r.height)));
 	for (int i = 0; bands != NULL && i < nbands; i++)
 	{
+		if (bands[i] > r.nbands && cache->purpose != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("raster has %d band%s, but %s reads band %d",
+							r.nbands, r.nbands == 1 ? "" : "s", cache->purpose, bands[i])));
 		if (bands[i] < 1 || bands[i] > r.nbands)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -160,7 +176,7 @@ RasterReadPixels(FunctionCallInfo fcinfo, int rast_argno, const int *bands,
 		if (!cache->have_asbinary)
 		{
 			LoadPostgisRaster(cache->raster_type);
-			LookupAsBinary(cache, fcinfo->flinfo->fn_mcxt);
+			LookupAsBinary(cache, cache->mcxt);
 		}
 		CheckOutdbAllowed();
 		wkb = DatumGetByteaPP(FunctionCall2(&cache->asbinary, PointerGetDatum(datum), BoolGetDatum(true)));
@@ -181,6 +197,8 @@ RasterReadPixels(FunctionCallInfo fcinfo, int rast_argno, const int *bands,
 
 	r4_raster_free(&r);
 	r4_raster_free(&wkb_raster);
+	if ((Pointer) datum != DatumGetPointer(rast))
+		pfree(datum);
 }
 
 /* Read band numbers from an int[] argument; NULL array means all bands */

@@ -19,6 +19,30 @@ typedef struct RasterPixels
 } RasterPixels;
 
 /*
+ * What a caller keeps between rasters of one call site: the raster type and
+ * PostGIS's ST_AsBinary, looked up once.  purpose, when set, names what needs
+ * the bands in the "too few bands" error (e.g. "model \"dino\"").
+ */
+typedef struct RasterReader
+{
+	Oid			raster_type;
+	MemoryContext mcxt;			/* lives as long as the reader */
+	bool		have_asbinary;
+	FmgrInfo	asbinary;		/* ST_AsBinary(raster, outasin boolean) */
+	const char *purpose;
+} RasterReader;
+
+/* Set up a reader for values of raster_type (InvalidOid: look up "raster"). */
+void		RasterReaderInit(RasterReader *rd, Oid raster_type, MemoryContext mcxt);
+
+/*
+ * Decode the given bands (1-based; NULL = all) of a raster datum (maybe
+ * toasted) into out, allocated in CurrentMemoryContext.
+ */
+void		RasterReadDatum(RasterReader *rd, Datum rast, const int *bands, int nbands,
+							RasterPixels *out);
+
+/*
  * Decode the given bands (1-based; NULL = all) of a raster datum.  In-db
  * bands are read directly; when a requested band is out-db the pixels come
  * from PostGIS (ST_AsBinary(rast, true)), so PostGIS's settings decide

@@ -1,0 +1,16 @@
+/*
+ * guc.h — the extension's configuration parameters (defined in rai4eo.c).
+ */
+#ifndef RAI4EO_PG_GUC_H
+#define RAI4EO_PG_GUC_H
+
+/* rai4eo.default_model: the model used when a model argument is NULL ("" = none) */
+extern char *rai4eo_default_model;
+
+/* rai4eo.change_threshold: fallback change threshold ("" = unset) */
+extern char *rai4eo_change_threshold;
+
+/* rai4eo.blas_threads: OpenBLAS threads for this backend's inference */
+extern int	rai4eo_blas_threads;
+
+#endif							/* RAI4EO_PG_GUC_H */

@@ -1,0 +1,229 @@
+-- Model store and inference glue: rai4eo_load_model / _file / drop, the
+-- models view, GUCs, rai4eo_embed (single and batched), rai4eo_model_input,
+-- the per-backend cache noticing replaced and dropped models, and every
+-- error with its SQLSTATE.  Numerical parity with PyTorch is in test/parity.
+CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE q;
+	RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
+-- float4 as 4 little-endian bytes (safetensors is little-endian)
+CREATE FUNCTION pg_temp.le4(v real) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
+	SELECT substring(b FROM 4 FOR 1) || substring(b FROM 3 FOR 1) || substring(b FROM 2 FOR 1) || substring(b FROM 1 FOR 1)
+	FROM float4send(v) AS b
+$$;
+CREATE FUNCTION pg_temp.le8(v bigint) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
+	SELECT string_agg(substring(b FROM 9 - i FOR 1), ''::bytea ORDER BY i) FROM int8send(v) AS b, generate_series(1, 8) i
+$$;
+
+-- A ViT safetensors file built in SQL: deterministic weights base + amp * sin(...),
+-- every tensor of DINO's ViT (embed d, depth blocks, patch p, c channels, grid^2
+-- positions); tensors whose name matches skip are left out; meta goes to __metadata__.
+CREATE FUNCTION pg_temp.vit_file(d int, depth int, p int, c int, grid int, seed int DEFAULT 1,
+								 meta jsonb DEFAULT NULL, skip text DEFAULT NULL) RETURNS bytea
+LANGUAGE plpgsql AS $$
+DECLARE
+	t record;
+	hdr jsonb := '{}';
+	data bytea := '';
+	off bigint := 0;
+	n int;
+	k int := 0;
+	h bytea;
+BEGIN
+	FOR t IN
+		WITH spec(name, shape, base, amp, ord) AS (
+			VALUES ('cls_token', ARRAY[1, 1, d], 0, 0.5, 0), ('pos_embed', ARRAY[1, grid * grid + 1, d], 0, 0.5, 1),
+				   ('patch_embed.proj.weight', ARRAY[d, c, p, p], 0, 1 / sqrt(c * p * p), 2),
+				   ('patch_embed.proj.bias', ARRAY[d], 0, 0.2, 3),
+				   ('norm.weight', ARRAY[d], 1, 0.3, 1000), ('norm.bias', ARRAY[d], 0, 0.2, 1001)
+			UNION ALL
+			SELECT format('blocks.%s.%s', b, x.name), x.shape, x.base, x.amp, 10 + b * 20 + x.ord
+			FROM generate_series(0, depth - 1) b,
+				 (VALUES ('norm1.weight', ARRAY[d], 1, 0.3, 0), ('norm1.bias', ARRAY[d], 0, 0.2, 1),
+						 ('attn.qkv.weight', ARRAY[3 * d, d], 0, 1.2 / sqrt(d), 2), ('attn.qkv.bias', ARRAY[3 * d], 0, 0.2, 3),
+						 ('attn.proj.weight', ARRAY[d, d], 0, 0.6 / sqrt(d), 4), ('attn.proj.bias', ARRAY[d], 0, 0.1, 5),
+						 ('norm2.weight', ARRAY[d], 1, 0.3, 6), ('norm2.bias', ARRAY[d], 0, 0.2, 7),
+						 ('mlp.fc1.weight', ARRAY[4 * d, d], 0, 1 / sqrt(d), 8), ('mlp.fc1.bias', ARRAY[4 * d], 0, 0.2, 9),
+						 ('mlp.fc2.weight', ARRAY[d, 4 * d], 0, 0.6 / sqrt(4 * d), 10), ('mlp.fc2.bias', ARRAY[d], 0, 0.1, 11)) AS x(name, shape, base, amp, ord))
+		SELECT * FROM spec WHERE skip IS NULL OR name !~ skip ORDER BY ord
+	LOOP
+		k := k + 1;
+		n := round((SELECT exp(sum(ln(s))) FROM unnest(t.shape) s));
+		data := data || (SELECT string_agg(pg_temp.le4((t.base + t.amp * sin(i * 0.7071 + k * 1.37 + seed * 0.577))::real), ''::bytea ORDER BY i)
+						 FROM generate_series(1, n) i);
+		hdr := hdr || jsonb_build_object(t.name, jsonb_build_object('dtype', 'F32', 'shape', to_jsonb(t.shape),
+																   'data_offsets', jsonb_build_array(off, off + 4 * n)));
+		off := off + 4 * n;
+	END LOOP;
+	IF meta IS NOT NULL THEN
+		hdr := hdr || jsonb_build_object('__metadata__', meta);
+	END IF;
+	h := convert_to(hdr::text, 'UTF8');
+	RETURN pg_temp.le8(length(h)) || h || data;
+END $$;
+
+-- A w x h raster of nb 16BUI bands (nodata 0), value of band b at (x, y) = 100*b + 7*x + 3*y,
+-- except one nodata pixel at (2, 2) in band 1
+CREATE FUNCTION pg_temp.make_raster(w int, h int, nb int) RETURNS raster LANGUAGE plpgsql AS $$
+DECLARE
+	r raster := ST_MakeEmptyRaster(w, h, 500000, 4400000, 3, -3, 0, 0, 32629);
+BEGIN
+	FOR b IN 1..nb LOOP
+		r := ST_AddBand(r, '16BUI'::text, 0::float8, 0::float8);
+		r := ST_SetValues(r, b, 1, 1, (SELECT array_agg(row ORDER BY y) FROM
+			(SELECT y, array_agg(CASE WHEN b = 1 AND x = 2 AND y = 2 THEN 0 ELSE 100 * b + 7 * x + 3 * y END ORDER BY x) AS row
+			 FROM generate_series(1, h) y, generate_series(1, w) x GROUP BY y) q)::float8[][]);
+	END LOOP;
+	RETURN r;
+END $$;
+
+CREATE TEMP TABLE f AS SELECT pg_temp.vit_file(32, 2, 8, 4, 4) AS w,
+	pg_temp.vit_file(32, 2, 8, 4, 4, seed => 2) AS w2;
+CREATE TEMP TABLE r AS SELECT pg_temp.make_raster(24, 20, 4) AS r4, pg_temp.make_raster(24, 20, 3) AS r3,
+	pg_temp.make_raster(7, 20, 4) AS narrow, pg_temp.make_raster(16, 16, 4) AS r16;
+
+-- ---- loading --------------------------------------------------------------------
+SELECT rai4eo_load_model('tiny', w, '{"num_heads": 2, "scale": 0.01, "mean": [1, 2, 3, 4], "std": 0.5}') FROM f;
+SELECT name, arch, parameters, input_bands, input_mode, output_dims, size_bytes = (SELECT length(w) FROM f) AS size_ok,
+	change_threshold FROM rai4eo.models;
+SELECT config->'num_heads' AS heads, config->'patch_size' AS patch, config->'embed_dim' AS dim, config->'depth' AS depth,
+	config->'mean' AS mean, config->'std' AS std, config->'input' AS input
+FROM rai4eo.model WHERE name = 'tiny';
+SELECT sha256 = sha256(weights) AS sha_ok FROM rai4eo.model;
+-- the configuration stored is canonical: feeding it back resolves to itself
+SELECT rai4eo_load_model('tiny_again', (SELECT w FROM f), (SELECT config FROM rai4eo.model WHERE name = 'tiny'));
+SELECT (SELECT config FROM rai4eo.model WHERE name = 'tiny') = (SELECT config FROM rai4eo.model WHERE name = 'tiny_again') AS same_config;
+SELECT rai4eo_drop_model('tiny_again');
+-- metadata is read; the config argument wins key by key
+SELECT rai4eo_load_model('meta', pg_temp.vit_file(32, 2, 8, 4, 4, meta => '{"num_heads": "4", "bands": "[4,3,2,1]", "input": "resize", "n_last_blocks": "2", "avgpool": "true"}'),
+						 '{"num_heads": 2}');
+SELECT input_bands, input_mode, output_dims, (SELECT config->'num_heads' FROM rai4eo.model WHERE name = 'meta') AS heads
+FROM rai4eo.models WHERE name = 'meta';
+
+-- ---- loading errors -----------------------------------------------------------------
+SELECT pg_temp.err($$SELECT rai4eo_load_model('tiny', (SELECT w FROM f), '{"num_heads": 2}')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model(NULL, (SELECT w FROM f))$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('', (SELECT w FROM f))$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', NULL)$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', '\x0102')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', substring((SELECT w FROM f) FROM 1 FOR 2000), '{"num_heads": 2}')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', pg_temp.vit_file(32, 2, 8, 4, 4, skip => '^blocks\.1\.mlp|^norm\.'), '{"num_heads": 2}')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', (SELECT w FROM f))$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', (SELECT w FROM f), '{"num_heads": 3}')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', (SELECT w FROM f), '{"num_heads": 2, "band": [1]}')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', (SELECT w FROM f), '{"num_heads": 2, "bands": [1, 2]}')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', (SELECT w FROM f), '{"num_heads": 2, "std": 0}')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', (SELECT w FROM f), '{"num_heads": 2, "arch": "resnet"}')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', (SELECT w FROM f), '{"num_heads": 2, "input": "crop"}')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', (SELECT w FROM f), '[1]')$$);
+SELECT count(*) AS models_after_errors FROM rai4eo.model;
+
+-- ---- inference ----------------------------------------------------------------------
+SELECT embedding_dims(rai4eo_embed(r4, 'tiny')) AS dims, embedding_norm(rai4eo_embed(r4, 'tiny')) > 0 AS nonzero,
+	rai4eo_embed(r4, 'tiny') = rai4eo_embed(r4, 'tiny') AS deterministic FROM r;
+SELECT rai4eo_embed(NULL::raster, 'tiny') IS NULL AS null_in_null_out;
+-- batched: same values as single calls, NULL for NULL, shape and bounds kept
+SELECT array_length(e, 1) AS n, e[1] = rai4eo_embed(r4, 'tiny') AS first_equal, e[2] IS NULL AS second_null,
+	e[3] = rai4eo_embed(r16, 'tiny') AS third_equal, e[4] = rai4eo_embed(r4, 'tiny') AS fourth_equal
+FROM r, LATERAL (SELECT rai4eo_embed(ARRAY[r4, NULL, r16, r4], 'tiny') AS e) q;
+SELECT array_dims(rai4eo_embed('[0:1]={NULL,NULL}'::raster[], 'tiny')) AS dims_kept;
+SELECT rai4eo_embed(ARRAY[]::raster[], 'tiny') = '{}' AS empty_ok;
+SELECT count(*) AS n, bool_and(e = (SELECT rai4eo_embed(r4, 'tiny') FROM r)) AS batch_of_20_equal
+FROM (SELECT unnest(rai4eo_embed(array_agg(r4), 'tiny')) AS e FROM r, generate_series(1, 20)) q;
+-- the input tensor: bands picked, (raw * scale - mean) / std, nodata -> 0
+SELECT array_dims(rai4eo_model_input(r4, 'tiny')) AS dims FROM r;
+SELECT x[1][1][1] = (((100 + 7 + 3) * 0.01 - 1) / 0.5)::real AS b1_ok, x[4][20][24] = (((400 + 7 * 24 + 3 * 20) * 0.01 - 4) / 0.5)::real AS b4_ok,
+	x[1][2][2] = 0 AS nodata_zero
+FROM (SELECT rai4eo_model_input(r4, 'tiny') AS x FROM r) q;
+-- bands [4,3,2,1] in resize mode to img_size 32
+SELECT array_dims(x) AS dims FROM (SELECT rai4eo_model_input(r4, 'meta') AS x FROM r) q;
+SELECT embedding_dims(rai4eo_embed(r4, 'meta')) AS dims_two_blocks_plus_avg FROM r;
+-- BLAS threads do not change results beyond rounding
+SET rai4eo.blas_threads = 2;
+SELECT cosine_change(rai4eo_embed(r4, 'tiny'), (SELECT rai4eo_embed(r4, 'tiny') FROM r)) < 1e-6 AS same_with_2_threads FROM r;
+RESET rai4eo.blas_threads;
+
+-- ---- inference errors -------------------------------------------------------------------
+SELECT pg_temp.err($$SELECT rai4eo_embed(r3, 'tiny') FROM r$$);
+SELECT pg_temp.err($$SELECT rai4eo_embed(narrow, 'tiny') FROM r$$);
+SELECT pg_temp.err($$SELECT rai4eo_embed(ARRAY[r4, narrow], 'tiny') FROM r$$);
+SELECT pg_temp.err($$SELECT rai4eo_embed(r4, 'nope') FROM r$$);
+SELECT pg_temp.err($$SELECT rai4eo_embed(r4, '') FROM r$$);
+SELECT pg_temp.err($$SELECT rai4eo_embed(r4) FROM r$$);
+SELECT pg_temp.err($$SELECT rai4eo_model_input(r3, 'tiny') FROM r$$);
+SELECT pg_temp.err($$SELECT rai4eo_embed(ST_MakeEmptyRaster(16, 16, 0, 0, 1), 'tiny')$$);
+SELECT pg_temp.err($$SELECT rai4eo.resolve_model(NULL)$$);
+SELECT pg_temp.err($$SELECT rai4eo.resolve_model('nope')$$);
+-- default model
+SET rai4eo.default_model = 'tiny';
+SELECT rai4eo.resolve_model(NULL) AS resolved, rai4eo_embed(r4) = rai4eo_embed(r4, 'tiny') AS default_used FROM r;
+RESET rai4eo.default_model;
+-- GUC validation
+SELECT pg_temp.err($$SET rai4eo.change_threshold = 'abc'$$);
+SELECT pg_temp.err($$SET rai4eo.change_threshold = '2.5'$$);
+SET rai4eo.change_threshold = '0.25';
+SHOW rai4eo.change_threshold;
+RESET rai4eo.change_threshold;
+SELECT pg_temp.err($$SET rai4eo.blas_threads = 0$$);
+SELECT pg_temp.err($$SET rai4eo.nonsense = 1$$);
+-- a cancel stops a long call
+SET statement_timeout = '300ms';
+SELECT count(rai4eo_embed(r4, 'tiny')) FROM r, generate_series(1, 1000000);
+RESET statement_timeout;
+
+-- ---- the cache notices replaced and dropped models --------------------------------------
+INSERT INTO rai4eo.patch (patch_id, sample_id, geom)
+	VALUES (rai4eo.patch_id_of('29N_10E-20N_01_01'), '29N_10E-20N_01_01', ST_MakeEnvelope(500000, 4399400, 500600, 4400000, 32629));
+INSERT INTO rai4eo.image (image_id, patch_id, sensor, acquired, rast)
+	SELECT rai4eo.image_id_of(rai4eo.patch_id_of('29N_10E-20N_01_01'), 'PF-SR', '2018-01-03'),
+		   rai4eo.patch_id_of('29N_10E-20N_01_01'), 'PF-SR', '2018-01-03', r4 FROM r;
+INSERT INTO rai4eo.embedding (image_id, model, emb) SELECT image_id, 'tiny', rai4eo_embed(rast, 'tiny') FROM rai4eo.image;
+CREATE TEMP TABLE before AS SELECT rai4eo_embed(r4, 'tiny') AS e FROM r;
+-- same weights again: embeddings stay
+SELECT rai4eo_load_model('tiny', w, '{"num_heads": 2, "scale": 0.01, "mean": [1, 2, 3, 4], "std": 0.5}', replace => true) FROM f;
+SELECT count(*) AS embeddings_kept FROM rai4eo.embedding;
+-- new weights: old embeddings go, and the next statement sees the new model
+SELECT rai4eo_load_model('tiny', w2, '{"num_heads": 2, "scale": 0.01, "mean": [1, 2, 3, 4], "std": 0.5}', replace => true) FROM f;
+SELECT count(*) AS embeddings_left FROM rai4eo.embedding;
+SELECT rai4eo_embed(r4, 'tiny') <> (SELECT e FROM before) AS cache_rebuilt FROM r;
+-- a configuration change (other than change_threshold) also rebuilds
+UPDATE rai4eo.model SET config = jsonb_set(config, '{std}', '[1, 1, 1, 1]') WHERE name = 'tiny';
+SELECT x[1][1][1] = ((100 + 7 + 3) * 0.01 - 1)::real AS new_std_used FROM (SELECT rai4eo_model_input(r4, 'tiny') AS x FROM r) q;
+-- weights written by hand get a true sha256 from the trigger
+UPDATE rai4eo.model SET weights = (SELECT w FROM f) WHERE name = 'tiny';
+SELECT sha256 = sha256((SELECT w FROM f)) AS trigger_sha FROM rai4eo.model WHERE name = 'tiny';
+-- dropping cascades to embeddings; later calls fail cleanly
+INSERT INTO rai4eo.embedding (image_id, model, emb) SELECT image_id, 'tiny', rai4eo_embed(rast, 'tiny') FROM rai4eo.image;
+SELECT rai4eo_drop_model('tiny');
+SELECT count(*) AS embeddings_after_drop FROM rai4eo.embedding;
+SELECT pg_temp.err($$SELECT rai4eo_embed(r4, 'tiny') FROM r$$);
+SELECT pg_temp.err($$SELECT rai4eo_drop_model('tiny')$$);
+SELECT rai4eo_drop_model('tiny', if_exists => true) AS existed;
+
+-- ---- server files and privileges (any role may embed; writing needs table privileges) ------------------------------------------------------------
+SELECT lo_from_bytea(424242, w) > 0 AS lo FROM f;
+SELECT lo_export(424242, '/tmp/rai4eo_regress_model.safetensors');
+SELECT lo_unlink(424242);
+SELECT rai4eo_load_model_file('from_file', '/tmp/rai4eo_regress_model.safetensors', '{"num_heads": 2}');
+SELECT (SELECT weights FROM rai4eo.model WHERE name = 'from_file') = (SELECT w FROM f) AS file_bytes_equal;
+SELECT pg_temp.err($$SELECT rai4eo_load_model_file('y', '/nonexistent/model.safetensors')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model_file('y', '/tmp')$$);
+CREATE ROLE regress_rai4eo_reader;
+GRANT SELECT ON r, f TO regress_rai4eo_reader;
+SET ROLE regress_rai4eo_reader;
+SELECT embedding_dims(rai4eo_embed(r4, 'from_file')) AS any_role_embeds FROM r;
+SELECT pg_temp.err($$SELECT rai4eo_load_model('z', (SELECT w FROM f), '{"num_heads": 2}')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model_file('y', '/tmp/rai4eo_regress_model.safetensors', '{"num_heads": 2}')$$);
+RESET ROLE;
+GRANT pg_read_server_files TO regress_rai4eo_reader;
+GRANT INSERT, UPDATE ON rai4eo.model TO regress_rai4eo_reader;
+SET ROLE regress_rai4eo_reader;
+SELECT rai4eo_load_model_file('y', '/tmp/rai4eo_regress_model.safetensors', '{"num_heads": 2}');
+RESET ROLE;
+REVOKE ALL ON rai4eo.model, r, f FROM regress_rai4eo_reader;
+DROP ROLE regress_rai4eo_reader;
+SELECT name FROM rai4eo.models ORDER BY name;
