@@ -99,6 +99,25 @@ def _encode(value) -> RawTensor:
     raise TypeError(f"cannot store a {type(value).__name__} as a tensor")
 
 
+def dtype_of(value) -> str:
+    """The safetensors dtype string a value (numpy, torch or RawTensor) is stored as."""
+    if isinstance(value, RawTensor):
+        return value.dtype
+    if isinstance(value, np.ndarray):
+        dt = value.dtype
+        name = _NAME_OF_NUMPY.get(dt.newbyteorder("<") if dt.byteorder == ">" else dt)
+        if name is None:
+            raise ValueError(f"numpy dtype {dt} has no safetensors dtype")
+        return name
+    torch = _torch()
+    if isinstance(value, torch.Tensor):
+        name = _torch_names().get(value.dtype)
+        if name is None:
+            raise ValueError(f"torch dtype {value.dtype} has no safetensors dtype")
+        return name
+    raise TypeError(f"cannot store a {type(value).__name__} as a tensor")
+
+
 def serialize(tensors: Mapping[str, object], metadata: Optional[Mapping[str, str]] = None) -> bytes:
     """Encode tensors (name -> array) and string metadata as safetensors bytes."""
     if metadata is not None:
