@@ -132,8 +132,11 @@ SELECT array_length(e, 1) AS n, e[1] = rai4eo_embed(r4, 'tiny') AS first_equal, 
 FROM r, LATERAL (SELECT rai4eo_embed(ARRAY[r4, NULL, r16, r4], 'tiny') AS e) q;
 SELECT array_dims(rai4eo_embed('[0:1]={NULL,NULL}'::raster[], 'tiny')) AS dims_kept;
 SELECT rai4eo_embed(ARRAY[]::raster[], 'tiny') = '{}' AS empty_ok;
-SELECT count(*) AS n, bool_and(e = (SELECT rai4eo_embed(r4, 'tiny') FROM r)) AS batch_of_20_equal
-FROM (SELECT unnest(rai4eo_embed(array_agg(r4), 'tiny')) AS e FROM r, generate_series(1, 20)) q;
+-- a batch of 20 runs as 16 + 4: equal to single calls up to float32 rounding (OpenBLAS may
+-- block a GEMM differently for other sizes, so not always bit for bit)
+SELECT count(*) AS n, bool_and(cosine_change(e, s) < 1e-6 AND l2_distance(e, s) <= 1e-5 * embedding_norm(s)) AS batch_of_20_equal
+FROM (SELECT unnest(rai4eo_embed(array_agg(r4), 'tiny')) AS e FROM r, generate_series(1, 20)) q,
+	 (SELECT rai4eo_embed(r4, 'tiny') AS s FROM r) single;
 -- the input tensor: bands picked, (raw * scale - mean) / std, nodata -> 0
 SELECT array_dims(rai4eo_model_input(r4, 'tiny')) AS dims FROM r;
 SELECT x[1][1][1] = (((100 + 7 + 3) * 0.01 - 1) / 0.5)::real AS b1_ok, x[4][20][24] = (((400 + 7 * 24 + 3 * 20) * 0.01 - 4) / 0.5)::real AS b4_ok,
