@@ -27,7 +27,7 @@ void		r4_linear(float *y, const float *x, const float *w, const float *b,
 /*
  * LayerNorm over the last dimension with PyTorch semantics: biased
  * variance, y = (x - mean) / sqrt(var + eps) * gamma + beta.  out may equal
- * in.  Statistics are accumulated in double.
+ * in.  Sums run in eight float lanes combined in double.
  */
 void		r4_layernorm(float *out, const float *in, const float *gamma,
 						 const float *beta, int rows, int dim, float eps);

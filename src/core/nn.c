@@ -50,35 +50,6 @@ r4_linear(float *y, const float *x, const float *w, const float *b,
 				beta, y, out_dim);
 }
 
-/* Normalise each row over its last dimension, then scale and shift. */
-void
-r4_layernorm(float *out, const float *in, const float *gamma,
-			 const float *beta, int rows, int dim, float eps)
-{
-	for (int r = 0; r < rows; r++)
-	{
-		const float *x = in + (size_t) r * dim;
-		float	   *y = out + (size_t) r * dim;
-		double		sum = 0.0;
-		double		sq = 0.0;
-		double		mean;
-		double		rstd;
-
-		for (int i = 0; i < dim; i++)
-			sum += x[i];
-		mean = sum / dim;
-		/* Two passes: the one-pass formula loses digits when |mean| >> std. */
-		for (int i = 0; i < dim; i++)
-		{
-			double		d = x[i] - mean;
-
-			sq += d * d;
-		}
-		rstd = 1.0 / sqrt(sq / dim + (double) eps);
-		for (int i = 0; i < dim; i++)
-			y[i] = (float) ((x[i] - mean) * rstd * gamma[i] + beta[i]);
-	}
-}
 
 /*
  * The elementwise hot spots (GELU over M x hidden values, softmax over every
@@ -261,6 +232,79 @@ softmax_body(float *x, int rows, int cols, int ld)
 	}
 }
 
+/*
+ * LayerNorm of each row: two passes (the one-pass formula loses digits when
+ * |mean| >> std), eight float lanes per pass with the lanes and the
+ * scalar tail combined in double; PyTorch's own kernel also accumulates in
+ * float, so this stays well inside the parity contract.
+ */
+static inline __attribute__((always_inline)) void
+layernorm_body(float *out, const float *in, const float *gamma,
+			   const float *beta, int rows, int dim, float eps)
+{
+	for (int r = 0; r < rows; r++)
+	{
+		const float *x = in + (size_t) r * dim;
+		float	   *y = out + (size_t) r * dim;
+		R4F8		acc = {0},
+					v,
+					g,
+					b;
+		double		sum = 0.0,
+					sq = 0.0,
+					dmean;
+		float		pivot,
+					mean,
+					delta,
+					rstd;
+		int			i;
+
+		/* Summing x - x[0] keeps float lanes exact enough when |mean| >> std */
+		pivot = x[0];
+		for (i = 0; i + R4_LANES <= dim; i += R4_LANES)
+		{
+			memcpy(&v, x + i, sizeof(v));
+			acc += v - pivot;
+		}
+		for (int k = 0; k < R4_LANES; k++)
+			sum += acc[k];
+		for (; i < dim; i++)
+			sum += x[i] - pivot;
+		/*
+		 * The mean as a float plus its rounding error: x - mean is exact
+		 * for x near the mean (Sterbenz), so subtracting delta afterwards
+		 * keeps rows with |mean| >> std accurate.
+		 */
+		dmean = pivot + sum / dim;
+		mean = (float) dmean;
+		delta = (float) (dmean - mean);
+
+		acc = acc - acc;
+		for (i = 0; i + R4_LANES <= dim; i += R4_LANES)
+		{
+			memcpy(&v, x + i, sizeof(v));
+			v = (v - mean) - delta;
+			acc += v * v;
+		}
+		for (int k = 0; k < R4_LANES; k++)
+			sq += acc[k];
+		for (; i < dim; i++)
+			sq += ((double) x[i] - dmean) * ((double) x[i] - dmean);
+		rstd = (float) (1.0 / sqrt(sq / dim + (double) eps));
+
+		for (i = 0; i + R4_LANES <= dim; i += R4_LANES)
+		{
+			memcpy(&v, x + i, sizeof(v));
+			memcpy(&g, gamma + i, sizeof(g));
+			memcpy(&b, beta + i, sizeof(b));
+			v = ((v - mean) - delta) * rstd * g + b;
+			memcpy(y + i, &v, sizeof(v));
+		}
+		for (; i < dim; i++)
+			y[i] = ((x[i] - mean) - delta) * rstd * gamma[i] + beta[i];
+	}
+}
+
 #if defined(__x86_64__) || defined(__i386__)
 #define R4_HAVE_DISPATCH 1
 
@@ -277,6 +321,14 @@ static void
 softmax_avx2(float *x, int rows, int cols, int ld)
 {
 	softmax_body(x, rows, cols, ld);
+}
+
+__attribute__((target("avx2,fma")))
+static void
+layernorm_avx2(float *out, const float *in, const float *gamma,
+			   const float *beta, int rows, int dim, float eps)
+{
+	layernorm_body(out, in, gamma, beta, rows, dim, eps);
 }
 
 /* Report whether this CPU runs the AVX2+FMA bodies (asked once). */
@@ -307,6 +359,13 @@ softmax_generic(float *x, int rows, int cols, int ld)
 	softmax_body(x, rows, cols, ld);
 }
 
+static void
+layernorm_generic(float *out, const float *in, const float *gamma,
+				  const float *beta, int rows, int dim, float eps)
+{
+	layernorm_body(out, in, gamma, beta, rows, dim, eps);
+}
+
 /* Apply the exact erf GELU in place. */
 void
 r4_gelu(float *x, size_t n)
@@ -333,6 +392,21 @@ r4_softmax_rows(float *x, int rows, int cols, int ld)
 	}
 #endif
 	softmax_generic(x, rows, cols, ld);
+}
+
+/* LayerNorm over the last dimension of a rows x dim matrix (out may be in). */
+void
+r4_layernorm(float *out, const float *in, const float *gamma,
+			 const float *beta, int rows, int dim, float eps)
+{
+#ifdef R4_HAVE_DISPATCH
+	if (use_simd && cpu_has_avx2())
+	{
+		layernorm_avx2(out, in, gamma, beta, rows, dim, eps);
+		return;
+	}
+#endif
+	layernorm_generic(out, in, gamma, beta, rows, dim, eps);
 }
 
 /* Add one vector onto another. */
