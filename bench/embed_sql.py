@@ -101,6 +101,13 @@ def main():
                     px = rng.integers(300, 4000, size=(4, 200, 200)).astype(np.uint16)
                     cur.execute("INSERT INTO t VALUES (%s, ST_RastFromWKB(%s))", (i, raster_wkb(px)))
             c.execute("VACUUM ANALYZE t")
+            # the same rasters as one patch's images, for the refresh procedure
+            c.execute("INSERT INTO rai4eo.patch (patch_id, sample_id, geom) VALUES (rai4eo.patch_id_of('29N_23E-183N_10_10'), "
+                      "'29N_23E-183N_10_10', ST_MakeEnvelope(558000, 4398000, 558600, 4398600, 32629))")
+            c.execute("INSERT INTO rai4eo.image (image_id, patch_id, sensor, acquired, rast) "
+                      "SELECT rai4eo.image_id_of(p, 'PF-SR', d), p, 'PF-SR', d, rast FROM t, "
+                      "LATERAL (SELECT rai4eo.patch_id_of('29N_23E-183N_10_10') AS p, "
+                      "DATE '2018-01-03' + 5 * id AS d) x")
 
         # first-call latency: a fresh backend's first call minus its second
         loads = []
@@ -127,6 +134,12 @@ def main():
                 t0 = time.perf_counter()
                 c.execute("SELECT cardinality(rai4eo_embed(array_agg(rast ORDER BY id), 'vits16')) FROM t").fetchone()
                 batched.append(args.images / (time.perf_counter() - t0))
+            refresh = []
+            for _ in range(args.runs):
+                c.execute("DELETE FROM rai4eo.embedding")
+                t0 = time.perf_counter()
+                c.execute("CALL rai4eo_refresh_embeddings('vits16', 'PF-SR', 16)")
+                refresh.append(args.images / (time.perf_counter() - t0))
             sampler.stop.set()
             sampler.join()
             hwm = status_kib(pid, "VmHWM") * 1024
@@ -140,6 +153,8 @@ def main():
         print(f"  OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}")
         print(f"  SELECT rai4eo_embed(rast) per row : {s:7.2f} img/s   engine alone b1 : {e1:7.2f} img/s   in-db/engine {s / e1:5.1%}")
         print(f"  rai4eo_embed(array_agg(rast))     : {b:7.2f} img/s   engine alone b16: {e16:7.2f} img/s   in-db/engine {b / e16:5.1%}")
+        r = statistics.median(refresh)
+        print(f"  CALL rai4eo_refresh_embeddings    : {r:7.2f} img/s   engine alone b16: {e16:7.2f} img/s   in-db/engine {r / e16:5.1%}")
         print(f"  first-call latency (model load)   : {statistics.median(loads) * 1000:7.0f} ms (median of 3 fresh backends)")
         print(f"  backend peak private RSS (RssAnon): {anon / 2**20:7.1f} MiB = {anon / weights:.2f} x weights ({weights / 2**20:.1f} MiB)")
         print(f"  backend VmHWM (incl. shared bufs) : {hwm / 2**20:7.1f} MiB = {hwm / weights:.2f} x weights")

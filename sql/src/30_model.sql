@@ -4,7 +4,7 @@
 
 CREATE TABLE rai4eo.model (
 	name		text PRIMARY KEY CHECK (name <> ''),
-	arch		text NOT NULL CHECK (arch IN ('vit', 'resnet')),
+	arch		text NOT NULL CHECK (arch IN ('vit', 'resnet', 'external')),
 	config		jsonb NOT NULL DEFAULT '{}',
 	weights		bytea NOT NULL,
 	sha256		bytea NOT NULL CHECK (length(sha256) = 32),
@@ -15,7 +15,7 @@ ALTER TABLE rai4eo.model ALTER COLUMN weights SET STORAGE EXTERNAL;
 
 COMMENT ON TABLE rai4eo.model IS 'Feature extractors and classifiers: safetensors weights plus the resolved configuration';
 COMMENT ON COLUMN rai4eo.model.name IS 'Model name, used by rai4eo_embed(rast, model) and the embedding table';
-COMMENT ON COLUMN rai4eo.model.arch IS 'Architecture: vit or resnet';
+COMMENT ON COLUMN rai4eo.model.arch IS 'Architecture: vit or resnet, or external for embeddings computed outside the database';
 COMMENT ON COLUMN rai4eo.model.config IS 'Configuration: bands, scale/mean/std, input mode, feature recipe, change_threshold, ...';
 COMMENT ON COLUMN rai4eo.model.weights IS 'The safetensors file, stored uncompressed';
 COMMENT ON COLUMN rai4eo.model.sha256 IS 'SHA-256 of weights, kept true by a trigger: the per-backend model cache is keyed by it';
@@ -81,6 +81,43 @@ END
 $$;
 COMMENT ON FUNCTION rai4eo_drop_model(text, boolean) IS
 'Delete a model and (by cascade) its embeddings; true if it existed';
+
+CREATE FUNCTION rai4eo_create_external_model(name text, dims integer, config jsonb DEFAULT '{}',
+											 replace boolean DEFAULT false) RETURNS text
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE AS $$
+DECLARE
+	cfg jsonb;
+BEGIN
+	IF name IS NULL OR dims IS NULL THEN
+		RAISE EXCEPTION 'name and dims must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF name = '' OR octet_length(name) > 200 THEN
+		RAISE EXCEPTION 'model name must have 1 to 200 bytes' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF dims NOT BETWEEN 1 AND 16000 THEN
+		RAISE EXCEPTION 'dims % is out of range', dims USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'An embedding has 1 to 16000 dimensions.';
+	END IF;
+	IF jsonb_typeof(coalesce(config, '{}')) <> 'object' THEN
+		RAISE EXCEPTION 'model configuration must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	cfg := coalesce(config, '{}') || jsonb_build_object('arch', 'external', 'out_dim', dims);
+	IF cfg ? 'change_threshold' AND jsonb_typeof(cfg -> 'change_threshold') NOT IN ('number', 'null') THEN
+		RAISE EXCEPTION '"change_threshold" in the configuration must be a number' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	INSERT INTO rai4eo.model AS m (name, arch, config, weights)
+	VALUES (rai4eo_create_external_model.name, 'external', cfg, '')
+	ON CONFLICT ON CONSTRAINT model_pkey DO UPDATE SET arch = 'external', config = EXCLUDED.config, weights = '', created = now()
+		WHERE replace;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'model "%" already exists', name USING ERRCODE = 'duplicate_object',
+			HINT = 'Pass replace => true to replace it.';
+	END IF;
+	RETURN name;
+END
+$$;
+COMMENT ON FUNCTION rai4eo_create_external_model(text, integer, jsonb, boolean) IS
+'Register a model whose embeddings are computed outside the database (another system, a baseline): change detection and calibration work on the embeddings inserted for it; rai4eo_embed refuses it';
 
 CREATE FUNCTION rai4eo.resolve_model(model text) RETURNS text
 AS 'MODULE_PATHNAME', 'rai4eo_resolve_model'

@@ -689,6 +689,11 @@ BEGIN
 	-- Batches are committed one by one, which a transaction block forbids: fail now, not after the first batch.
 	COMMIT;
 	m := rai4eo.resolve_model(model);
+	IF (SELECT x.arch FROM rai4eo.model x WHERE x.name = m) = 'external' THEN
+		RAISE EXCEPTION 'model "%" holds external embeddings: the database cannot compute them', m
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Insert its embeddings into rai4eo.embedding directly.';
+	END IF;
 	IF sens IS NOT NULL AND sens NOT IN ('PF-SR', 'S2-SR') THEN
 		RAISE EXCEPTION 'unknown sensor "%"', sens USING ERRCODE = 'invalid_parameter_value',
 			HINT = 'Sensors are PF-SR and S2-SR, or NULL for both.';

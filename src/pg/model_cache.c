@@ -162,7 +162,7 @@ static void
 PreparePlans(void)
 {
 	if (meta_plan == NULL)
-		meta_plan = PrepareKept("SELECT sha256, (config - 'change_threshold')::text"
+		meta_plan = PrepareKept("SELECT sha256, (config - 'change_threshold')::text, arch"
 								" FROM rai4eo.model WHERE name = $1");
 	if (weights_plan == NULL)
 		weights_plan = PrepareKept("SELECT sha256, (config - 'change_threshold')::text, config::text, weights"
@@ -277,6 +277,7 @@ ModelHandleGet(ModelHandle *h, const char *name)
 	bool		isnull;
 	bytea	   *sha;
 	char	   *config_key;
+	char	   *arch;
 	CachedModel *m;
 
 	if (h->model != NULL && h->generation == h->model->generation &&
@@ -293,6 +294,12 @@ ModelHandleGet(ModelHandle *h, const char *name)
 		ReportUnknownModel(name);
 	sha = GetBytea(1, &isnull);
 	config_key = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	arch = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	if (arch != NULL && strcmp(arch, "external") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("model \"%s\" holds external embeddings: the database cannot compute them", name),
+				 errhint("Insert its embeddings into rai4eo.embedding directly.")));
 
 	m = FindSlot(name, true);
 	if (m->vit == NULL || sha == NULL || VARSIZE_ANY_EXHDR(sha) != 32 ||

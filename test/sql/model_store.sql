@@ -230,3 +230,17 @@ RESET ROLE;
 REVOKE ALL ON rai4eo.model, r, f FROM regress_rai4eo_reader;
 DROP ROLE regress_rai4eo_reader;
 SELECT name FROM rai4eo.models ORDER BY name;
+
+-- ---- external models: embeddings computed elsewhere ------------------------------------------
+SELECT rai4eo_create_external_model('pixel_mean', 4, '{"description": "per-band mean reflectance"}');
+SELECT name, arch, parameters, input_bands, output_dims, size_bytes FROM rai4eo.models WHERE name = 'pixel_mean';
+SELECT config FROM rai4eo.model WHERE name = 'pixel_mean';
+INSERT INTO rai4eo.embedding (image_id, model, emb) SELECT image_id, 'pixel_mean', '[1,2,3,4]' FROM rai4eo.image;
+SELECT count(*) AS external_embeddings FROM rai4eo.embedding WHERE model = 'pixel_mean';
+SELECT pg_temp.err($$SELECT rai4eo_embed(r4, 'pixel_mean') FROM r$$);
+SELECT pg_temp.err($$SELECT rai4eo_create_external_model('pixel_mean', 4)$$);
+SELECT pg_temp.err($$SELECT rai4eo_create_external_model('x', 0)$$);
+SELECT pg_temp.err($$SELECT rai4eo_create_external_model('x', 4, '{"change_threshold": "high"}')$$);
+SELECT rai4eo_create_external_model('pixel_mean', 4, '{"change_threshold": 0.01}', replace => true);
+SELECT change_threshold, output_dims FROM rai4eo.models WHERE name = 'pixel_mean';
+SELECT rai4eo_drop_model('pixel_mean');
