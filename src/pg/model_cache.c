@@ -78,7 +78,7 @@ ModelValidate(const uint8 *buf, size_t len, const char *config_json,
 	MemoryContext old = MemoryContextSwitchTo(scratch);
 	R4SafeTensors st = {0};
 	R4Json	   *config = NULL;
-	R4ViT	   *vit = NULL;
+	R4Engine   *engine = NULL;
 	R4Error		err;
 	char	   *json;
 	char	   *result;
@@ -92,9 +92,9 @@ ModelValidate(const uint8 *buf, size_t len, const char *config_json,
 	if (r4_model_config_resolve(&st, config, cfg, &err) != R4_OK)
 		ReportCoreError(&err, ERRCODE_INVALID_PARAMETER_VALUE);
 	/* Building converts every tensor: what fails here would fail at first use */
-	if (r4_vit_build(&st, cfg, &vit, &err) != R4_OK)
+	if (r4_engine_build(&st, cfg, &engine, &err) != R4_OK)
 		ReportCoreError(&err, ERRCODE_INVALID_PARAMETER_VALUE);
-	*parameters = (int64) r4_vit_param_count(vit);
+	*parameters = (int64) r4_engine_param_count(engine);
 	json = r4_model_config_to_json(cfg);
 	if (json == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
@@ -138,7 +138,7 @@ EmptySlot(CachedModel *m)
 	if (m->mcxt != NULL)
 		MemoryContextDelete(m->mcxt);
 	m->mcxt = NULL;
-	m->vit = NULL;
+	m->engine = NULL;
 	if (m->config_key != NULL)
 		pfree(m->config_key);
 	m->config_key = NULL;
@@ -207,7 +207,7 @@ BuildSlot(CachedModel *m, const char *name, MemoryContext keep)
 	R4SafeTensors st = {0};
 	R4Json	   *config = NULL;
 	R4ModelConfig cfg;
-	R4ViT	   *vit = NULL;
+	R4Engine   *engine = NULL;
 	R4Error		err;
 
 	if (SPI_execute_plan(weights_plan, &arg, NULL, true, 1) != SPI_OK_SELECT)
@@ -231,7 +231,7 @@ BuildSlot(CachedModel *m, const char *name, MemoryContext keep)
 							 &st, &err) != R4_OK ||
 		r4_json_parse(config_full, strlen(config_full), &config, &err) != R4_OK ||
 		r4_model_config_resolve(&st, config, &cfg, &err) != R4_OK ||
-		r4_vit_build(&st, &cfg, &vit, &err) != R4_OK)
+		r4_engine_build(&st, &cfg, &engine, &err) != R4_OK)
 	{
 		MemoryContextSwitchTo(old);
 		ereport(ERROR,
@@ -247,7 +247,7 @@ BuildSlot(CachedModel *m, const char *name, MemoryContext keep)
 	EmptySlot(m);
 	MemoryContextSetParent(mcxt, TopMemoryContext);
 	m->mcxt = mcxt;
-	m->vit = vit;
+	m->engine = engine;
 	m->cfg = cfg;
 	memcpy(m->sha256, VARDATA_ANY(sha), 32);
 	m->config_key = MemoryContextStrdup(TopMemoryContext, config_key);
@@ -281,7 +281,7 @@ ModelHandleGet(ModelHandle *h, const char *name)
 	CachedModel *m;
 
 	if (h->model != NULL && h->generation == h->model->generation &&
-		h->model->vit != NULL && strcmp(h->name, name) == 0)
+		h->model->engine != NULL && strcmp(h->name, name) == 0)
 		return h->model;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -302,7 +302,7 @@ ModelHandleGet(ModelHandle *h, const char *name)
 				 errhint("Insert its embeddings into rai4eo.embedding directly.")));
 
 	m = FindSlot(name, true);
-	if (m->vit == NULL || sha == NULL || VARSIZE_ANY_EXHDR(sha) != 32 ||
+	if (m->engine == NULL || sha == NULL || VARSIZE_ANY_EXHDR(sha) != 32 ||
 		memcmp(m->sha256, VARDATA_ANY(sha), 32) != 0 ||
 		config_key == NULL || strcmp(m->config_key, config_key) != 0)
 		BuildSlot(m, name, caller);
@@ -335,7 +335,7 @@ ModelForward(CachedModel *m, const float *input, int B, int H, int W, float *out
 	r4_error_clear(&err);
 	/* The arena grows inside the model's own context and stays with it */
 	old = MemoryContextSwitchTo(m->mcxt);
-	rc = r4_vit_forward(m->vit, input, B, H, W, out, CheckInterrupts, NULL, &err);
+	rc = r4_engine_forward(m->engine, input, B, H, W, out, CheckInterrupts, NULL, &err);
 	MemoryContextSwitchTo(old);
 	if (rc != R4_OK)
 		ReportCoreError(&err, ERRCODE_INVALID_PARAMETER_VALUE);

@@ -11,7 +11,7 @@
 
 #include "fmgr.h"
 #include "rai4eo/model_config.h"
-#include "rai4eo/vit.h"
+#include "rai4eo/engine.h"
 
 /* A built model; owned by the cache, never freed while a statement may use it */
 typedef struct CachedModel
@@ -20,7 +20,7 @@ typedef struct CachedModel
 	uint8		sha256[32];
 	char	   *config_key;		/* stored config without change_threshold */
 	MemoryContext mcxt;			/* engine weights, arena, caches */
-	R4ViT	   *vit;
+	R4Engine   *engine;
 	R4ModelConfig cfg;
 	uint64		generation;		/* changes whenever the slot is rebuilt or emptied */
 } CachedModel;

@@ -1,0 +1,39 @@
+/*
+ * engine.h — one interface over the architectures the core runs (ViT now,
+ * ResNet next), so the PostgreSQL glue and the tools never switch on arch.
+ *
+ * Same contract as the per-architecture APIs (vit.h): build from validated
+ * weights and a resolved configuration, then forward batches of
+ * preprocessed images [B][in_chans][H][W] into [B][cfg->out_dim].
+ */
+#ifndef RAI4EO_ENGINE_H
+#define RAI4EO_ENGINE_H
+
+#include <stddef.h>
+
+#include "rai4eo/core.h"
+#include "rai4eo/model_config.h"
+#include "rai4eo/safetensors.h"
+#include "rai4eo/vit.h"
+
+typedef struct R4Engine R4Engine;
+
+/* Build the engine cfg->arch names; R4_ERR_UNSUPPORTED for an architecture not built in. */
+R4Status	r4_engine_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
+							R4Engine **out, R4Error *err);
+
+/* Embed B images; errors as r4_vit_forward. */
+R4Status	r4_engine_forward(R4Engine *e, const float *input, int B, int H, int W,
+							  float *out, R4InterruptCheck check, void *check_arg,
+							  R4Error *err);
+
+/* The configuration the engine was built with. */
+const R4ModelConfig *r4_engine_config(const R4Engine *e);
+
+/* Number of weights the engine uses. */
+size_t		r4_engine_param_count(const R4Engine *e);
+
+/* Release the engine; NULL is fine. */
+void		r4_engine_free(R4Engine *e);
+
+#endif							/* RAI4EO_ENGINE_H */

@@ -1,0 +1,87 @@
+/*
+ * engine.c — dispatch from the architecture-neutral engine API to the
+ * architecture's own implementation.
+ */
+#include "rai4eo/engine.h"
+
+struct R4Engine
+{
+	R4Arch		arch;
+	R4ViT	   *vit;
+};
+
+R4Status
+r4_engine_build(const R4SafeTensors *st, const R4ModelConfig *cfg, R4Engine **out, R4Error *err)
+{
+	R4Engine   *e;
+	R4Status	rc;
+
+	*out = NULL;
+	e = r4_alloc_zero(sizeof(*e));
+	if (e == NULL)
+		return r4_fail(err, R4_ERR_NOMEM, "out of memory building the engine");
+	e->arch = cfg->arch;
+	switch (cfg->arch)
+	{
+		case R4_ARCH_VIT:
+			rc = r4_vit_build(st, cfg, &e->vit, err);
+			break;
+		default:
+			rc = r4_fail(err, R4_ERR_UNSUPPORTED, "architecture \"%s\" is not supported yet",
+						 r4_arch_name(cfg->arch));
+			break;
+	}
+	if (rc != R4_OK)
+	{
+		r4_free(e);
+		return rc;
+	}
+	*out = e;
+	return R4_OK;
+}
+
+R4Status
+r4_engine_forward(R4Engine *e, const float *input, int B, int H, int W, float *out,
+				  R4InterruptCheck check, void *check_arg, R4Error *err)
+{
+	switch (e->arch)
+	{
+		case R4_ARCH_VIT:
+			return r4_vit_forward(e->vit, input, B, H, W, out, check, check_arg, err);
+		default:
+			return r4_fail(err, R4_ERR_INTERNAL, "engine of an unknown architecture");
+	}
+}
+
+const R4ModelConfig *
+r4_engine_config(const R4Engine *e)
+{
+	switch (e->arch)
+	{
+		case R4_ARCH_VIT:
+			return r4_vit_config(e->vit);
+		default:
+			return NULL;
+	}
+}
+
+size_t
+r4_engine_param_count(const R4Engine *e)
+{
+	switch (e->arch)
+	{
+		case R4_ARCH_VIT:
+			return r4_vit_param_count(e->vit);
+		default:
+			return 0;
+	}
+}
+
+void
+r4_engine_free(R4Engine *e)
+{
+	if (e == NULL)
+		return;
+	r4_vit_free(e->vit);
+	r4_free(e);
+}
