@@ -1,0 +1,537 @@
+"""What every trainer of tools/train shares: command-line options, temporal view
+pairing, crops, the bounded anchor buffer, schedules, progress lines, checkpoints,
+and the export to safetensors plus registration in the database.
+
+The method-specific parts (model, loss, update) live in train_<method>.py; each
+exposes add_arguments(parser) and run(args).
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rai4eo_tools import db_images
+from rai4eo_tools import safetensors_io
+
+
+# ---- command line -------------------------------------------------------------------
+
+def int_pair(text):
+    """Parse 'A,B' (two non-negative integers, A <= B)."""
+    try:
+        a, b = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected two integers A,B, got %r" % text)
+    if a < 0 or b < a:
+        raise argparse.ArgumentTypeError("expected 0 <= A <= B, got %r" % text)
+    return a, b
+
+
+def float_pair(text):
+    """Parse 'A,B' (two numbers in (0, 1], A <= B)."""
+    try:
+        a, b = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected two numbers A,B, got %r" % text)
+    if not (0 < a <= b <= 1):
+        raise argparse.ArgumentTypeError("expected 0 < A <= B <= 1, got %r" % text)
+    return a, b
+
+
+def int_list(text):
+    """Parse '1,2,3' (positive integers)."""
+    try:
+        vals = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected comma-separated integers, got %r" % text)
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError("band numbers start at 1")
+    return vals
+
+
+def float_list(text):
+    """Parse '0.1,0.2' (numbers)."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected comma-separated numbers, got %r" % text)
+
+
+# Options that belong to one invocation (connection, threads, logging, checkpointing,
+# export and the feature recipe written into it); all others define the training run,
+# and a resumed run takes them from its checkpoint.
+RUN_OPTIONS = {"dsn", "device", "threads", "checkpoint", "checkpoint_every", "resume", "until",
+               "log_every", "export", "register", "name", "quiet", "method",
+               "n_last_blocks", "avgpool", "input"}
+
+
+def add_common_arguments(p):
+    """Options every trainer has: data, run control, checkpoints, export."""
+    g = p.add_argument_group("data")
+    g.add_argument("--dsn", help="libpq connection string (default: PG* environment variables, like psql)")
+    g.add_argument("--sensor", choices=sorted(db_images.SENSOR_BANDS), default="PF-SR",
+                   help="images to train on: PF-SR (4 bands) or S2-SR (12 bands); default PF-SR")
+    g.add_argument("--bands", type=int_list,
+                   help="raster band numbers in model channel order (default: all bands of the sensor)")
+    g.add_argument("--scale", type=float, default=1e-4,
+                   help="raw values are multiplied by it before normalisation (default 1e-4: "
+                        "reflectance x 10000 -> reflectance)")
+    g.add_argument("--mean", type=float_list, help="per-band means of raw x scale (default: measured)")
+    g.add_argument("--std", type=float_list, help="per-band standard deviations (default: measured)")
+    g.add_argument("--stats-images", type=int, default=128,
+                   help="images sampled to measure the per-band mean and std (default 128)")
+    g.add_argument("--buffer-mb", type=float, default=512,
+                   help="memory for decoded images: whole patches are held while their images serve as "
+                        "anchors, then replaced by the next patch of the stream (default 512)")
+    g.add_argument("--anchor-reuse", type=int, default=1,
+                   help="times each image of a buffered patch serves as anchor before the patch is "
+                        "replaced (default 1: every image once per epoch)")
+
+    g = p.add_argument_group("run")
+    g.add_argument("--steps", type=int, default=300,
+                   help="length of the training in optimizer steps; the schedules span it (default 300)")
+    g.add_argument("--until", type=int,
+                   help="stop this run once STEP steps are done (default --steps); resume later")
+    g.add_argument("--batch-size", type=int, default=32, help="anchor images per step (default 32)")
+    g.add_argument("--seed", type=int, default=0, help="seed of initialisation, sampling, crops (default 0)")
+    g.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    g.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch (default 0: all cores)")
+    g.add_argument("--log-every", type=int, default=10, help="progress line every N steps (default 10)")
+    g.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
+
+    g = p.add_argument_group("checkpoints and export")
+    g.add_argument("--checkpoint", metavar="PATH",
+                   help="training state file, written every --checkpoint-every steps, at the end "
+                        "and on Ctrl-C")
+    g.add_argument("--checkpoint-every", type=int, default=100, help="default 100 steps")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run saved in --checkpoint exactly where it stopped; the "
+                        "training options come from the checkpoint")
+    g.add_argument("--export", metavar="OUT.safetensors",
+                   help="write the teacher backbone with its metadata when the run ends")
+    g.add_argument("--register", metavar="NAME",
+                   help="also store the exported model in the database: rai4eo_load_model(NAME, ...)")
+    g.add_argument("--name", help="model name in the metadata (default: --register, else the export's base name)")
+    g.add_argument("--n-last-blocks", type=int, default=1,
+                   help="feature recipe written to the metadata: CLS tokens of the last N blocks (default 1)")
+    g.add_argument("--avgpool", action="store_true",
+                   help="feature recipe: also the mean of the last block's patch tokens")
+    g.add_argument("--input", choices=("native", "resize"), default="native",
+                   help="input handling written to the metadata (default native: the patch at its own "
+                        "size, position embeddings interpolated as DINO does)")
+
+
+def check_common_arguments(p, a):
+    """Validate the shared options (p.error on a bad one)."""
+    if a.bands is None:
+        a.bands = list(range(1, db_images.SENSOR_BANDS[a.sensor] + 1))
+    C = len(a.bands)
+    for key in ("mean", "std"):
+        v = getattr(a, key)
+        if v is not None and len(v) not in (1, C):
+            p.error("--%s needs one value or one per band (%d)" % (key, C))
+        if v is not None and len(v) == 1:
+            setattr(a, key, v * C)
+    if a.std is not None and min(a.std) <= 0:
+        p.error("--std values must be > 0")
+    if (a.mean is None) != (a.std is None):
+        p.error("give both --mean and --std, or neither")
+    if a.steps < 0:
+        p.error("--steps must be >= 0")
+    if a.until is not None and a.until < 0:
+        p.error("--until must be >= 0")
+    if a.batch_size < 1:
+        p.error("--batch-size must be >= 1")
+    if a.buffer_mb <= 0 or a.anchor_reuse < 1:
+        p.error("--buffer-mb must be > 0 and --anchor-reuse >= 1")
+    if a.checkpoint_every < 1 or a.log_every < 1:
+        p.error("--checkpoint-every and --log-every must be >= 1")
+    if a.resume and not a.checkpoint:
+        p.error("--resume needs --checkpoint PATH")
+    if a.n_last_blocks < 1:
+        p.error("--n-last-blocks must be >= 1")
+    if a.scale <= 0 or not math.isfinite(a.scale):
+        p.error("--scale must be a positive number")
+
+
+# ---- temporal positives ---------------------------------------------------------------
+
+def pick_in_window(days, anchor, window, rng):
+    """An image whose date lies window[0]..window[1] days (inclusive) from the anchor's.
+
+    days: acquisition days of one patch's images.  Returns (index, fell_back).  With
+    no image in the window, the fallback is the image nearest to the window (ties
+    drawn at random), never the anchor itself unless the patch has no other image.
+    """
+    days = np.asarray(days)
+    lo, hi = window
+    d = np.abs(days - days[anchor])
+    idx = np.arange(len(days))
+    cand = idx[(d >= lo) & (d <= hi) & (idx != anchor)]
+    if cand.size:
+        return int(cand[rng.integers(cand.size)]), False
+    others = idx[idx != anchor]
+    if others.size == 0:
+        return int(anchor), True
+    dist = np.where(d[others] < lo, lo - d[others], d[others] - hi)
+    best = others[dist == dist.min()]
+    return int(best[rng.integers(best.size)]), True
+
+
+def temporal_views(days, anchor, n_local, global_window, local_window, rng):
+    """Images for one anchor's crops: [anchor, global partner], [local images], fallbacks.
+
+    The two global crops come from the anchor and an image global_window days
+    away; each local crop from its own draw of an image local_window days away.
+    Returns (global_idx, local_idx, global_fallbacks, local_fallbacks).
+    """
+    partner, gfb = pick_in_window(days, anchor, global_window, rng)
+    local, lfb = [], 0
+    for _ in range(n_local):
+        j, fb = pick_in_window(days, anchor, local_window, rng)
+        local.append(j)
+        lfb += int(fb)
+    return [int(anchor), partner], local, int(gfb), lfb
+
+
+# ---- crops ---------------------------------------------------------------------------
+
+def random_resized_box(h, w, scale, ratio, rng):
+    """A crop box (top, left, height, width) covering scale of the area with an aspect ratio
+    drawn log-uniformly from ratio; after 10 misses, the largest centred box whose aspect
+    ratio lies within ratio."""
+    area = h * w
+    lr = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(lr[0], lr[1]))
+        cw = int(round(math.sqrt(target * aspect)))
+        ch = int(round(math.sqrt(target / aspect)))
+        if 0 < cw <= w and 0 < ch <= h:
+            top = int(rng.integers(0, h - ch + 1))
+            left = int(rng.integers(0, w - cw + 1))
+            return top, left, ch, cw
+    in_ratio = w / h
+    if in_ratio < ratio[0]:
+        cw, ch = w, int(round(w / ratio[0]))
+    elif in_ratio > ratio[1]:
+        ch, cw = h, int(round(h * ratio[1]))
+    else:
+        cw, ch = w, h
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+class Normaliser:
+    """(raw * scale - mean) / std per band, non-finite (nodata) -> 0: the database's rule."""
+
+    def __init__(self, scale, mean, std):
+        self.scale = float(scale)
+        self.mean = torch.tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
+
+    def __call__(self, raw):
+        x = (torch.as_tensor(raw) * self.scale - self.mean) / self.std
+        return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+class single_thread:
+    """Run a block with one torch thread: the many small tensor ops of cropping are
+    faster without a thread team to wake (and leave the other cores alone)."""
+
+    def __enter__(self):
+        self.n = torch.get_num_threads()
+        if self.n != 1:
+            torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.n != 1:
+            torch.set_num_threads(self.n)
+        return False
+
+
+def make_crop(image, size, scale, rng, flips=True, rot90=False, brightness=0.0, norm=None):
+    """One augmented view of a normalised C x H x W image: a random resized crop,
+    resized to size x size (bilinear, antialiased when shrinking), random flips (and
+    quarter turns).  brightness > 0 multiplies the reflectance of all bands by one
+    factor from [1 - b, 1 + b] (spectral ratios stay; norm, the Normaliser the image
+    went through, says how that reads on normalised values)."""
+    C, H, W = image.shape
+    top, left, ch, cw = random_resized_box(H, W, scale, (3 / 4, 4 / 3), rng)
+    x = image[:, top:top + ch, left:left + cw]
+    shrink = ch > size or cw > size
+    x = F.interpolate(x.unsqueeze(0), size=(size, size), mode="bilinear", align_corners=False,
+                      antialias=shrink).squeeze(0)
+    if brightness > 0:
+        g = float(rng.uniform(1 - brightness, 1 + brightness))
+        # raw * g, normalised: g * x + (g - 1) * mean / std
+        x = x * g + (g - 1) * (norm.mean / norm.std)
+    if flips:
+        if rng.random() < 0.5:
+            x = x.flip(2)
+        if rng.random() < 0.5:
+            x = x.flip(1)
+    if rot90:
+        k = int(rng.integers(4))
+        if k:
+            x = torch.rot90(x, k, (1, 2))
+    return x
+
+
+# ---- the anchor buffer ---------------------------------------------------------------
+
+class AnchorBuffer:
+    """Whole patches in memory, each image drawn as anchor `reuse` times, then replaced.
+
+    Images are held as prepare() made them (normalised float32 tensors).
+    Memory stays under budget_bytes (at least one patch is always held, and never
+    more patches than the corpus has).  A batch draws its anchors from the buffered
+    patches in proportion to the draws they have left, so the corpus is visited
+    once per epoch (times reuse) while a batch mixes many patches.  state() and
+    restore() make the draws after a resume equal to those of an uninterrupted run.
+    """
+
+    def __init__(self, stream, budget_bytes, reuse, rng, max_patches, prepare):
+        self.stream, self.budget, self.reuse, self.rng = stream, budget_bytes, reuse, rng
+        self.max_patches = max_patches
+        self.prepare = prepare              # raw image (numpy) -> what crops are cut from
+        self.patches = []                   # dicts: pid, days, images, queue (anchor indices), nbytes
+        self.wait_s = 0.0                   # time spent waiting for the reader
+
+    def _entry(self, pid, days, images, queue=None):
+        if queue is None:
+            queue = list((self.rng.permutation(len(days) * self.reuse) % len(days)).tolist()) if len(days) else []
+        with single_thread():
+            images = [self.prepare(im) for im in images]
+        return {"pid": int(pid), "days": days, "images": images, "queue": queue,
+                "nbytes": sum(im.numel() * im.element_size() for im in images)}
+
+    def nbytes(self):
+        """Bytes of decoded images held."""
+        return sum(p["nbytes"] for p in self.patches)
+
+    def fill(self):
+        """Read patches from the stream until the budget or the patch cap is reached."""
+        while not self.patches or (self.nbytes() < self.budget and len(self.patches) < self.max_patches):
+            t0 = time.monotonic()
+            pid, days, images = self.stream.next()
+            self.wait_s += time.monotonic() - t0
+            if len(days) == 0:
+                continue
+            self.patches.append(self._entry(pid, days, images))
+
+    def draw(self, n):
+        """n anchors: (patch entry, image index) pairs."""
+        out = []
+        for _ in range(n):
+            self.fill()
+            left = np.array([len(p["queue"]) for p in self.patches], dtype=np.float64)
+            k = int(self.rng.choice(len(self.patches), p=left / left.sum()))
+            entry = self.patches[k]
+            out.append((entry, entry["queue"].pop()))
+            if not entry["queue"]:
+                del self.patches[k]
+        return out
+
+    def state(self):
+        """What restore() needs: the stream position, the held patches and their draws left."""
+        epoch, pos = self.stream.state()
+        return {"stream": [int(epoch), int(pos)],
+                "patches": [{"pid": p["pid"], "queue": list(p["queue"])} for p in self.patches]}
+
+    def restore(self, state, load_patch):
+        """Hold the patches a saved state held (load_patch(pid) -> (days, images))."""
+        self.patches = []
+        for p in state["patches"]:
+            days, images = load_patch(p["pid"])
+            if len(days) * self.reuse < len(p["queue"]) or (p["queue"] and max(p["queue"]) >= len(days)):
+                raise db_images.DatabaseError("patch %d changed since the checkpoint was written" % p["pid"])
+            self.patches.append(self._entry(p["pid"], days, images, list(p["queue"])))
+
+
+# ---- schedules -----------------------------------------------------------------------
+
+def cosine_schedule(base, final, steps, warmup_steps=0, start_warmup=0.0):
+    """Per-step values: linear warm-up from start_warmup to base, then a cosine from base to final."""
+    warmup_steps = min(max(warmup_steps, 0), steps)
+    warm = np.linspace(start_warmup, base, warmup_steps, endpoint=False) if warmup_steps else np.zeros(0)
+    n = steps - warmup_steps
+    it = np.arange(n)
+    cos = final + 0.5 * (base - final) * (1 + np.cos(np.pi * it / max(n, 1)))
+    return np.concatenate([warm, cos]).astype(np.float64)
+
+
+# ---- devices and random state ----------------------------------------------------------
+
+def pick_device(name):
+    """The torch device: the one named, else cuda when available, else cpu."""
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def set_threads(n):
+    """Use n CPU threads (0: every core this process may run on) in torch and in the
+    OpenBLAS that Debian's torch calls for matrix products: OpenBLAS otherwise starts
+    one thread per core on top of torch's, and the two teams fight over the cores."""
+    if not n:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = max(1, n)
+    torch.set_num_threads(n)
+    try:
+        import ctypes
+        ctypes.CDLL("libopenblas.so.0").openblas_set_num_threads(ctypes.c_int(n))
+    except (OSError, AttributeError):
+        pass                                          # another BLAS: it manages itself
+    return torch.get_num_threads()
+
+
+def rng_state(np_rng):
+    """Random generator states worth saving: torch (CPU, CUDA) and the numpy generator."""
+    state = {"torch": torch.get_rng_state(), "numpy": np_rng.bit_generator.state}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state, np_rng):
+    """Restore what rng_state saved."""
+    torch.set_rng_state(state["torch"])
+    np_rng.bit_generator.state = state["numpy"]
+    if "cuda" in state and torch.cuda.is_available():
+        try:
+            torch.cuda.set_rng_state_all(state["cuda"])
+        except RuntimeError:
+            pass                                     # another GPU count: CPU state is enough
+
+
+# ---- checkpoints -----------------------------------------------------------------------
+
+def save_checkpoint(path, state):
+    """Write the training state atomically (a crash never leaves half a file)."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    tmp = path + ".part"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, kind):
+    """Read a training state written by save_checkpoint for trainer `kind`."""
+    state = torch.load(path, map_location="cpu")
+    if not isinstance(state, dict) or state.get("format") != "rai4eo-train-checkpoint":
+        raise ValueError("%s is not a tools/train checkpoint" % path)
+    if state.get("method") != kind:
+        raise ValueError("%s is a %s checkpoint, not %s" % (path, state.get("method"), kind))
+    return state
+
+
+def apply_checkpoint_args(args, saved, given, log):
+    """Take the training options of a resumed run from its checkpoint.
+
+    given: the options the command line set (name -> value as parsed).  Those that
+    differ from the checkpoint's are ignored with a note: changing them would not
+    continue the same run.
+    """
+    def same(x, y):
+        if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
+            return list(x) == list(y)
+        return x == y
+
+    for key, val in saved.items():
+        if key in RUN_OPTIONS:
+            continue
+        if key in given and not same(given[key], val):
+            log("note: --%s %s ignored: the checkpoint's run uses %s" % (key.replace("_", "-"), given[key], val))
+        setattr(args, key, val)
+
+
+# ---- export -----------------------------------------------------------------------------
+
+def export_metadata(args, mean, std, img_size, num_heads, ln_eps, extra=None):
+    """The safetensors __metadata__ (strings holding JSON text) of an exported ViT."""
+    meta = {
+        "arch": "vit",
+        "bands": json.dumps(list(args.bands), separators=(",", ":")),
+        "scale": repr(float(args.scale)),
+        "mean": json.dumps([float(v) for v in mean], separators=(",", ":")),
+        "std": json.dumps([float(v) for v in std], separators=(",", ":")),
+        "input": args.input,
+        "img_size": str(int(img_size)),
+        "n_last_blocks": str(int(args.n_last_blocks)),
+        "avgpool": "true" if args.avgpool else "false",
+        "num_heads": str(int(num_heads)),
+        "ln_eps": repr(float(ln_eps)),
+        "sensor": args.sensor,
+    }
+    if args.name:
+        meta["name"] = args.name
+    if extra:
+        meta.update({k: str(v) for k, v in extra.items()})
+    return meta
+
+
+def export_backbone(state_dict, metadata):
+    """safetensors bytes of a backbone state dict (float32, contiguous)."""
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state_dict.items()}
+    return safetensors_io.serialize(tensors, metadata)
+
+
+def register_model(conn, name, weights):
+    """Store exported weights in the database; returns what rai4eo_load_model says."""
+    have = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'rai4eo_load_model')").fetchone()[0]
+    if not have:
+        raise db_images.DatabaseError("rai4eo_load_model() is not installed in this database "
+                                      "(a newer rai4eo is needed to --register)")
+    return conn.execute("SELECT rai4eo_load_model(%s, %s, '{}'::jsonb, replace => true)",
+                        (name, weights)).fetchone()[0]
+
+
+def write_file_atomic(path, data):
+    """Write bytes to path through a temporary file and a rename."""
+    tmp = path + ".part"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+# ---- progress ---------------------------------------------------------------------------
+
+def hms(s):
+    """Seconds as H:MM:SS."""
+    s = int(max(s, 0))
+    return "%d:%02d:%02d" % (s // 3600, s // 60 % 60, s % 60)
+
+
+class Progress:
+    """Progress lines on stderr: step, loss, images/s, ETA (rates over the run so far)."""
+
+    def __init__(self, prefix, start_step, until, batch, every, quiet):
+        self.prefix, self.start, self.until, self.batch = prefix, start_step, until, batch
+        self.every, self.quiet = every, quiet
+        self.t0 = time.monotonic()
+
+    def log(self, msg):
+        sys.stderr.write("%s: %s\n" % (self.prefix, msg))
+        sys.stderr.flush()
+
+    def rate(self, step):
+        el = time.monotonic() - self.t0
+        done = step - self.start
+        return el, (done / el if el > 0 else 0.0)
+
+    def step(self, step, fields):
+        if self.quiet or not (step % self.every == 0 or step == self.until):
+            return
+        el, sps = self.rate(step)
+        eta = (self.until - step) / sps if sps > 0 else 0.0
+        self.log("step %d/%d  %s  %.2f steps/s  %.1f img/s  ETA %s"
+                 % (step, self.until, fields, sps, sps * self.batch, hms(eta)))
