@@ -34,6 +34,10 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS builds without dependency tracking: rebuild every object when a header changes
+# (a struct that grew under stale objects smashes the stack at run time).
+$(OBJS): $(wildcard include/rai4eo/*.h src/pg/*.h)
+
 # PostgreSQL's own headers trip -Wsign-compare (ARR_DATA_PTR); the core keeps it.
 $(PG_SRCS:.c=.o): CFLAGS += -Wno-sign-compare
 

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Convert a DINO / timm / TorchGeo ViT checkpoint into a safetensors file rai4eo loads.
+"""Convert a DINO / timm / TorchGeo ViT or a torchvision / BYOL / DINO ResNet checkpoint
+into a safetensors file rai4eo loads.
 
 Inputs (recognised by content, not by file name):
   - a DINO training checkpoint (torch.save of a dict with 'teacher' and 'student',
@@ -11,15 +12,28 @@ Inputs (recognised by content, not by file name):
   - a timm or TorchGeo ViT state dict (classifier heads are dropped);
   - a whole pickled nn.Module (its parameters and persistent buffers);
   - a safetensors file (re-written with new metadata; its old metadata is kept
-    unless an option replaces a key).
+    unless an option replaces a key);
+  - a torchvision / timm ResNet state dict (fc.* dropped), a DINO ResNet-50
+    training checkpoint (teacher / student as above), or a BYOL checkpoint:
+    the online encoder is taken, the target (momentum) encoder, projector and
+    predictor are dropped (--which target takes the target encoder instead).
+    Layouts: lucidrains/byol-pytorch ('net.', 'online_encoder.net.' — the same
+    tensors twice — and 'target_encoder.net.'), yaox12/BYOL-PyTorch and
+    sthalles/PyTorch-BYOL (positional nn.Sequential encoders 'encoder.0' = conv1,
+    'encoder.1' = bn1, 'encoder.4'..'encoder.7' = layer1..layer4, mapped to
+    torchvision names), solo-learn ('backbone.' / 'momentum_backbone.'),
+    TorchGeo BYOLTask ('model.backbone.model.' / 'model.target.model.').
 
 Checkpoints are unpickled with an allow-list: no code named by the pickle is run
-(see tools/lib/rai4eo_tools/checkpoint.py).  The ViT is found by its
-"patch_embed.proj.weight" tensor; the prefix in front of it is stripped and
-everything outside it (DINO heads, the other network, optimizer state) is dropped.
-Tensors of ViT variants the engine does not implement (LayerScale, q/k norm,
-register tokens, norm_pre, fc_norm) are kept with a warning: rai4eo then reports
-the model as unsupported, naming the tensor.
+(see tools/lib/rai4eo_tools/checkpoint.py).  A ViT is found by its
+"patch_embed.proj.weight" tensor, a ResNet by "conv1.weight" with
+"layer1.0.conv1.weight" (or a positional encoder); the prefix in front of it is
+stripped and everything outside it (DINO heads, BYOL projectors and predictors,
+the other network, optimizer state) is dropped.  Tensors of variants the engine
+does not implement (ViT: LayerScale, q/k norm, register tokens, norm_pre,
+fc_norm; ResNet: deep stems, SE modules, average-pool downsampling, conv biases)
+are kept with a warning: rai4eo then reports the model as unsupported, naming
+the tensor.
 
 The options write the safetensors "__metadata__" that rai4eo reads at load time
 (include/rai4eo/model_config.h): string values, numbers and lists as JSON text.
@@ -43,6 +57,21 @@ PROG = "convert_checkpoint"
 EXIT_OK, EXIT_ERROR = 0, 2
 
 ANCHOR = "patch_embed.proj.weight"
+RESNET_ANCHOR = ck.RESNET_ANCHOR
+BN_ENTRIES = ("weight", "bias", "running_mean", "running_var")
+# Torchvision's standard layouts, for naming what was found.
+RESNET_NAMES = {(False, (2, 2, 2, 2)): "ResNet-18", (False, (3, 4, 6, 3)): "ResNet-34",
+                (True, (3, 4, 6, 3)): "ResNet-50", (True, (3, 4, 23, 3)): "ResNet-101",
+                (True, (3, 8, 36, 3)): "ResNet-152"}
+# ResNet tensors inside the stem or a block that the engine understands (model_config.c).
+RESNET_BLOCK_OK = re.compile(r"^(conv[12]\.weight|conv3\.weight|bn[123]\.(weight|bias|running_mean|"
+                             r"running_var|num_batches_tracked)|downsample\.0\.weight|downsample\.1\."
+                             r"(weight|bias|running_mean|running_var|num_batches_tracked))$")
+RESNET_BLOCK_RE = re.compile(r"^layer([1-4])\.(0|[1-9]\d*)\.(.*)$")
+FC_RE = re.compile(r"^fc\.")
+# Options that only mean something for one architecture.
+VIT_ONLY_OPTIONS = (("n_last_blocks", "--n-last-blocks"), ("avgpool", "--avgpool"),
+                    ("num_heads", "--num-heads"), ("ln_eps", "--ln-eps"))
 GLOBAL_TENSORS = ["cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias",
                   "norm.weight", "norm.bias"]
 BLOCK_TENSORS = ["norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias",
@@ -104,8 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="convert_checkpoint.py",
         description="Convert a DINO training checkpoint, a DINO backbone file, a timm / TorchGeo\n"
-                    "ViT state dict or a safetensors file into a safetensors file that rai4eo\n"
-                    "loads, with the model's preprocessing and feature recipe in its metadata.\n"
+                    "ViT state dict, a torchvision / BYOL / DINO ResNet checkpoint or a safetensors\n"
+                    "file into a safetensors file that rai4eo loads, with the model's\n"
+                    "preprocessing and feature recipe in its metadata.\n"
                     "Pickled checkpoints are read without running any code they name.",
         epilog="Examples:\n"
                "  convert_checkpoint.py checkpoint0100.pth vits16.safetensors \\\n"
@@ -116,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  convert_checkpoint.py ssl4eo_vits16.pth s2.safetensors --bands 1,2,3,4,5,6,7,8,9,10,11,12,13 "
                "--scale 0.0001 --input resize --img-size 224\n"
                "  convert_checkpoint.py old.safetensors new.safetensors --dtype f16 --name vits16-f16\n"
+               "  convert_checkpoint.py byol_epoch100.pth byol-rn50.safetensors --bands 3,2,1,4 "
+               "--scale 0.0001\n"
                "Exit status: 0 written, 2 usage error or an input that cannot be converted.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="INPUT", help="checkpoint (.pth/.pt/.ckpt, any torch.save file) or .safetensors")
@@ -125,20 +157,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
 
     g = p.add_argument_group("choosing the weights")
-    g.add_argument("--which", choices=["teacher", "student"],
-                   help="network of a DINO training checkpoint (default teacher)")
+    g.add_argument("--which", choices=["teacher", "student", "online", "target"],
+                   help="network of a DINO training checkpoint (teacher, the default, or student) "
+                        "or of a BYOL-style checkpoint (online, the default for ResNets, or the "
+                        "target / momentum copy)")
     g.add_argument("--key", metavar="PATH",
                    help="container holding the state dict when several do, as reported "
                         "(e.g. state_dict, model, teacher; nested: a/b)")
     g.add_argument("--prefix", metavar="PREFIX",
-                   help="key prefix to strip when a state dict holds several ViTs "
+                   help="key prefix to strip when a state dict holds several models "
                         "(e.g. 'model.backbone.model.')")
     g.add_argument("--dtype", choices=["keep", "f32", "f16", "bf16"], default="keep",
                    help="store floating tensors as F32, F16 or BF16 (default keep: F32, F16 "
                         "and BF16 as they are, F64 as F32)")
 
     m = p.add_argument_group("metadata (rai4eo model configuration, see model_config.h)")
-    m.add_argument("--arch", choices=["vit"], default="vit", help="architecture (default vit)")
+    m.add_argument("--arch", choices=["vit", "resnet"],
+                   help="architecture (default: what the checkpoint holds; given, it also picks "
+                        "that kind of model from a checkpoint holding both)")
     m.add_argument("--name", help='model name, stored as metadata "name"')
     m.add_argument("--bands", metavar="B1,B2,...",
                    help="1-based raster band numbers in model channel order, one per input channel")
@@ -154,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--avgpool", action=argparse.BooleanOptionalAction, default=None,
                    help="also the mean of the last block's patch tokens (default no)")
     m.add_argument("--num-heads", type=int, metavar="N", help="attention heads (default embed_dim / 64)")
-    m.add_argument("--ln-eps", metavar="X", help="LayerNorm epsilon (default 1e-6)")
+    m.add_argument("--ln-eps", metavar="X", help="ViT LayerNorm epsilon (default 1e-6)")
+    m.add_argument("--bn-eps", metavar="X", help="ResNet BatchNorm epsilon (default 1e-5)")
     m.add_argument("--change-threshold", metavar="X",
                    help="calibrated cosine-distance change threshold in [0, 2]")
     m.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
@@ -186,10 +223,28 @@ def is_dino_training(obj) -> bool:
     return isinstance(obj, dict) and "teacher" in obj and "student" in obj
 
 
+def find_models(state):
+    """(prefix, arch, positional) of every model in one state dict."""
+    found = [(r, "vit", False) for r in ck.roots(state, ANCHOR)]
+    found += [(r, "resnet", pos) for r, pos in ck.resnet_roots(state)]
+    return found
+
+
+def model_noun(candidates) -> str:
+    """'ViTs', 'ResNets' or 'models' for a list of candidates."""
+    archs = {c[2] for c in candidates}
+    return {"vit": "ViTs", "resnet": "ResNets"}.get(archs.pop(), "models") if len(archs) == 1 else "models"
+
+
 def choose_weights(obj, args):
-    """Find the ViT state dict and its prefix; return (state, prefix, path, outside keys, kind)."""
+    """Find the model's state dict and prefix.
+
+    Returns (state, prefix, path, outside keys, kind, arch).
+    """
     kind = None
+    notes = []
     path_filter = None
+    which = args.which
     if args.key is not None:
         path_filter = tuple(part for part in args.key.split("/") if part != "")
         try:
@@ -198,10 +253,13 @@ def choose_weights(obj, args):
             raise Fail(f"--key {args.key}: the checkpoint has no such container "
                        f"(top-level keys: {top_keys(obj)})") from None
     elif is_dino_training(obj):
-        which = args.which or "teacher"
+        if which in ("online", "target"):
+            raise Fail(f"--which {which} applies to BYOL-style checkpoints; a DINO training "
+                       "checkpoint has a teacher and a student")
+        which = which or "teacher"
         path_filter = (which,)
         kind = f"DINO training checkpoint, {which}"
-    elif args.which is not None:
+    elif which in ("teacher", "student"):
         raise Fail("--which applies to DINO training checkpoints (a dict with 'teacher' and "
                    f"'student'); this one has {top_keys(obj)}")
 
@@ -210,38 +268,88 @@ def choose_weights(obj, args):
     for path, state in ck.iter_state_dicts(obj):
         if path_filter is not None and path[:len(path_filter)] != path_filter:
             continue
-        rs = ck.roots(state, ANCHOR)
-        all_roots[path] = (state, rs)
-        for r in rs:
-            candidates.append((path, r))
+        found = find_models(state)
+        all_roots[path] = (state, [f[0] for f in found])
+        candidates += [(path,) + f for f in found]
+    if args.arch is not None:
+        candidates = [c for c in candidates if c[2] == args.arch]
     if args.prefix is not None:
         want = args.prefix if args.prefix == "" or args.prefix.endswith(".") else args.prefix + "."
         found = [c for c in candidates if c[1] == want]
         if not found:
-            known = ", ".join(f"{ck.describe_path(p)}: {r!r}" for p, r in candidates) or "none"
-            raise Fail(f"--prefix {args.prefix!r}: no tensor {want + ANCHOR!r} "
-                       f"(ViT prefixes found: {known})")
+            known = ", ".join(f"{ck.describe_path(c[0])}: {c[1]!r}" for c in candidates) or "none"
+            raise Fail(f"--prefix {args.prefix!r}: no tensor {want + ANCHOR!r} or "
+                       f"{want + RESNET_ANCHOR!r} (model prefixes found: {known})")
         candidates = found
     if not candidates:
         where = f" under {args.key or path_filter[0]}" if path_filter else ""
         nstates = len(all_roots)
-        raise Fail(f"no ViT weights found{where}: no tensor named '{ANCHOR}' (with or without a "
-                   f"prefix) in {nstates} state dict{'s' if nstates != 1 else ''} of the checkpoint "
-                   f"(top-level keys: {top_keys(obj)}); only DINO/timm ViT checkpoints are converted")
-    paths = sorted({p for p, _ in candidates})
+        what = {"vit": "no ViT weights found", "resnet": "no ResNet weights found"}.get(
+            args.arch, "no ViT weights found and no ResNet weights")
+        raise Fail(f"{what}{where}: no tensor named '{ANCHOR}' nor '{ck.RESNET_STEM}' with "
+                   f"'{RESNET_ANCHOR}' (with or without a prefix, or as a positional encoder) in "
+                   f"{nstates} state dict{'s' if nstates != 1 else ''} of the checkpoint "
+                   f"(top-level keys: {top_keys(obj)}); only DINO/timm ViT and torchvision/timm "
+                   "ResNet checkpoints are converted")
+
+    # BYOL-style checkpoints: the online network unless the target one is asked for.
+    if which in ("online", "target"):
+        chosen = [c for c in candidates if ck.is_target_network(c[0], c[1]) == (which == "target")]
+        if not chosen:
+            listing = ", ".join(f"{ck.describe_path(c[0])}: {c[1]!r}" for c in candidates)
+            raise Fail(f"--which {which}: the checkpoint has no {which} network ({listing}; a "
+                       "target network's container or prefix names 'target', 'momentum' or 'ema')")
+        dropped = [c for c in candidates if c not in chosen]
+        candidates = chosen
+        notes.append(f"{which} network")
+    elif len(candidates) > 1 and all(c[2] == "resnet" for c in candidates):
+        online = [c for c in candidates if not ck.is_target_network(c[0], c[1])]
+        dropped = [c for c in candidates if c not in online]
+        if online and dropped:
+            candidates = online
+            notes.append("online network")
+    else:
+        dropped = []
+    if dropped:
+        notes.append("dropped " + ", ".join(repr(c[1]) if not c[0] else
+                                             f"{ck.describe_path(c[0])}:{c[1]!r}" for c in dropped))
+
+    # A BYOL learner holds its online encoder twice (net. and online_encoder.net.).
     if len(candidates) > 1:
-        listing = "; ".join(f"container {ck.describe_path(p)!r} prefix {r!r}" for p, r in candidates)
+        def stripped(c):
+            state, rs = all_roots[c[0]]
+            kept = ck.strip_prefix(state, c[1], rs)[0]
+            return ck.rename_positional(kept) if c[3] else kept
+
+        candidates.sort(key=lambda c: (len(c[1]), len(c[0]), c[1]))
+        first = stripped(candidates[0])
+        copies = [c for c in candidates[1:] if c[2] == candidates[0][2] and ck.same_state(first, stripped(c))]
+        if len(copies) == len(candidates) - 1:
+            notes.append("identical copies ignored: " + ", ".join(repr(c[1]) for c in copies))
+            candidates = candidates[:1]
+
+    paths = sorted({c[0] for c in candidates})
+    if len(candidates) > 1:
+        listing = "; ".join(f"container {ck.describe_path(c[0])!r} prefix {c[1]!r}" for c in candidates)
         hint = "--key" if len(paths) > 1 else "--prefix"
-        raise Fail(f"the checkpoint holds {len(candidates)} ViTs ({listing}); choose one with {hint}")
-    path, prefix = candidates[0]
+        if any(ck.is_target_network(c[0], c[1]) for c in candidates):
+            hint += " (or --which online / target)"
+        raise Fail(f"the checkpoint holds {len(candidates)} {model_noun(candidates)} ({listing}); "
+                   f"choose one with {hint}")
+    path, prefix, arch, positional = candidates[0]
     state, rs = all_roots[path]
     kept, outside = ck.strip_prefix(state, prefix, rs)
+    if positional:
+        kept = ck.rename_positional(kept)
+        notes.append("positional encoder keys mapped to torchvision names")
     if kind is None:
         if path and path[-1] == "<module>":
             kind = "pickled nn.Module"
         else:
             kind = "state dict" if not path else f"state dict under {ck.describe_path(path)!r}"
-    return kept, prefix, path, outside, kind
+    if notes:
+        kind += ", " + ", ".join(notes)
+    return kept, prefix, path, outside, kind, arch
 
 
 def top_keys(obj) -> str:
@@ -262,18 +370,20 @@ def dtype_name(t) -> str:
         return str(t.dtype)
 
 
-def classify(state):
+def classify(state, arch="vit"):
     """Split the backbone's entries into kept tensors and dropped names by reason."""
     kept = {}
     dropped = {"head": [], "buffers": [], "not tensors": [], "no dtype": []}
+    head_re = FC_RE if arch == "resnet" else HEAD_RE
+    anchor = ck.RESNET_STEM if arch == "resnet" else ANCHOR
     for name, value in state.items():
-        if HEAD_RE.match(name):
+        if head_re.match(name):
             dropped["head"].append(name)
         elif not ck.is_tensor(value):
             dropped["not tensors"].append(name)
         elif name.endswith("num_batches_tracked"):
             dropped["buffers"].append(name)
-        elif name != ANCHOR and dtype_name(value) not in safetensors_io.DTYPE_BITS:
+        elif name != anchor and dtype_name(value) not in safetensors_io.DTYPE_BITS:
             dropped["no dtype"].append(name)
         else:
             kept[name] = value
@@ -315,6 +425,87 @@ def describe_vit(kept):
     return info, missing, variant, unused
 
 
+def _shape(kept, name):
+    """A tensor's shape as a tuple, or None when it is absent."""
+    t = kept.get(name)
+    return tuple(int(d) for d in t.shape) if t is not None else None
+
+
+def describe_resnet(kept):
+    """Layout from the shapes; also the missing, variant and unused tensor names.
+
+    Mirrors the engine's rules (src/core/model_config.c): blocks per stage
+    from the highest layerS.N, Bottleneck when any block has conv3, widths
+    from each stage's first block, a downsample wherever the stride or the
+    width changes.
+    """
+    stem = _shape(kept, ck.RESNET_STEM)
+    if stem is None and "conv1.0.weight" in kept:
+        raise Fail("the ResNet has a deep stem (conv1.0.weight, conv1.1.*, ...: timm's resnet*d "
+                   "variants), which rai4eo does not implement; it runs torchvision's 7x7 stem")
+    if stem is None or len(stem) != 4:
+        raise Fail(f"tensor '{ck.RESNET_STEM}' has shape {list(stem or ())}, expected "
+                   "[width, in_chans, 7, 7]")
+    if dtype_name(kept[ck.RESNET_STEM]) not in FLOAT_NAMES:
+        raise Fail(f"tensor '{ck.RESNET_STEM}' has dtype {dtype_name(kept[ck.RESNET_STEM])}; "
+                   "ResNet weights are floating point")
+    width, C = stem[0], stem[1]
+    layers = [0, 0, 0, 0]
+    bottleneck = False
+    variant = []
+    for name in kept:
+        m = RESNET_BLOCK_RE.match(name)
+        if m:
+            s = int(m.group(1)) - 1
+            layers[s] = max(layers[s], int(m.group(2)) + 1)
+            bottleneck = bottleneck or m.group(3) == "conv3.weight"
+    for name in kept:
+        m = RESNET_BLOCK_RE.match(name)
+        if m:
+            rest = m.group(3)
+            ok = bool(RESNET_BLOCK_OK.match(rest)) and (bottleneck or not rest.startswith(("conv3.", "bn3.")))
+        elif name.startswith("conv1."):
+            ok = name == "conv1.weight"
+        elif name.startswith("bn1."):
+            ok = name[4:] in BN_ENTRIES + ("num_batches_tracked",)
+        else:
+            continue
+        if not ok:
+            variant.append(name)
+    if stem[2:] != (7, 7):
+        variant.append(ck.RESNET_STEM)
+
+    def bn(prefix):
+        return [f"{prefix}.{e}" for e in BN_ENTRIES]
+
+    required = [ck.RESNET_STEM] + bn("bn1")
+    outw = []
+    for s in range(4):
+        P = (_shape(kept, f"layer{s + 1}.0.conv1.weight") or (None,))[0]
+        O = (_shape(kept, f"layer{s + 1}.0.conv3.weight") or (None,))[0] if bottleneck else P
+        outw.append(O)
+    bin_ = width
+    for s in range(4):
+        for b in range(max(layers[s], 1)):
+            p = f"layer{s + 1}.{b}."
+            for j in range(1, 4 if bottleneck else 3):
+                required += [f"{p}conv{j}.weight"] + bn(f"{p}bn{j}")
+            block_in = bin_ if b == 0 else outw[s]
+            if (p + "downsample.0.weight" in kept or (b == 0 and s > 0)
+                    or (outw[s] is not None and block_in != outw[s])):
+                required += [p + "downsample.0.weight"] + bn(p + "downsample.1")
+        bin_ = outw[s]
+    missing = [n for n in required if n not in kept]
+    known = set(required) | set(variant)
+    unused = [n for n in kept if n not in known and not n.endswith("num_batches_tracked")]
+    name = RESNET_NAMES.get((bottleneck, tuple(layers)))
+    info = {"in_chans": C, "width": width, "layers": layers, "bottleneck": bottleneck,
+            "out_dim": outw[3], "name": name,
+            "params": sum(_numel(kept[n]) for n in required
+                          if n in kept and not n.endswith(("running_mean", "running_var")))}
+    return info, missing, variant, unused
+
+
 def _numel(t) -> int:
     n = 1
     for d in t.shape:
@@ -353,11 +544,24 @@ def convert_dtypes(kept, target):
 
 # ---- metadata -------------------------------------------------------------------------
 
-def build_metadata(args, info, old):
+def build_metadata(args, info, old, arch="vit"):
     """The __metadata__ map: the input's, then the options, checked against the shapes."""
     meta = dict(old)
-    C, D, depth, P = info["in_chans"], info["embed_dim"], info["depth"], info["patch_size"]
-    meta["arch"] = args.arch
+    C = info["in_chans"]
+    if arch == "resnet":
+        D, depth, P = info["out_dim"], sum(info["layers"]), 32
+        for key, opt in VIT_ONLY_OPTIONS:
+            if getattr(args, key) is not None:
+                raise Fail(f"{opt} applies to ViT models only; this checkpoint holds a ResNet")
+        # old ViT-only keys would make rai4eo refuse the file
+        for key, _ in VIT_ONLY_OPTIONS:
+            meta.pop(key, None)
+    else:
+        D, depth, P = info["embed_dim"], info["depth"], info["patch_size"]
+        if args.bn_eps is not None:
+            raise Fail("--bn-eps applies to ResNet models only; this checkpoint holds a ViT")
+        meta.pop("bn_eps", None)
+    meta["arch"] = arch
     if args.name is not None:
         meta["name"] = args.name
     if args.bands is not None:
@@ -387,7 +591,8 @@ def build_metadata(args, info, old):
         meta["input"] = args.input_mode
     if args.img_size is not None:
         if not P <= args.img_size <= 65535:
-            raise Fail(f"--img-size {args.img_size} is outside {P}..65535 (the patch is {P} px)")
+            what = f"the patch is {P} px" if arch == "vit" else f"a ResNet needs at least {P} px"
+            raise Fail(f"--img-size {args.img_size} is outside {P}..65535 ({what})")
         meta["img_size"] = str(args.img_size)
     if args.n_last_blocks is not None:
         if not 1 <= args.n_last_blocks <= depth:
@@ -405,6 +610,11 @@ def build_metadata(args, info, old):
         if not 0 < v < 1:
             raise Fail("--ln-eps must be in (0, 1)")
         meta["ln_eps"] = _json_number(v)
+    if args.bn_eps is not None:
+        v = _number(args.bn_eps, "--bn-eps")
+        if not 0 < v < 1:
+            raise Fail("--bn-eps must be in (0, 1)")
+        meta["bn_eps"] = _json_number(v)
     if args.change_threshold is not None:
         v = _number(args.change_threshold, "--change-threshold")
         if not 0 <= v <= 2:
@@ -463,21 +673,25 @@ def convert(args):
             raise Fail(f"cannot write {out}: directory {parent} does not exist")
 
     obj, old_meta, fmt = load_input(args.source)
-    state, prefix, path, outside, kind = choose_weights(obj, args)
+    state, prefix, path, outside, kind, arch = choose_weights(obj, args)
     if fmt == "safetensors file":
-        kind = "safetensors file"
-    kept, dropped = classify(state)
-    info, missing, variant, unused = describe_vit(kept)
-    meta = build_metadata(args, info, old_meta)
+        kind = "safetensors file" + kind[len(kind.split(",")[0]):]
+    kept, dropped = classify(state, arch)
+    if arch == "resnet":
+        info, missing, variant, unused = describe_resnet(kept)
+    else:
+        info, missing, variant, unused = describe_vit(kept)
+    meta = build_metadata(args, info, old_meta, arch)
     tensors = convert_dtypes(kept, args.dtype)
+    what = "ResNet" if arch == "resnet" else "ViT"
 
     if variant:
-        warn(f"kept tensors of ViT variants the engine does not implement: {ck.group_names(variant, 12)}; "
+        warn(f"kept tensors of {what} variants the engine does not implement: {ck.group_names(variant, 12)}; "
              "rai4eo will refuse this model as unsupported")
     if missing:
-        warn(f"the ViT lacks {len(missing)} tensor{'s' if len(missing) != 1 else ''} the engine "
+        warn(f"the {what} lacks {len(missing)} tensor{'s' if len(missing) != 1 else ''} the engine "
              f"requires: {ck.group_names(missing)}; rai4eo will refuse this model")
-    if info["embed_dim"] % 64 and args.num_heads is None and "num_heads" not in meta:
+    if arch == "vit" and info["embed_dim"] % 64 and args.num_heads is None and "num_heads" not in meta:
         warn(f"embed_dim {info['embed_dim']} is not a multiple of 64: give --num-heads "
              "(rai4eo's default is embed_dim / 64)")
 
@@ -494,7 +708,7 @@ def convert(args):
     for t in tensors.values():
         dtypes[dtype_name(t)] = dtypes.get(dtype_name(t), 0) + 1
     heads = meta.get("num_heads")
-    if heads is None and info["embed_dim"] % 64 == 0:
+    if arch == "vit" and heads is None and info["embed_dim"] % 64 == 0:
         heads = info["embed_dim"] // 64
     strip = f", prefix {prefix!r} stripped" if prefix else ""
     print(f"input:    {args.source}: {kind}{strip}")
@@ -503,16 +717,23 @@ def convert(args):
     drops = []
     if outside:
         drops.append(f"{len(outside)} outside the backbone ({ck.group_names(outside, 4)})")
-    labels = {"head": "classifier/projection head", "buffers": "num_batches_tracked",
+    labels = {"head": "classifier/projection head" if arch == "vit" else "classifier (fc)",
+              "buffers": "num_batches_tracked",
               "not tensors": "not tensors", "no dtype": "of a dtype safetensors lacks"}
     for reason, names in dropped.items():
         if names:
             drops.append(f"{len(names)} {labels[reason]} ({ck.group_names(names, 4)})")
     print("dropped:  " + ("; ".join(drops) if drops else "nothing"))
-    grid = f"{info['pos_grid']}x{info['pos_grid']}" if info["pos_grid"] else "?"
-    print(f"model:    ViT embed_dim {info['embed_dim']}, depth {info['depth']}, patch "
-          f"{info['patch_size']}, in_chans {info['in_chans']}, heads {heads or '?'}, MLP "
-          f"{info['mlp_hidden'] or '?'}, position grid {grid}, params {info['params']}")
+    if arch == "resnet":
+        block = "Bottleneck" if info["bottleneck"] else "BasicBlock"
+        name = info["name"] or "ResNet"
+        print(f"model:    {name} ({block}, layers {info['layers']}), width {info['width']}, "
+              f"in_chans {info['in_chans']}, out_dim {info['out_dim'] or '?'}, params {info['params']}")
+    else:
+        grid = f"{info['pos_grid']}x{info['pos_grid']}" if info["pos_grid"] else "?"
+        print(f"model:    ViT embed_dim {info['embed_dim']}, depth {info['depth']}, patch "
+              f"{info['patch_size']}, in_chans {info['in_chans']}, heads {heads or '?'}, MLP "
+              f"{info['mlp_hidden'] or '?'}, position grid {grid}, params {info['params']}")
     if unused:
         print(f"unused:   {len(unused)} kept tensors the engine does not read: {ck.group_names(unused)}")
     print("metadata: " + " ".join(f"{k}={v}" for k, v in sorted(meta.items())))

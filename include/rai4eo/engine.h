@@ -1,6 +1,6 @@
 /*
- * engine.h — one interface over the architectures the core runs (ViT now,
- * ResNet next), so the PostgreSQL glue and the tools never switch on arch.
+ * engine.h — one interface over the architectures the core runs (ViT and
+ * ResNet), so the PostgreSQL glue and the tools never switch on arch.
  *
  * Same contract as the per-architecture APIs (vit.h): build from validated
  * weights and a resolved configuration, then forward batches of

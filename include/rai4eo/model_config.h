@@ -11,11 +11,18 @@
  *
  * Configuration keys (metadata keys not listed are ignored; configuration
  * object keys not listed are an error, so typos do not pass silently):
- *   arch              "vit" (default when ViT tensors are present);
- *                     "resnet" is reserved and reported as unsupported
- *   num_heads         default embed_dim / 64; must divide embed_dim
- *   ln_eps            LayerNorm epsilon, default 1e-6 (DINO's factories)
+ *   arch              "vit" (default when ViT tensors are present) or
+ *                     "resnet" (default when layer1.0.conv1.weight is);
+ *                     "resnet18", "resnet34", "resnet50", "resnet101" and
+ *                     "resnet152" also assert the block type and the blocks
+ *                     per stage.  Weights holding both kinds need "arch".
+ *   num_heads         ViT only: default embed_dim / 64; must divide embed_dim
+ *   ln_eps            ViT only: LayerNorm epsilon, default 1e-6 (DINO's
+ *                     factories)
+ *   bn_eps            ResNet only: BatchNorm epsilon, default 1e-5
+ *                     (nn.BatchNorm2d's)
  *   img_size          resize target; default sqrt(pos_embed tokens - 1) * patch
+ *                     for a ViT, 224 for a ResNet
  *   bands             1-based raster band numbers in model channel order,
  *                     one per input channel; default 1..in_chans
  *   scale             raw values are multiplied by it first; default 1
@@ -24,14 +31,29 @@
  *   input             "native" (default: the patch at its own size, with
  *                     DINO's position-embedding interpolation) or "resize"
  *                     (bilinear to img_size x img_size)
- *   n_last_blocks     CLS tokens of the last n blocks, 1..depth; default 1
- *   avgpool           also the mean of the last block's patch tokens;
- *                     default false
+ *   n_last_blocks     ViT only: CLS tokens of the last n blocks, 1..depth;
+ *                     default 1
+ *   avgpool           ViT only: also the mean of the last block's patch
+ *                     tokens; default false
  *   change_threshold  calibrated cosine-distance threshold; null unsets
- *   embed_dim, depth, patch_size, in_chans, mlp_hidden, out_dim
+ *   embed_dim, depth, patch_size, mlp_hidden (ViT), block, layers, width
+ *   (ResNet), in_chans, out_dim
  *                     derived from the shapes; accepted only as assertions
  *                     (a different value is R4_ERR_MISMATCH), so the JSON
  *                     that r4_model_config_to_json writes can be fed back
+ *
+ * The ViT-only keys given for a ResNet (and bn_eps, block, layers, width
+ * given for a ViT) are R4_ERR_INVALID, in the configuration object and in
+ * the metadata alike, except that derived keys in the metadata are only
+ * informational and never checked.
+ *
+ * A ResNet is torchvision's (timm's names are the same): conv1 (7 x 7,
+ * stride 2, no bias), bn1, ReLU, 3 x 3 / 2 max-pool, layer1..layer4 of
+ * BasicBlocks (conv1, conv2: 3 x 3) or Bottlenecks (conv1 1 x 1, conv2
+ * 3 x 3 carrying the stride, conv3 1 x 1: "v1.5"), stride 2 from layer2
+ * on, downsample.0 (1 x 1 conv) + downsample.1 (BN) where the shape
+ * changes, global average pooling.  Widths and blocks per stage come from
+ * the tensors, the input channels from conv1.weight; fc.* is ignored.
  */
 #ifndef RAI4EO_MODEL_CONFIG_H
 #define RAI4EO_MODEL_CONFIG_H
@@ -47,10 +69,18 @@
 #define R4_MAX_EMBED_DIM 65536	/* larger embed or MLP widths: R4_ERR_LIMIT */
 #define R4_MAX_PATCH 1024		/* larger patches: R4_ERR_LIMIT */
 
+#define R4_RESNET_STAGES 4		/* layer1 .. layer4 */
+/*
+ * Smallest input side a ResNet takes: its total stride, so that the last
+ * stage still sees a 1 x 1 map.  A ResNet's patch_size is this value, so
+ * that code checking "at least one patch" works for both architectures.
+ */
+#define R4_RESNET_MIN_SIZE 32
+
 typedef enum R4Arch
 {
 	R4_ARCH_VIT = 1,
-	R4_ARCH_RESNET = 2			/* reserved: not supported yet */
+	R4_ARCH_RESNET = 2
 } R4Arch;
 
 typedef enum R4InputMode
@@ -63,26 +93,33 @@ typedef struct R4ModelConfig
 {
 	R4Arch		arch;
 	/* From the weight shapes. */
-	int			embed_dim;		/* D: patch_embed.proj.weight [D, C, P, P] */
-	int			depth;			/* number of blocks.N */
-	int			patch_size;		/* P */
-	int			in_chans;		/* C */
-	int			mlp_hidden;		/* blocks.0.mlp.fc1.weight [hidden, D] */
-	int			pos_grid;		/* training grid side: pos_embed [1, grid^2 + 1, D] */
+	int			embed_dim;		/* D: patch_embed.proj.weight [D, C, P, P];
+								 * ResNet: the feature width (= out_dim) */
+	int			depth;			/* number of blocks.N; ResNet: residual blocks */
+	int			patch_size;		/* P; ResNet: R4_RESNET_MIN_SIZE */
+	int			in_chans;		/* C (ResNet: conv1.weight [width, C, 7, 7]) */
+	int			mlp_hidden;		/* blocks.0.mlp.fc1.weight [hidden, D]; ResNet: 0 */
+	int			pos_grid;		/* training grid side: pos_embed [1, grid^2 + 1, D];
+								 * ResNet: 0 */
+	/* ResNet only, from the weight shapes (zero for a ViT). */
+	int			resnet_layers[R4_RESNET_STAGES];	/* blocks per stage: layerS.N */
+	bool		resnet_bottleneck;	/* Bottleneck (conv1..conv3) or BasicBlock */
+	int			resnet_width;	/* stem width: conv1.weight [width, C, 7, 7] */
 	/* From metadata / configuration, with defaults. */
-	int			num_heads;
-	double		ln_eps;
+	int			num_heads;		/* ViT only */
+	double		ln_eps;			/* ViT only */
+	double		bn_eps;			/* ResNet only */
 	int			img_size;
 	int			bands[R4_MAX_CHANNELS];	/* in_chans entries, each >= 1 */
 	double		scale;
 	double		mean[R4_MAX_CHANNELS];	/* in_chans entries */
 	double		std[R4_MAX_CHANNELS];	/* in_chans entries, each > 0 */
 	R4InputMode input;
-	int			n_last_blocks;
-	bool		avgpool;
+	int			n_last_blocks;	/* ViT only */
+	bool		avgpool;		/* ViT only */
 	bool		has_change_threshold;
 	double		change_threshold;
-	/* Derived: embed_dim * (n_last_blocks + avgpool). */
+	/* Derived: embed_dim * (n_last_blocks + avgpool); ResNet: the last stage's width. */
 	int			out_dim;
 } R4ModelConfig;
 
@@ -99,10 +136,13 @@ typedef struct R4ModelConfig
  *                       assertion that does not hold
  *   R4_ERR_UNSUPPORTED  a required tensor that is not F32/F16/BF16, an
  *                       architecture or a ViT variant (LayerScale, q/k
- *                       norm, register tokens, pre-norm, fc_norm) that the
- *                       engine does not implement
+ *                       norm, register tokens, pre-norm, fc_norm) or a
+ *                       ResNet variant (deep stem, average-pool downsample,
+ *                       extra tensors inside a block such as SE modules or
+ *                       conv biases, a stem kernel other than 7 x 7) that
+ *                       the engine does not implement
  *   R4_ERR_LIMIT        sizes beyond the R4_MAX_* limits
- * Tensors that are not part of the architecture (head.*,
+ * Tensors that are not part of the architecture (head.*, fc.*,
  * num_batches_tracked, ...) are ignored.
  */
 R4Status	r4_model_config_resolve(const R4SafeTensors *st, const R4Json *config,
@@ -116,7 +156,7 @@ R4Status	r4_model_config_resolve(const R4SafeTensors *st, const R4Json *config,
  */
 char	   *r4_model_config_to_json(const R4ModelConfig *cfg);
 
-/* Name of an architecture as the configuration spells it ("vit"). */
+/* Name of an architecture as the configuration spells it ("vit", "resnet"). */
 const char *r4_arch_name(R4Arch arch);
 
 #endif							/* RAI4EO_MODEL_CONFIG_H */

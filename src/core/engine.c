@@ -4,10 +4,13 @@
  */
 #include "rai4eo/engine.h"
 
+#include "rai4eo/resnet.h"
+
 struct R4Engine
 {
 	R4Arch		arch;
 	R4ViT	   *vit;
+	R4ResNet   *resnet;
 };
 
 R4Status
@@ -25,6 +28,9 @@ r4_engine_build(const R4SafeTensors *st, const R4ModelConfig *cfg, R4Engine **ou
 	{
 		case R4_ARCH_VIT:
 			rc = r4_vit_build(st, cfg, &e->vit, err);
+			break;
+		case R4_ARCH_RESNET:
+			rc = r4_resnet_build(st, cfg, &e->resnet, err);
 			break;
 		default:
 			rc = r4_fail(err, R4_ERR_UNSUPPORTED, "architecture \"%s\" is not supported yet",
@@ -48,6 +54,8 @@ r4_engine_forward(R4Engine *e, const float *input, int B, int H, int W, float *o
 	{
 		case R4_ARCH_VIT:
 			return r4_vit_forward(e->vit, input, B, H, W, out, check, check_arg, err);
+		case R4_ARCH_RESNET:
+			return r4_resnet_forward(e->resnet, input, B, H, W, out, check, check_arg, err);
 		default:
 			return r4_fail(err, R4_ERR_INTERNAL, "engine of an unknown architecture");
 	}
@@ -60,6 +68,8 @@ r4_engine_config(const R4Engine *e)
 	{
 		case R4_ARCH_VIT:
 			return r4_vit_config(e->vit);
+		case R4_ARCH_RESNET:
+			return r4_resnet_config(e->resnet);
 		default:
 			return NULL;
 	}
@@ -72,6 +82,8 @@ r4_engine_param_count(const R4Engine *e)
 	{
 		case R4_ARCH_VIT:
 			return r4_vit_param_count(e->vit);
+		case R4_ARCH_RESNET:
+			return r4_resnet_param_count(e->resnet);
 		default:
 			return 0;
 	}
@@ -83,5 +95,6 @@ r4_engine_free(R4Engine *e)
 	if (e == NULL)
 		return;
 	r4_vit_free(e->vit);
+	r4_resnet_free(e->resnet);
 	r4_free(e);
 }

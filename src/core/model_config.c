@@ -16,10 +16,36 @@
 
 /* Keys a configuration object may hold; anything else is a typo. */
 static const char *const known_keys[] = {
-	"arch", "num_heads", "ln_eps", "img_size", "bands", "scale", "mean", "std",
+	"arch", "num_heads", "ln_eps", "bn_eps", "img_size", "bands", "scale", "mean", "std",
 	"input", "n_last_blocks", "avgpool", "change_threshold",
 	"embed_dim", "depth", "patch_size", "in_chans", "mlp_hidden", "out_dim",
+	"block", "layers", "width",
 	NULL
+};
+
+/* Keys that only mean something for a ViT: "set" ones, then derived ones. */
+static const char *const vit_only_keys[] = {"num_heads", "ln_eps", "n_last_blocks", "avgpool", NULL};
+static const char *const vit_derived_keys[] = {"embed_dim", "depth", "patch_size", "mlp_hidden", NULL};
+
+/* The same for a ResNet. */
+static const char *const resnet_only_keys[] = {"bn_eps", NULL};
+static const char *const resnet_derived_keys[] = {"block", "layers", "width", NULL};
+
+/* The entries of every BatchNorm, after its prefix. */
+static const char *const bn_entries[] = {"weight", "bias", "running_mean", "running_var", NULL};
+
+/* Torchvision's standard ResNets, which "arch" may name to assert the layout. */
+static const struct
+{
+	const char *name;
+	bool		bottleneck;
+	int			layers[R4_RESNET_STAGES];
+}			resnet_variants[] = {
+	{"resnet18", false, {2, 2, 2, 2}},
+	{"resnet34", false, {3, 4, 6, 3}},
+	{"resnet50", true, {3, 4, 6, 3}},
+	{"resnet101", true, {3, 4, 23, 3}},
+	{"resnet152", true, {3, 8, 36, 3}},
 };
 
 /* The per-block tensors of a DINO/timm ViT, after "blocks.N.". */
@@ -344,67 +370,91 @@ unsupported:
 	return R4_OK;
 }
 
-/* Suggest stripping a prefix when the ViT tensors are there under one. */
+/*
+ * Suggest stripping a prefix when the anchor tensor of an architecture is
+ * there under one, else say what names were expected.
+ */
 static void
-hint_prefix(const R4SafeTensors *st, R4Error *err)
+hint_prefix(const R4SafeTensors *st, const char *anchor, const char *expected, R4Error *err)
 {
-	const char *want = "patch_embed.proj.weight";
-	size_t		wl = strlen(want);
+	size_t		wl = strlen(anchor);
 
 	for (size_t i = 0; i < st->count; i++)
 	{
 		const char *name = st->tensors[i].name;
 		size_t		nl = strlen(name);
 
-		if (nl > wl && strcmp(name + nl - wl, want) == 0 && name[nl - wl - 1] == '.')
+		if (nl > wl && strcmp(name + nl - wl, anchor) == 0 && name[nl - wl - 1] == '.')
 		{
 			r4_fail_detail(err, "the tensor names carry the prefix \"%.*s\"; strip it when converting the checkpoint",
 						   (int) (nl - wl), name);
 			return;
 		}
 	}
-	r4_fail_detail(err, "expected DINO/timm ViT tensor names such as \"blocks.0.attn.qkv.weight\"");
+	r4_fail_detail(err, "%s", expected);
+}
+
+#define VIT_ANCHOR "patch_embed.proj.weight"
+#define VIT_EXPECTED "expected DINO/timm ViT tensor names such as \"blocks.0.attn.qkv.weight\""
+#define RESNET_ANCHOR "layer1.0.conv1.weight"
+#define RESNET_EXPECTED "expected torchvision/timm ResNet tensor names such as \"layer1.0.conv1.weight\""
+
+/* Required tensors found missing, the first few by name. */
+typedef struct MissingList
+{
+	char		listed[MISSING_LISTED][MAX_NAME];
+	int			count;
+} MissingList;
+
+/* Note name as missing if st lacks it. */
+static void
+need_tensor(const R4SafeTensors *st, const char *name, MissingList *ml)
+{
+	if (r4_safetensors_find(st, name) != NULL)
+		return;
+	if (ml->count < MISSING_LISTED)
+		snprintf(ml->listed[ml->count], MAX_NAME, "%.*s", MAX_NAME - 1, name);
+	ml->count++;
+}
+
+/* Report the missing tensors (if any) with a hint about prefixes. */
+static R4Status
+report_missing(const R4SafeTensors *st, const MissingList *ml, const char *anchor,
+			   const char *expected, R4Error *err)
+{
+	char		msg[R4_MESSAGE_LEN];
+	size_t		used;
+
+	if (ml->count == 0)
+		return R4_OK;
+	used = snprintf(msg, sizeof(msg), "model weights lack %d required tensor%s: ",
+					ml->count, ml->count == 1 ? "" : "s");
+	for (int i = 0; i < ml->count && i < MISSING_LISTED && used < sizeof(msg); i++)
+		used += snprintf(msg + used, sizeof(msg) - used, "%s%s", i ? ", " : "", ml->listed[i]);
+	if (ml->count > MISSING_LISTED && used < sizeof(msg))
+		snprintf(msg + used, sizeof(msg) - used, " and %d more", ml->count - MISSING_LISTED);
+	r4_fail(err, R4_ERR_INVALID, "%s", msg);
+	hint_prefix(st, anchor, expected, err);
+	return R4_ERR_INVALID;
 }
 
 /* Check that every required ViT tensor is present, naming the missing ones. */
 static R4Status
 check_present(const R4SafeTensors *st, int depth, R4Error *err)
 {
-	char		listed[MISSING_LISTED][MAX_NAME];
-	int			missing = 0;
+	MissingList ml;
 	char		name[MAX_NAME];
-	char		msg[R4_MESSAGE_LEN];
-	size_t		used;
 
+	ml.count = 0;
 	for (int k = 0; global_tensors[k]; k++)
-		if (r4_safetensors_find(st, global_tensors[k]) == NULL)
-		{
-			if (missing < MISSING_LISTED)
-				snprintf(listed[missing], MAX_NAME, "%s", global_tensors[k]);
-			missing++;
-		}
+		need_tensor(st, global_tensors[k], &ml);
 	for (int b = 0; b < depth; b++)
 		for (int k = 0; block_tensors[k]; k++)
 		{
 			snprintf(name, sizeof(name), "blocks.%d.%s", b, block_tensors[k]);
-			if (r4_safetensors_find(st, name) == NULL)
-			{
-				if (missing < MISSING_LISTED)
-					snprintf(listed[missing], MAX_NAME, "%s", name);
-				missing++;
-			}
+			need_tensor(st, name, &ml);
 		}
-	if (missing == 0)
-		return R4_OK;
-	used = snprintf(msg, sizeof(msg), "model weights lack %d required tensor%s: ",
-					missing, missing == 1 ? "" : "s");
-	for (int i = 0; i < missing && i < MISSING_LISTED && used < sizeof(msg); i++)
-		used += snprintf(msg + used, sizeof(msg) - used, "%s%s", i ? ", " : "", listed[i]);
-	if (missing > MISSING_LISTED && used < sizeof(msg))
-		snprintf(msg + used, sizeof(msg) - used, " and %d more", missing - MISSING_LISTED);
-	r4_fail(err, R4_ERR_INVALID, "%s", msg);
-	hint_prefix(st, err);
-	return R4_ERR_INVALID;
+	return report_missing(st, &ml, VIT_ANCHOR, VIT_EXPECTED, err);
 }
 
 /* Check that every required tensor holds floats the engine can convert. */
@@ -533,35 +583,88 @@ check_vit_shapes(const R4SafeTensors *st, R4ModelConfig *cfg, R4Error *err)
 	return R4_OK;
 }
 
-/* Report whether a configuration key is one we know. */
+/* Report whether key is in a NULL-terminated list. */
 static bool
-known_key(const char *key)
+in_list(const char *const *list, const char *key)
 {
-	for (int k = 0; known_keys[k]; k++)
-		if (strcmp(known_keys[k], key) == 0)
+	for (int k = 0; list[k]; k++)
+		if (strcmp(list[k], key) == 0)
 			return true;
 	return false;
 }
 
+/* Report whether a configuration key is one we know. */
+static bool
+known_key(const char *key)
+{
+	return in_list(known_keys, key);
+}
+
+/* The architecture, and which standard ResNet "arch" named, if one. */
+typedef struct ArchChoice
+{
+	R4Arch		arch;
+	int			variant;		/* index into resnet_variants, or -1 */
+	const char *origin;			/* where "arch" was given; NULL when detected */
+} ArchChoice;
+
+/* Explain what tensor names were expected when no architecture fits. */
+static void
+hint_either(const R4SafeTensors *st, R4Error *err)
+{
+	size_t		vl = strlen(VIT_ANCHOR);
+	size_t		rl = strlen(RESNET_ANCHOR);
+
+	/* Name a prefix if either anchor sits under one. */
+	for (size_t i = 0; i < st->count; i++)
+	{
+		const char *name = st->tensors[i].name;
+		size_t		nl = strlen(name);
+
+		if ((nl > vl && strcmp(name + nl - vl, VIT_ANCHOR) == 0 && name[nl - vl - 1] == '.'))
+		{
+			hint_prefix(st, VIT_ANCHOR, VIT_EXPECTED, err);
+			return;
+		}
+		if ((nl > rl && strcmp(name + nl - rl, RESNET_ANCHOR) == 0 && name[nl - rl - 1] == '.'))
+		{
+			hint_prefix(st, RESNET_ANCHOR, RESNET_EXPECTED, err);
+			return;
+		}
+	}
+	r4_fail_detail(err, "expected DINO/timm ViT tensor names such as \"blocks.0.attn.qkv.weight\" or torchvision/timm ResNet names such as \"layer1.0.conv1.weight\"");
+}
+
 /* Resolve the architecture from "arch" or from the tensors present. */
 static R4Status
-resolve_arch(const R4SafeTensors *st, const R4Json *config, R4Arch *arch, R4Error *err)
+resolve_arch(const R4SafeTensors *st, const R4Json *config, ArchChoice *ac, R4Error *err)
 {
 	ConfigValue cv;
-	R4Status	rc;
+	R4Status	rc = R4_OK;
+	bool		vit = r4_safetensors_find(st, VIT_ANCHOR) != NULL;
+	bool		resnet = r4_safetensors_find(st, RESNET_ANCHOR) != NULL;
 
+	ac->arch = R4_ARCH_VIT;
+	ac->variant = -1;
+	ac->origin = NULL;
 	if ((rc = lookup_value(st, config, "arch", true, &cv, err)) != R4_OK)
 		return rc;
 	if (cv.v == NULL)
 	{
-		if (r4_safetensors_find(st, "patch_embed.proj.weight") != NULL)
+		if (vit && resnet)
 		{
-			*arch = R4_ARCH_VIT;
+			r4_fail(err, R4_ERR_INVALID,
+					"cannot tell the model architecture: the weights hold both ViT and ResNet tensors");
+			return r4_fail_detail(err, "give \"arch\": \"vit\" or \"resnet\" in the configuration");
+		}
+		if (vit || resnet)
+		{
+			ac->arch = vit ? R4_ARCH_VIT : R4_ARCH_RESNET;
 			return R4_OK;
 		}
 		r4_fail(err, R4_ERR_INVALID,
-				"cannot tell the model architecture: no \"arch\" given and no ViT tensors found");
-		hint_prefix(st, err);
+				"cannot tell the model architecture: no \"arch\" given and no ViT or ResNet tensors found");
+		hint_either(st, err);
 		return R4_ERR_INVALID;
 	}
 	if (cv.v->type != R4J_STRING)
@@ -570,21 +673,27 @@ resolve_arch(const R4SafeTensors *st, const R4Json *config, R4Arch *arch, R4Erro
 		release_value(&cv);
 		return rc;
 	}
+	ac->origin = cv.origin;
 	if (strcasecmp(cv.v->string, "vit") == 0)
-	{
-		*arch = R4_ARCH_VIT;
-		rc = R4_OK;
-	}
-	else if (strncasecmp(cv.v->string, "resnet", 6) == 0)
-		rc = r4_fail(err, R4_ERR_UNSUPPORTED, "architecture \"%.40s\" is not supported yet",
-					 cv.v->string);
+		ac->arch = R4_ARCH_VIT;
+	else if (strcasecmp(cv.v->string, "resnet") == 0)
+		ac->arch = R4_ARCH_RESNET;
 	else
 	{
-		char		excerpt[48];
+		for (size_t i = 0; i < sizeof(resnet_variants) / sizeof(resnet_variants[0]); i++)
+			if (strcasecmp(cv.v->string, resnet_variants[i].name) == 0)
+			{
+				ac->arch = R4_ARCH_RESNET;
+				ac->variant = (int) i;
+			}
+		if (ac->variant < 0)
+		{
+			char		excerpt[48];
 
-		r4_text_excerpt(cv.v->string, cv.v->string_len, excerpt, sizeof(excerpt));
-		r4_fail(err, R4_ERR_INVALID, "unknown architecture \"%s\" in the %s", excerpt, cv.origin);
-		rc = r4_fail_detail(err, "known architectures: vit");
+			r4_text_excerpt(cv.v->string, cv.v->string_len, excerpt, sizeof(excerpt));
+			r4_fail(err, R4_ERR_INVALID, "unknown architecture \"%s\" in the %s", excerpt, cv.origin);
+			rc = r4_fail_detail(err, "known architectures: vit, resnet (or resnet18, resnet34, resnet50, resnet101, resnet152, which also assert the layout)");
+		}
 	}
 	release_value(&cv);
 	return rc;
@@ -618,51 +727,54 @@ assert_derived(const R4SafeTensors *st, const R4Json *config, const char *key,
 	return rc;
 }
 
-/* Apply the configuration keys of a ViT on top of the defaults. */
+/*
+ * Refuse the keys of the other architecture: its own keys wherever they
+ * are given, its derived keys in the configuration object (metadata ones
+ * are informational).
+ */
 static R4Status
-apply_vit_keys(const R4SafeTensors *st, const R4Json *config, R4ModelConfig *cfg, R4Error *err)
+reject_foreign_keys(const R4SafeTensors *st, const R4Json *config, R4Arch arch, R4Error *err)
 {
-	ConfigValue cv;
-	R4Status	rc;
-	int			C = cfg->in_chans;
+	const char *const *own = arch == R4_ARCH_VIT ? resnet_only_keys : vit_only_keys;
+	const char *const *derived = arch == R4_ARCH_VIT ? resnet_derived_keys : vit_derived_keys;
+	const char *kind = arch == R4_ARCH_VIT ? "ResNet" : "ViT";
+	const char *this = arch == R4_ARCH_VIT ? "a ViT" : "a ResNet";
+
+	for (int k = 0; own[k]; k++)
+	{
+		const char *origin = NULL;
+
+		if (config != NULL && r4_json_get(config, own[k]) != NULL)
+			origin = "configuration";
+		else if (r4_safetensors_meta(st, own[k]) != NULL)
+			origin = "metadata";
+		if (origin != NULL)
+			return r4_fail(err, R4_ERR_INVALID,
+						   "\"%s\" in the %s applies to %s models only, and this model is %s",
+						   own[k], origin, kind, this);
+	}
+	for (int k = 0; derived[k]; k++)
+		if (config != NULL && r4_json_get(config, derived[k]) != NULL)
+			return r4_fail(err, R4_ERR_INVALID,
+						   "\"%s\" in the configuration applies to %s models only, and this model is %s",
+						   derived[k], kind, this);
+	return R4_OK;
+}
 
 #define LOOKUP(key, words) \
 	do { if ((rc = lookup_value(st, config, (key), (words), &cv, err)) != R4_OK) return rc; } while (0)
 #define DONE() \
 	do { release_value(&cv); if (rc != R4_OK) return rc; } while (0)
 
-	/* num_heads */
-	LOOKUP("num_heads", false);
-	if (cv.v != NULL)
-	{
-		rc = value_int(&cv, "num_heads", 1, cfg->embed_dim, &cfg->num_heads, err);
-		DONE();
-		if (cfg->embed_dim % cfg->num_heads != 0)
-			return r4_fail(err, R4_ERR_MISMATCH, "num_heads %d does not divide embed_dim %d",
-						   cfg->num_heads, cfg->embed_dim);
-	}
-	else
-	{
-		if (cfg->embed_dim % 64 != 0)
-		{
-			r4_fail(err, R4_ERR_INVALID,
-					"num_heads not given and embed_dim %d is not a multiple of 64", cfg->embed_dim);
-			return r4_fail_detail(err, "give \"num_heads\" in the configuration");
-		}
-		cfg->num_heads = cfg->embed_dim / 64;
-	}
+/* Apply the keys every architecture has on top of the defaults. */
+static R4Status
+apply_common_keys(const R4SafeTensors *st, const R4Json *config, R4ModelConfig *cfg, R4Error *err)
+{
+	ConfigValue cv;
+	R4Status	rc;
+	int			C = cfg->in_chans;
 
-	/* ln_eps */
-	LOOKUP("ln_eps", false);
-	if (cv.v != NULL)
-	{
-		rc = value_number(cv.v, &cv, "ln_eps", &cfg->ln_eps, err);
-		if (rc == R4_OK && !(cfg->ln_eps > 0.0 && cfg->ln_eps < 1.0))
-			rc = r4_fail(err, R4_ERR_INVALID, "\"ln_eps\" in the %s must be in (0, 1)", cv.origin);
-		DONE();
-	}
-
-	/* img_size */
+	/* img_size: at least one patch (a ResNet's "patch" is its minimum input) */
 	LOOKUP("img_size", false);
 	if (cv.v != NULL)
 	{
@@ -716,22 +828,6 @@ apply_vit_keys(const R4SafeTensors *st, const R4Json *config, R4ModelConfig *cfg
 		DONE();
 	}
 
-	/* n_last_blocks */
-	LOOKUP("n_last_blocks", false);
-	if (cv.v != NULL)
-	{
-		rc = value_int(&cv, "n_last_blocks", 1, cfg->depth, &cfg->n_last_blocks, err);
-		DONE();
-	}
-
-	/* avgpool */
-	LOOKUP("avgpool", false);
-	if (cv.v != NULL)
-	{
-		rc = value_bool(&cv, "avgpool", &cfg->avgpool, err);
-		DONE();
-	}
-
 	/* change_threshold */
 	LOOKUP("change_threshold", false);
 	if (cv.v != NULL)
@@ -749,8 +845,65 @@ apply_vit_keys(const R4SafeTensors *st, const R4Json *config, R4ModelConfig *cfg
 		}
 		DONE();
 	}
-#undef LOOKUP
-#undef DONE
+	return R4_OK;
+}
+
+/* Apply the configuration keys of a ViT on top of the defaults. */
+static R4Status
+apply_vit_keys(const R4SafeTensors *st, const R4Json *config, R4ModelConfig *cfg, R4Error *err)
+{
+	ConfigValue cv;
+	R4Status	rc;
+
+	/* num_heads */
+	LOOKUP("num_heads", false);
+	if (cv.v != NULL)
+	{
+		rc = value_int(&cv, "num_heads", 1, cfg->embed_dim, &cfg->num_heads, err);
+		DONE();
+		if (cfg->embed_dim % cfg->num_heads != 0)
+			return r4_fail(err, R4_ERR_MISMATCH, "num_heads %d does not divide embed_dim %d",
+						   cfg->num_heads, cfg->embed_dim);
+	}
+	else
+	{
+		if (cfg->embed_dim % 64 != 0)
+		{
+			r4_fail(err, R4_ERR_INVALID,
+					"num_heads not given and embed_dim %d is not a multiple of 64", cfg->embed_dim);
+			return r4_fail_detail(err, "give \"num_heads\" in the configuration");
+		}
+		cfg->num_heads = cfg->embed_dim / 64;
+	}
+
+	/* ln_eps */
+	LOOKUP("ln_eps", false);
+	if (cv.v != NULL)
+	{
+		rc = value_number(cv.v, &cv, "ln_eps", &cfg->ln_eps, err);
+		if (rc == R4_OK && !(cfg->ln_eps > 0.0 && cfg->ln_eps < 1.0))
+			rc = r4_fail(err, R4_ERR_INVALID, "\"ln_eps\" in the %s must be in (0, 1)", cv.origin);
+		DONE();
+	}
+
+	if ((rc = apply_common_keys(st, config, cfg, err)) != R4_OK)
+		return rc;
+
+	/* n_last_blocks */
+	LOOKUP("n_last_blocks", false);
+	if (cv.v != NULL)
+	{
+		rc = value_int(&cv, "n_last_blocks", 1, cfg->depth, &cfg->n_last_blocks, err);
+		DONE();
+	}
+
+	/* avgpool */
+	LOOKUP("avgpool", false);
+	if (cv.v != NULL)
+	{
+		rc = value_bool(&cv, "avgpool", &cfg->avgpool, err);
+		DONE();
+	}
 
 	cfg->out_dim = cfg->embed_dim * (cfg->n_last_blocks + (cfg->avgpool ? 1 : 0));
 
@@ -764,14 +917,522 @@ apply_vit_keys(const R4SafeTensors *st, const R4Json *config, R4ModelConfig *cfg
 	return R4_OK;
 }
 
+/* Format a ResNet's layout for messages: "Bottleneck blocks, layers [3, 4, 6, 3]". */
+static void
+format_layout(bool bottleneck, const int *layers, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s blocks, layers [%d, %d, %d, %d]",
+			 bottleneck ? "Bottleneck" : "BasicBlock", layers[0], layers[1], layers[2], layers[3]);
+}
+
+/* Check the layout "block" and "layers" in the configuration assert. */
+static R4Status
+assert_layout(const R4Json *config, const R4ModelConfig *cfg, R4Error *err)
+{
+	const R4Json *v;
+	char		have[96];
+
+	if (config == NULL)
+		return R4_OK;
+	format_layout(cfg->resnet_bottleneck, cfg->resnet_layers, have, sizeof(have));
+	if ((v = r4_json_get(config, "block")) != NULL)
+	{
+		if (v->type != R4J_STRING ||
+			(strcmp(v->string, "basic") != 0 && strcmp(v->string, "bottleneck") != 0))
+			return r4_fail(err, R4_ERR_INVALID,
+						   "\"block\" in the configuration must be \"basic\" or \"bottleneck\"");
+		if ((strcmp(v->string, "bottleneck") == 0) != cfg->resnet_bottleneck)
+			return r4_fail(err, R4_ERR_MISMATCH,
+						   "\"block\" in the configuration is \"%s\" but the weights have %s",
+						   v->string, have);
+	}
+	if ((v = r4_json_get(config, "layers")) != NULL)
+	{
+		int64_t		n;
+
+		if (v->type != R4J_ARRAY || v->count != R4_RESNET_STAGES)
+			return r4_fail(err, R4_ERR_INVALID,
+						   "\"layers\" in the configuration must be a list of %d block counts",
+						   R4_RESNET_STAGES);
+		for (int s = 0; s < R4_RESNET_STAGES; s++)
+		{
+			if (v->items[s].type != R4J_NUMBER || !r4_json_get_int64(&v->items[s], &n))
+				return r4_fail(err, R4_ERR_INVALID,
+							   "\"layers\" in the configuration must hold integers");
+			if (n != cfg->resnet_layers[s])
+				return r4_fail(err, R4_ERR_MISMATCH,
+							   "\"layers\" in the configuration does not match the weights, which have %s",
+							   have);
+		}
+	}
+	return R4_OK;
+}
+
+/* Apply the configuration keys of a ResNet on top of the defaults. */
+static R4Status
+apply_resnet_keys(const R4SafeTensors *st, const R4Json *config, const ArchChoice *ac,
+				  R4ModelConfig *cfg, R4Error *err)
+{
+	ConfigValue cv;
+	R4Status	rc;
+
+	/* bn_eps: strictly positive, or folding a zero running_var divides by zero */
+	LOOKUP("bn_eps", false);
+	if (cv.v != NULL)
+	{
+		rc = value_number(cv.v, &cv, "bn_eps", &cfg->bn_eps, err);
+		if (rc == R4_OK && !(cfg->bn_eps > 0.0 && cfg->bn_eps < 1.0))
+			rc = r4_fail(err, R4_ERR_INVALID, "\"bn_eps\" in the %s must be in (0, 1)", cv.origin);
+		DONE();
+	}
+
+	if ((rc = apply_common_keys(st, config, cfg, err)) != R4_OK)
+		return rc;
+
+	if (ac->variant >= 0)
+	{
+		bool		same = resnet_variants[ac->variant].bottleneck == cfg->resnet_bottleneck;
+		char		have[96];
+
+		for (int s = 0; s < R4_RESNET_STAGES; s++)
+			same = same && resnet_variants[ac->variant].layers[s] == cfg->resnet_layers[s];
+		if (!same)
+		{
+			format_layout(cfg->resnet_bottleneck, cfg->resnet_layers, have, sizeof(have));
+			return r4_fail(err, R4_ERR_MISMATCH,
+						   "\"arch\" in the %s is \"%s\" but the weights have %s",
+						   ac->origin, resnet_variants[ac->variant].name, have);
+		}
+	}
+	if ((rc = assert_layout(config, cfg, err)) != R4_OK ||
+		(rc = assert_derived(st, config, "width", cfg->resnet_width, err)) != R4_OK ||
+		(rc = assert_derived(st, config, "in_chans", cfg->in_chans, err)) != R4_OK ||
+		(rc = assert_derived(st, config, "out_dim", cfg->out_dim, err)) != R4_OK)
+		return rc;
+	return R4_OK;
+}
+
+#undef LOOKUP
+#undef DONE
+
+/*
+ * Parse "layerS.N." at the start of name (S in 1..4, N in canonical
+ * decimal); returns what follows, or NULL.  *stage is 0-based.
+ */
+static const char *
+resnet_block_index(const char *name, int *stage, long *index)
+{
+	const char *p;
+	long		n = 0;
+
+	if (strncmp(name, "layer", 5) != 0 || name[5] < '1' || name[5] > '0' + R4_RESNET_STAGES ||
+		name[6] != '.')
+		return NULL;
+	p = name + 7;
+	if (*p < '0' || *p > '9' || (*p == '0' && p[1] != '.'))
+		return NULL;
+	for (; *p >= '0' && *p <= '9'; p++)
+	{
+		n = n * 10 + (*p - '0');
+		if (n > 100000000L)
+			return NULL;
+	}
+	if (*p != '.')
+		return NULL;
+	*stage = name[5] - '1';
+	*index = n;
+	return p + 1;
+}
+
+/* Report whether rest is an entry of BatchNorm bn ("bn1.running_var"). */
+static bool
+is_bn_entry(const char *rest, const char *bn)
+{
+	size_t		l = strlen(bn);
+
+	if (strncmp(rest, bn, l) != 0 || rest[l] != '.')
+		return false;
+	rest += l + 1;
+	return in_list(bn_entries, rest) || strcmp(rest, "num_batches_tracked") == 0;
+}
+
+/*
+ * Reject ResNet variants: any tensor in the stem or inside a block that
+ * torchvision's ResNet lacks changes the computation (deep stems, SE
+ * modules, average-pool downsampling, conv biases), so it is refused
+ * rather than silently ignored.
+ */
+static R4Status
+check_resnet_variant(const R4SafeTensors *st, bool bottleneck, R4Error *err)
+{
+	for (size_t i = 0; i < st->count; i++)
+	{
+		const char *name = st->tensors[i].name;
+		const char *rest;
+		int			s;
+		long		idx;
+		bool		ok;
+
+		if (strncmp(name, "conv1.", 6) == 0)
+			ok = strcmp(name, "conv1.weight") == 0;
+		else if (strncmp(name, "bn1.", 4) == 0)
+			ok = is_bn_entry(name, "bn1");
+		else if ((rest = resnet_block_index(name, &s, &idx)) != NULL)
+			ok = strcmp(rest, "conv1.weight") == 0 || strcmp(rest, "conv2.weight") == 0 ||
+				(bottleneck && strcmp(rest, "conv3.weight") == 0) ||
+				is_bn_entry(rest, "bn1") || is_bn_entry(rest, "bn2") ||
+				(bottleneck && is_bn_entry(rest, "bn3")) ||
+				strcmp(rest, "downsample.0.weight") == 0 || is_bn_entry(rest, "downsample.1");
+		else
+			continue;
+		if (!ok)
+		{
+			r4_fail(err, R4_ERR_UNSUPPORTED,
+					"tensor \"%s\" belongs to a ResNet variant the engine does not implement", name);
+			return r4_fail_detail(err, "supported: torchvision/timm ResNet with a 7 x 7 stem, BasicBlock or Bottleneck blocks without conv biases or extra modules, 1 x 1 convolution downsampling");
+		}
+	}
+	return R4_OK;
+}
+
+/* Demand a float tensor (F32/F16/BF16). */
+static R4Status
+expect_float(const R4SafeTensors *st, const char *name, R4Error *err)
+{
+	const R4StTensor *t = r4_safetensors_find(st, name);
+
+	if (r4_dtype_is_float(t->dtype))
+		return R4_OK;
+	r4_fail(err, R4_ERR_UNSUPPORTED, "tensor \"%s\" has dtype %s", name, r4_dtype_name(t->dtype));
+	return r4_fail_detail(err, "model weights must be F32, F16 or BF16");
+}
+
+/* Demand a float convolution weight [cout, cin, k, k]. */
+static R4Status
+expect_conv(const R4SafeTensors *st, const char *name, int64_t cout, int64_t cin, int64_t k,
+			R4Error *err)
+{
+	const int64_t want[4] = {cout, cin, k, k};
+	const R4StTensor *t = r4_safetensors_find(st, name);
+	R4Status	rc;
+
+	if ((rc = expect_float(st, name, err)) != R4_OK)
+		return rc;
+	rc = expect_shape(st, name, 4, want, err);
+	/* A narrower input dimension that divides the width is a grouped conv. */
+	if (rc == R4_ERR_MISMATCH && t->ndim == 4 && t->shape[0] == cout && t->shape[1] >= 1 &&
+		t->shape[1] < cin && cin % t->shape[1] == 0 && t->shape[2] == k)
+		r4_fail_detail(err, "grouped convolutions (ResNeXt) are not supported");
+	return rc;
+}
+
+/* Demand the four float entries of a BatchNorm over c channels. */
+static R4Status
+expect_bn(const R4SafeTensors *st, const char *prefix, int64_t c, R4Error *err)
+{
+	const int64_t want[1] = {c};
+	char		name[MAX_NAME + 32];	/* prefix plus ".running_mean" */
+	R4Status	rc;
+
+	for (int k = 0; bn_entries[k]; k++)
+	{
+		snprintf(name, sizeof(name), "%s.%s", prefix, bn_entries[k]);
+		if ((rc = expect_float(st, name, err)) != R4_OK ||
+			(rc = expect_shape(st, name, 1, want, err)) != R4_OK)
+			return rc;
+	}
+	return R4_OK;
+}
+
+/* Note a BatchNorm's entries as needed. */
+static void
+need_bn(const R4SafeTensors *st, const char *prefix, MissingList *ml)
+{
+	char		name[MAX_NAME + 32];	/* prefix plus ".running_mean" */
+
+	for (int k = 0; bn_entries[k]; k++)
+	{
+		snprintf(name, sizeof(name), "%s.%s", prefix, bn_entries[k]);
+		need_tensor(st, name, ml);
+	}
+}
+
+/* Read the output width of a block's conv: its shape[0], if it is a 4-D weight. */
+static R4Status
+conv_width(const R4SafeTensors *st, const char *name, int64_t *width, R4Error *err)
+{
+	const R4StTensor *t = r4_safetensors_find(st, name);
+	char		shape_s[96];
+
+	if (t->ndim != 4 || t->shape[0] < 1)
+	{
+		format_shape(t->shape, t->ndim, shape_s, sizeof(shape_s));
+		return r4_fail(err, R4_ERR_MISMATCH,
+					   "tensor \"%s\" has shape %s, expected [out_channels, in_channels, k, k]",
+					   name, shape_s);
+	}
+	if (t->shape[0] > R4_MAX_EMBED_DIM)
+		return r4_fail(err, R4_ERR_LIMIT, "tensor \"%s\" has %lld output channels; the limit is %d",
+					   name, (long long) t->shape[0], R4_MAX_EMBED_DIM);
+	*width = t->shape[0];
+	return R4_OK;
+}
+
+/*
+ * Derive a ResNet's layout from the tensors (blocks per stage, block type,
+ * widths, input channels) and check every tensor it uses: presence, dtype
+ * and shape.
+ */
+static R4Status
+check_resnet(const R4SafeTensors *st, R4ModelConfig *cfg, R4Error *err)
+{
+	const R4StTensor *stem;
+	MissingList ml;
+	char		name[MAX_NAME];
+	char		shape_s[96];
+	long		blocks[R4_RESNET_STAGES] = {0};
+	int64_t		width[R4_RESNET_STAGES];	/* the 3 x 3 conv's width per stage */
+	int64_t		outw[R4_RESNET_STAGES];	/* block output width per stage */
+	int64_t		S,
+				C,
+				in;
+	bool		bottleneck = false;
+	R4Status	rc;
+
+	/* Blocks per stage from the highest layerS.N present; block type from conv3. */
+	for (size_t i = 0; i < st->count; i++)
+	{
+		const char *rest;
+		int			s;
+		long		idx;
+
+		if ((rest = resnet_block_index(st->tensors[i].name, &s, &idx)) == NULL)
+			continue;
+		if (idx + 1 > R4_MAX_DEPTH)
+			return r4_fail(err, R4_ERR_LIMIT, "layer%d has %ld blocks; the limit is %d",
+						   s + 1, idx + 1, R4_MAX_DEPTH);
+		if (idx + 1 > blocks[s])
+			blocks[s] = idx + 1;
+		if (strcmp(rest, "conv3.weight") == 0)
+			bottleneck = true;
+	}
+	if ((rc = check_resnet_variant(st, bottleneck, err)) != R4_OK)
+		return rc;
+
+	/* Every tensor but the downsampling ones, which depend on the widths. */
+	ml.count = 0;
+	need_tensor(st, "conv1.weight", &ml);
+	need_bn(st, "bn1", &ml);
+	for (int s = 0; s < R4_RESNET_STAGES; s++)
+	{
+		if (blocks[s] == 0)
+			blocks[s] = 1;		/* a stage cannot be empty: name its first block */
+		for (long b = 0; b < blocks[s]; b++)
+			for (int j = 1; j <= (bottleneck ? 3 : 2); j++)
+			{
+				snprintf(name, sizeof(name), "layer%d.%ld.conv%d.weight", s + 1, b, j);
+				need_tensor(st, name, &ml);
+				snprintf(name, sizeof(name), "layer%d.%ld.bn%d", s + 1, b, j);
+				need_bn(st, name, &ml);
+			}
+	}
+	if ((rc = report_missing(st, &ml, RESNET_ANCHOR, RESNET_EXPECTED, err)) != R4_OK)
+		return rc;
+
+	/* The stem: conv1 [S, C, 7, 7]. */
+	stem = r4_safetensors_find(st, "conv1.weight");
+	if (stem->ndim == 4 && stem->shape[2] == stem->shape[3] && stem->shape[2] != 7 &&
+		stem->shape[2] >= 1)
+	{
+		r4_fail(err, R4_ERR_UNSUPPORTED,
+				"tensor \"conv1.weight\" is a %lld x %lld stem convolution; the engine implements torchvision's 7 x 7 stride-2 stem",
+				(long long) stem->shape[2], (long long) stem->shape[3]);
+		return r4_fail_detail(err, "CIFAR-style ResNets (3 x 3 stem without max-pool) are not supported");
+	}
+	if (stem->ndim != 4 || stem->shape[0] < 1 || stem->shape[1] < 1 || stem->shape[2] != 7 ||
+		stem->shape[3] != 7)
+	{
+		format_shape(stem->shape, stem->ndim, shape_s, sizeof(shape_s));
+		return r4_fail(err, R4_ERR_MISMATCH,
+					   "tensor \"conv1.weight\" has shape %s, expected [width, in_chans, 7, 7]", shape_s);
+	}
+	S = stem->shape[0];
+	C = stem->shape[1];
+	if (C > R4_MAX_CHANNELS)
+		return r4_fail(err, R4_ERR_LIMIT, "the model has %lld input channels; the limit is %d",
+					   (long long) C, R4_MAX_CHANNELS);
+	if (S > R4_MAX_EMBED_DIM)
+		return r4_fail(err, R4_ERR_LIMIT, "the stem has %lld channels; the limit is %d",
+					   (long long) S, R4_MAX_EMBED_DIM);
+
+	/* Widths per stage from each stage's first block. */
+	for (int s = 0; s < R4_RESNET_STAGES; s++)
+	{
+		snprintf(name, sizeof(name), "layer%d.0.conv1.weight", s + 1);
+		if ((rc = conv_width(st, name, &width[s], err)) != R4_OK)
+			return rc;
+		outw[s] = width[s];
+		if (bottleneck)
+		{
+			snprintf(name, sizeof(name), "layer%d.0.conv3.weight", s + 1);
+			if ((rc = conv_width(st, name, &outw[s], err)) != R4_OK)
+				return rc;
+		}
+	}
+
+	/* Downsampling: needed wherever the stride or the width changes. */
+	ml.count = 0;
+	in = S;
+	for (int s = 0; s < R4_RESNET_STAGES; s++)
+	{
+		for (long b = 0; b < blocks[s]; b++)
+		{
+			int64_t		bin = b == 0 ? in : outw[s];
+			int			stride = (b == 0 && s > 0) ? 2 : 1;
+
+			snprintf(name, sizeof(name), "layer%d.%ld.downsample.0.weight", s + 1, b);
+			if (r4_safetensors_find(st, name) != NULL || stride != 1 || bin != outw[s])
+			{
+				need_tensor(st, name, &ml);
+				snprintf(name, sizeof(name), "layer%d.%ld.downsample.1", s + 1, b);
+				need_bn(st, name, &ml);
+			}
+		}
+		in = outw[s];
+	}
+	if ((rc = report_missing(st, &ml, RESNET_ANCHOR, RESNET_EXPECTED, err)) != R4_OK)
+		return rc;
+
+	/* Every shape and dtype, in forward order. */
+	if ((rc = expect_conv(st, "conv1.weight", S, C, 7, err)) != R4_OK ||
+		(rc = expect_bn(st, "bn1", S, err)) != R4_OK)
+		return rc;
+	in = S;
+	for (int s = 0; s < R4_RESNET_STAGES; s++)
+	{
+		int64_t		P = width[s];
+		int64_t		O = outw[s];
+
+		for (long b = 0; b < blocks[s]; b++)
+		{
+			int64_t		bin = b == 0 ? in : O;
+			char		pre[MAX_NAME];
+
+#define BLOCK_NAME(suffix) (snprintf(name, sizeof(name), "layer%d.%ld.%s", s + 1, b, (suffix)), name)
+			snprintf(pre, sizeof(pre), "layer%d.%ld.", s + 1, b);
+			if (bottleneck)
+				rc = expect_conv(st, BLOCK_NAME("conv1.weight"), P, bin, 1, err);
+			else
+				rc = expect_conv(st, BLOCK_NAME("conv1.weight"), P, bin, 3, err);
+			if (rc == R4_OK)
+				rc = expect_bn(st, BLOCK_NAME("bn1"), P, err);
+			if (rc == R4_OK)
+				rc = expect_conv(st, BLOCK_NAME("conv2.weight"), P, P, 3, err);
+			if (rc == R4_OK)
+				rc = expect_bn(st, BLOCK_NAME("bn2"), P, err);
+			if (rc == R4_OK && bottleneck)
+				rc = expect_conv(st, BLOCK_NAME("conv3.weight"), O, P, 1, err);
+			if (rc == R4_OK && bottleneck)
+				rc = expect_bn(st, BLOCK_NAME("bn3"), O, err);
+			if (rc == R4_OK && r4_safetensors_find(st, BLOCK_NAME("downsample.0.weight")) != NULL)
+			{
+				rc = expect_conv(st, name, O, bin, 1, err);
+				if (rc == R4_OK)
+					rc = expect_bn(st, BLOCK_NAME("downsample.1"), O, err);
+			}
+#undef BLOCK_NAME
+			if (rc != R4_OK)
+				return rc;
+		}
+		in = O;
+	}
+
+	cfg->in_chans = (int) C;
+	cfg->resnet_width = (int) S;
+	cfg->resnet_bottleneck = bottleneck;
+	cfg->depth = 0;
+	for (int s = 0; s < R4_RESNET_STAGES; s++)
+	{
+		cfg->resnet_layers[s] = (int) blocks[s];
+		cfg->depth += (int) blocks[s];
+	}
+	cfg->out_dim = (int) outw[R4_RESNET_STAGES - 1];
+	cfg->embed_dim = cfg->out_dim;
+	cfg->patch_size = R4_RESNET_MIN_SIZE;
+	cfg->mlp_hidden = 0;
+	cfg->pos_grid = 0;
+	return R4_OK;
+}
+
+/* Give every input channel its default band, mean and std. */
+static void
+channel_defaults(R4ModelConfig *cfg)
+{
+	for (int c = 0; c < cfg->in_chans; c++)
+	{
+		cfg->bands[c] = c + 1;
+		cfg->mean[c] = 0.0;
+		cfg->std[c] = 1.0;
+	}
+}
+
+/* Resolve a ViT: shapes, defaults, keys. */
+static R4Status
+resolve_vit(const R4SafeTensors *st, const R4Json *config, R4ModelConfig *cfg, R4Error *err)
+{
+	R4Status	rc;
+	long		max_block = -1;
+
+	/* Depth is the number of blocks.N present; block 0 is always required. */
+	for (size_t i = 0; i < st->count; i++)
+	{
+		long		idx;
+
+		if (block_index(st->tensors[i].name, &idx) && idx > max_block)
+			max_block = idx;
+	}
+	if (max_block + 1 > R4_MAX_DEPTH)
+		return r4_fail(err, R4_ERR_LIMIT, "the model has %ld blocks; the limit is %d",
+					   max_block + 1, R4_MAX_DEPTH);
+	cfg->depth = max_block < 0 ? 1 : (int) max_block + 1;
+
+	if ((rc = check_present(st, cfg->depth, err)) != R4_OK ||
+		(rc = check_dtypes(st, cfg->depth, err)) != R4_OK ||
+		(rc = check_vit_shapes(st, cfg, err)) != R4_OK ||
+		(rc = check_variant(st, err)) != R4_OK)
+		return rc;
+
+	channel_defaults(cfg);
+	cfg->ln_eps = 1e-6;
+	cfg->img_size = cfg->pos_grid * cfg->patch_size;
+	cfg->n_last_blocks = 1;
+	cfg->avgpool = false;
+	return apply_vit_keys(st, config, cfg, err);
+}
+
+/* Resolve a ResNet: layout and shapes, defaults, keys. */
+static R4Status
+resolve_resnet(const R4SafeTensors *st, const R4Json *config, const ArchChoice *ac,
+			   R4ModelConfig *cfg, R4Error *err)
+{
+	R4Status	rc;
+
+	if ((rc = check_resnet(st, cfg, err)) != R4_OK)
+		return rc;
+	channel_defaults(cfg);
+	cfg->bn_eps = 1e-5;
+	cfg->img_size = 224;
+	return apply_resnet_keys(st, config, ac, cfg, err);
+}
+
 /* Resolve a model's configuration; see model_config.h for the rules. */
 R4Status
 r4_model_config_resolve(const R4SafeTensors *st, const R4Json *config,
 						R4ModelConfig *out, R4Error *err)
 {
 	R4ModelConfig cfg;
+	ArchChoice	ac;
 	R4Status	rc;
-	long		max_block = -1;
 
 	if (st == NULL || out == NULL)
 		return r4_fail(err, R4_ERR_INTERNAL, "r4_model_config_resolve called without weights");
@@ -786,47 +1447,25 @@ r4_model_config_resolve(const R4SafeTensors *st, const R4Json *config,
 
 				r4_text_excerpt(config->keys[i], strlen(config->keys[i]), excerpt, sizeof(excerpt));
 				r4_fail(err, R4_ERR_INVALID, "unknown configuration key \"%s\"", excerpt);
-				return r4_fail_detail(err, "known keys: arch, num_heads, ln_eps, img_size, bands, scale, mean, std, input, n_last_blocks, avgpool, change_threshold");
+				return r4_fail_detail(err, "known keys: arch, img_size, bands, scale, mean, std, input, change_threshold; ViT: num_heads, ln_eps, n_last_blocks, avgpool; ResNet: bn_eps");
 			}
 	}
 
 	memset(&cfg, 0, sizeof(cfg));
-	if ((rc = resolve_arch(st, config, &cfg.arch, err)) != R4_OK)
+	if ((rc = resolve_arch(st, config, &ac, err)) != R4_OK)
+		return rc;
+	cfg.arch = ac.arch;
+	if ((rc = reject_foreign_keys(st, config, cfg.arch, err)) != R4_OK)
 		return rc;
 
-	/* Depth is the number of blocks.N present; block 0 is always required. */
-	for (size_t i = 0; i < st->count; i++)
-	{
-		long		idx;
-
-		if (block_index(st->tensors[i].name, &idx) && idx > max_block)
-			max_block = idx;
-	}
-	if (max_block + 1 > R4_MAX_DEPTH)
-		return r4_fail(err, R4_ERR_LIMIT, "the model has %ld blocks; the limit is %d",
-					   max_block + 1, R4_MAX_DEPTH);
-	cfg.depth = max_block < 0 ? 1 : (int) max_block + 1;
-
-	if ((rc = check_present(st, cfg.depth, err)) != R4_OK ||
-		(rc = check_dtypes(st, cfg.depth, err)) != R4_OK ||
-		(rc = check_vit_shapes(st, &cfg, err)) != R4_OK ||
-		(rc = check_variant(st, err)) != R4_OK)
-		return rc;
-
-	/* Defaults, then the keys. */
-	cfg.ln_eps = 1e-6;
-	cfg.img_size = cfg.pos_grid * cfg.patch_size;
+	/* Defaults every architecture shares; shapes fill in_chans first. */
 	cfg.scale = 1.0;
-	for (int c = 0; c < cfg.in_chans; c++)
-	{
-		cfg.bands[c] = c + 1;
-		cfg.mean[c] = 0.0;
-		cfg.std[c] = 1.0;
-	}
 	cfg.input = R4_INPUT_NATIVE;
-	cfg.n_last_blocks = 1;
-	cfg.avgpool = false;
-	if ((rc = apply_vit_keys(st, config, &cfg, err)) != R4_OK)
+	if (ac.arch == R4_ARCH_VIT)
+		rc = resolve_vit(st, config, &cfg, err);
+	else
+		rc = resolve_resnet(st, config, &ac, &cfg, err);
+	if (rc != R4_OK)
 		return rc;
 	*out = cfg;
 	return R4_OK;
@@ -925,11 +1564,24 @@ r4_model_config_to_json(const R4ModelConfig *cfg)
 	if (b.data == NULL)
 		return NULL;
 	b.data[0] = '\0';
-	buf_printf(&b, "{\"arch\":\"%s\",\"embed_dim\":%d,\"depth\":%d,\"patch_size\":%d,"
-			   "\"in_chans\":%d,\"mlp_hidden\":%d,\"num_heads\":%d,\"ln_eps\":",
-			   r4_arch_name(cfg->arch), cfg->embed_dim, cfg->depth, cfg->patch_size,
-			   cfg->in_chans, cfg->mlp_hidden, cfg->num_heads);
-	buf_double(&b, cfg->ln_eps);
+	if (cfg->arch == R4_ARCH_RESNET)
+	{
+		/* Only keys a ResNet accepts, so the text resolves back. */
+		buf_printf(&b, "{\"arch\":\"resnet\",\"block\":\"%s\",\"layers\":[%d,%d,%d,%d],"
+				   "\"width\":%d,\"in_chans\":%d,\"bn_eps\":",
+				   cfg->resnet_bottleneck ? "bottleneck" : "basic",
+				   cfg->resnet_layers[0], cfg->resnet_layers[1], cfg->resnet_layers[2],
+				   cfg->resnet_layers[3], cfg->resnet_width, cfg->in_chans);
+		buf_double(&b, cfg->bn_eps);
+	}
+	else
+	{
+		buf_printf(&b, "{\"arch\":\"%s\",\"embed_dim\":%d,\"depth\":%d,\"patch_size\":%d,"
+				   "\"in_chans\":%d,\"mlp_hidden\":%d,\"num_heads\":%d,\"ln_eps\":",
+				   r4_arch_name(cfg->arch), cfg->embed_dim, cfg->depth, cfg->patch_size,
+				   cfg->in_chans, cfg->mlp_hidden, cfg->num_heads);
+		buf_double(&b, cfg->ln_eps);
+	}
 	buf_printf(&b, ",\"img_size\":%d,\"bands\":[", cfg->img_size);
 	for (int c = 0; c < cfg->in_chans; c++)
 		buf_printf(&b, "%s%d", c ? "," : "", cfg->bands[c]);
@@ -939,9 +1591,11 @@ r4_model_config_to_json(const R4ModelConfig *cfg)
 	buf_double_list(&b, cfg->mean, cfg->in_chans);
 	buf_printf(&b, ",\"std\":");
 	buf_double_list(&b, cfg->std, cfg->in_chans);
-	buf_printf(&b, ",\"input\":\"%s\",\"n_last_blocks\":%d,\"avgpool\":%s,\"change_threshold\":",
-			   cfg->input == R4_INPUT_RESIZE ? "resize" : "native",
-			   cfg->n_last_blocks, cfg->avgpool ? "true" : "false");
+	buf_printf(&b, ",\"input\":\"%s\"", cfg->input == R4_INPUT_RESIZE ? "resize" : "native");
+	if (cfg->arch != R4_ARCH_RESNET)
+		buf_printf(&b, ",\"n_last_blocks\":%d,\"avgpool\":%s",
+				   cfg->n_last_blocks, cfg->avgpool ? "true" : "false");
+	buf_printf(&b, ",\"change_threshold\":");
 	if (cfg->has_change_threshold)
 		buf_double(&b, cfg->change_threshold);
 	else

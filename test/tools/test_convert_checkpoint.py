@@ -35,11 +35,13 @@ import torch                                                 # noqa: E402
 import torch.nn as nn                                        # noqa: E402
 
 from rai4eo_tools import checkpoint as ck                    # noqa: E402
+from rai4eo_tools import resnet_reference as rref            # noqa: E402
 from rai4eo_tools import safetensors_io                      # noqa: E402
 from rai4eo_tools import vit_reference as ref                # noqa: E402
 
 CONVERTER = os.path.join(ROOT, "tools", "convert_checkpoint.py")
 CORE_SOURCES = ["core.c", "json.c", "safetensors.c", "nn.c", "model_config.c", "vit.c", "preprocess.c"]
+ENGINE_SOURCES = CORE_SOURCES + ["resnet.c", "engine.c"]
 REL_MAX = 1e-4
 
 _spec = importlib.util.spec_from_file_location("convert_checkpoint", CONVERTER)
@@ -633,6 +635,286 @@ class ConvertErrors(ConverterTestBase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("wrote:", r.stdout)
         self.assertEqual(safetensors_io.load_file(dst)[1]["n_last_blocks"], "2")
+
+
+def build_resnet_cli(workdir):
+    """Compile test/parity/resnet_cli.c (the engine API, any architecture), or use $R4_RESNET_CLI."""
+    prebuilt = os.environ.get("R4_RESNET_CLI")
+    if prebuilt:
+        return prebuilt
+    exe = os.path.join(workdir, "resnet_cli")
+    cmd = [os.environ.get("CC", "cc"), "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror",
+           "-I", os.path.join(ROOT, "include")]
+    cmd += [os.path.join(ROOT, "src", "core", s) for s in ENGINE_SOURCES]
+    cmd += [os.path.join(ROOT, "test", "parity", "resnet_cli.c"), "-lopenblas", "-lm", "-o", exe]
+    subprocess.run(cmd, check=True)
+    return exe
+
+
+def small_resnet(seed, arch="resnet50", in_chans=4, width=8, layers=(1, 1, 1, 1), num_classes=0):
+    """A small torchvision-layout ResNet state (BN statistics included)."""
+    return rref.random_resnet_state(arch, in_chans=in_chans, width=width, layers=list(layers),
+                                    num_classes=num_classes, seed=seed)
+
+
+def positional(state):
+    """The same ResNet as nn.Sequential(*list(resnet.children())[:-1]) numbers it (no fc)."""
+    names = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
+    out = {}
+    for k, v in state.items():
+        head, _, rest = k.partition(".")
+        if head in names:
+            out[names[head] + "." + rest] = v
+    return out
+
+
+def prefixed(prefix, state):
+    return {prefix + k: v for k, v in state.items()}
+
+
+def mlp_head(prefix, dims=(2048, 64, 16), bn=True):
+    """A projector / predictor MLP (Linear, BN1d, ReLU, Linear) as BYOL code bases name it."""
+    out = {prefix + "0.weight": torch.randn(dims[1], dims[0]), prefix + "0.bias": torch.randn(dims[1]),
+           prefix + "3.weight": torch.randn(dims[2], dims[1]), prefix + "3.bias": torch.randn(dims[2])}
+    if bn:
+        out.update({prefix + "1.weight": torch.ones(dims[1]), prefix + "1.bias": torch.zeros(dims[1]),
+                    prefix + "1.running_mean": torch.zeros(dims[1]),
+                    prefix + "1.running_var": torch.ones(dims[1]),
+                    prefix + "1.num_batches_tracked": torch.tensor(7)})
+    return out
+
+
+class ConvertResNet(ConverterTestBase):
+    """torchvision, BYOL and DINO ResNet checkpoints, checked through the engine."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.cli = build_resnet_cli(cls.tmp)
+
+    def run_cli(self, model_path, x, config=None, expect_fail=False):
+        """Run the engine on x [B, C, H, W]; return (features, stdout + stderr)."""
+        B, C, H, W = x.shape
+        inp, outp = self.path("in.f32"), self.path("out.f32")
+        np.ascontiguousarray(x.numpy(), dtype=np.float32).tofile(inp)
+        args = [self.cli]
+        if config is not None:
+            cpath = self.path("config.json")
+            with open(cpath, "w") as f:
+                json.dump(config, f)
+            args += ["--config", cpath]
+        args += [model_path, inp, str(B), str(C), str(H), str(W), outp]
+        r = subprocess.run(args, capture_output=True, text=True, env=self.env)
+        if expect_fail:
+            self.assertNotEqual(r.returncode, 0, r.stdout)
+            return None, r.stderr
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return np.fromfile(outp, dtype=np.float32).reshape(B, -1), r.stdout + r.stderr
+
+    def engine_matches(self, path, state, x=None, eps=1e-5, config=None, label=""):
+        """Run the converted file and the reference built from state; compare within the contract."""
+        if x is None:
+            x = torch.randn(2, state["conv1.weight"].shape[1], 64, 56)
+        got, log = self.run_cli(path, x, config)
+        model = rref.resnet_from_state_dict(state, eps=eps)
+        with torch.no_grad():
+            want = model.features(x).double().numpy()
+        rel = np.abs(got - want).max(1) / np.abs(want).max(1)
+        self.assertLessEqual(rel.max(), REL_MAX, f"{label}: max abs diff ratio {rel.max()}")
+        return got, log
+
+    @staticmethod
+    def summary_params(out):
+        return int(out.split(" params ")[1].split()[0])
+
+    def assert_backbone(self, tensors, state):
+        """The converted tensors are the backbone of state, exactly, without fc or BN counters."""
+        want = {k: v for k, v in state.items()
+                if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+        self.assert_same_tensors(tensors, want)
+
+    # -- torchvision ------------------------------------------------------------------
+
+    def test_torchvision_state_dict(self):
+        state = small_resnet(1, "resnet18", in_chans=4, width=8, layers=(2, 2, 2, 2), num_classes=10)
+        src = self.save(state, "resnet18.pth")
+        dst, tensors, meta, out, _ = self.convert_ok(src, "--bands", "3,2,1,4")
+        self.assert_backbone(tensors, state)
+        self.assertEqual(meta["arch"], "resnet")
+        self.assertEqual(meta["bands"], "[3,2,1,4]")
+        self.assertIn("ResNet-18 (BasicBlock, layers [2, 2, 2, 2]), width 8, in_chans 4, out_dim 64", out)
+        self.assertIn("2 classifier (fc) (fc.weight, fc.bias)", out)
+        self.assertIn("num_batches_tracked", out)
+        _, log = self.engine_matches(dst, state, label="torchvision ResNet-18 layout")
+        self.assertIn(f"params={rref.param_count(state)} ", log)
+        self.assertEqual(self.summary_params(out), rref.param_count(state))
+        cfg = json.loads(log.split("config=", 1)[1].splitlines()[0])
+        self.assertEqual((cfg["arch"], cfg["bands"], cfg["layers"]), ("resnet", [3, 2, 1, 4], [2, 2, 2, 2]))
+
+        # --bn-eps travels in the metadata and the engine uses it
+        dst, _, meta, _, _ = self.convert_ok(src, "--bn-eps", "1e-3", "--dtype", "f16")
+        self.assertEqual(meta["bn_eps"], "0.001")
+        rounded = {k: (v if k.endswith("num_batches_tracked") else v.half().float()) for k, v in state.items()}
+        self.engine_matches(dst, rounded, eps=1e-3, label="bn_eps 1e-3, F16")
+
+        # ViT-only options are refused for a ResNet, and the ResNet one for a ViT
+        for extra, message in ((["--n-last-blocks", "2"], "--n-last-blocks applies to ViT models only"),
+                               (["--avgpool"], "--avgpool applies to ViT models only"),
+                               (["--img-size", "16"], "outside 32..65535"),
+                               (["--bands", "1,2,3"], "lists 3 bands but the model has 4")):
+            with self.subTest(extra=extra):
+                self.convert_fails(src, self.path("o.safetensors"), *extra, message=message)
+        self.convert_fails(self.save(small_state(30), "vit.pth"), self.path("o.safetensors"),
+                           "--bn-eps", "1e-5", message="--bn-eps applies to ResNet models only")
+
+    # -- BYOL ---------------------------------------------------------------------------
+
+    def byol_states(self):
+        online = small_resnet(2)
+        target = small_resnet(3)
+        return online, target
+
+    def test_byol_layouts(self):
+        online, target = self.byol_states()
+        pos_on, pos_tg = positional(online), positional(target)
+        layouts = {
+            # lucidrains/byol-pytorch: the learner holds the online encoder twice
+            "lucidrains learner": {
+                **prefixed("net.", online), **prefixed("online_encoder.net.", online),
+                **mlp_head("online_encoder.projector.net."), **mlp_head("online_predictor.net."),
+                **prefixed("target_encoder.net.", target), **mlp_head("target_encoder.projector.net.")},
+            # yaox12/BYOL-PyTorch: positional encoders under DDP's module., in 'model'
+            "yaox12": {"model": {**prefixed("module.online_network.encoder.", pos_on),
+                                 **mlp_head("module.online_network.projetion.l"),
+                                 **prefixed("module.target_network.encoder.", pos_tg),
+                                 **mlp_head("module.predictor.predictor.l")},
+                       "optimizer": {"state": {}, "param_groups": []}, "epoch": 40},
+            # sthalles/PyTorch-BYOL: one container per network
+            "sthalles": {"online_network_state_dict": {**prefixed("encoder.", pos_on),
+                                                       **mlp_head("projetion.net.")},
+                         "target_network_state_dict": {**prefixed("encoder.", pos_tg),
+                                                       **mlp_head("projetion.net.")},
+                         "optimizer_state_dict": {"state": {}, "param_groups": []}},
+            # solo-learn: Lightning, fc replaced by Identity
+            "solo-learn": {"state_dict": {
+                **prefixed("backbone.", {k: v for k, v in online.items() if not k.startswith("fc.")}),
+                **prefixed("momentum_backbone.", {k: v for k, v in target.items() if not k.startswith("fc.")}),
+                **mlp_head("projector."), **mlp_head("momentum_projector."), **mlp_head("predictor."),
+                "classifier.weight": torch.randn(10, 2048), "classifier.bias": torch.randn(10)},
+                "epoch": 99, "global_step": 1000},
+            # TorchGeo BYOLTask: timm backbone inside BackboneWrapper
+            "torchgeo": {"state_dict": {
+                **prefixed("model.backbone.model.", online), **prefixed("model.target.model.", target),
+                **mlp_head("model.backbone._projector.mlp."), **mlp_head("model.predictor.mlp.")},
+                "hyper_parameters": {"model": "resnet50", "in_channels": 4}},
+        }
+        x = torch.randn(2, 4, 64, 48)
+        for label, obj in layouts.items():
+            with self.subTest(layout=label):
+                src = self.save(obj, "byol.pth")
+                dst, tensors, meta, out, err = self.convert_ok(src)
+                self.assert_backbone(tensors, online)
+                self.assertIn("online network", out)
+                self.assertIn("dropped", out)
+                self.assertEqual(meta["arch"], "resnet")
+                self.assertNotIn("Traceback", err)
+                self.engine_matches(dst, online, x, label=f"BYOL {label} online")
+                if label == "lucidrains learner":
+                    self.assertIn("identical copies ignored", out)
+                if label in ("yaox12", "sthalles"):
+                    self.assertIn("positional encoder keys mapped to torchvision names", out)
+                # the target network only when asked for
+                dst, tensors, _, out, _ = self.convert_ok(src, "--which", "target")
+                self.assert_backbone(tensors, target)
+                self.assertIn("target network", out)
+                self.engine_matches(dst, target, x, label=f"BYOL {label} target")
+                _, tensors, _, _, _ = self.convert_ok(src, "--which", "online")
+                self.assert_backbone(tensors, online)
+
+        # plain lucidrains advice: torch.save(resnet.state_dict()), fc included
+        _, tensors, _, _, _ = self.convert_ok(self.save(online, "plain.pt"))
+        self.assert_backbone(tensors, online)
+        # --which target with no target network is an error, so is teacher on a BYOL file
+        self.convert_fails(self.save(online, "plain.pt"), self.path("o.safetensors"), "--which", "target",
+                           message="the checkpoint has no target network")
+        self.convert_fails(self.save(layouts["sthalles"], "s.pth"), self.path("o.safetensors"),
+                           "--which", "teacher", message="--which applies to DINO training checkpoints")
+
+    # -- DINO ResNet-50 -----------------------------------------------------------------
+
+    def test_dino_resnet50(self):
+        teacher, student = small_resnet(4, num_classes=0), small_resnet(5, num_classes=0)
+        head = mlp_head("module.head.mlp.", dims=(2048, 64, 16), bn=False)
+        head["module.head.last_layer.weight_g"] = torch.ones(100, 1)
+        head["module.head.last_layer.weight_v"] = torch.randn(100, 16)
+        ckpt = {"student": {**prefixed("module.backbone.", student), **head},
+                "teacher": {**prefixed("module.backbone.", teacher), **head},  # DDP: BN in the model
+                "optimizer": {"state": {}, "param_groups": []}, "epoch": 3,
+                "args": argparse.Namespace(arch="resnet50", out_dim=100),
+                "dino_loss": {"center": torch.randn(1, 100)}}
+        src = self.save(ckpt, "dino_rn50.pth")
+        dst, tensors, _, out, _ = self.convert_ok(src)
+        self.assert_backbone(tensors, teacher)
+        self.assertIn("DINO training checkpoint, teacher, prefix 'module.backbone.' stripped", out)
+        self.assertIn("module.head.last_layer.weight_g", out)
+        self.engine_matches(dst, teacher, label="DINO RN50 teacher")
+        _, tensors, _, _, _ = self.convert_ok(src, "--which", "student")
+        self.assert_backbone(tensors, student)
+        self.convert_fails(src, self.path("o.safetensors"), "--which", "online",
+                           message="--which online applies to BYOL-style checkpoints")
+        # the released backbone (hubconf dino_resnet50): torchvision keys, no fc
+        dst, tensors, _, out, _ = self.convert_ok(self.save(teacher, "dino_resnet50_pretrain.pth"))
+        self.assert_backbone(tensors, teacher)
+        self.assertIn("dropped:  17 num_batches_tracked", out)  # 1 + 4 x 3 + 4 downsample BNs
+
+    # -- what cannot be converted as it is ------------------------------------------------
+
+    def test_variants_and_ambiguity(self):
+        state = small_resnet(6, "resnet18", in_chans=3, width=8)
+        # an SE block: kept, named, and refused by the engine
+        se = dict(state)
+        se["layer2.0.se.fc1.weight"] = torch.randn(2, 16, 1, 1)
+        dst, tensors, _, _, err = self.convert_ok(self.save(se, "se.pth"))
+        self.assertIn("ResNet variants the engine does not implement: layer2.*.se.fc1.weight", err)
+        _, msg = self.run_cli(dst, torch.randn(1, 3, 64, 64), expect_fail=True)
+        self.assertIn("\"layer2.0.se.fc1.weight\" belongs to a ResNet variant", msg)
+        # a timm deep stem
+        deep = {k: v for k, v in state.items() if not k.startswith(("conv1.", "bn1."))}
+        deep.update({"conv1.0.weight": torch.randn(4, 3, 3, 3), "conv1.1.weight": torch.ones(4)})
+        self.convert_fails(self.save(deep, "deep.pth"), self.path("o.safetensors"), message="deep stem")
+        # a missing tensor is warned about, and the engine names it
+        broken = {k: v for k, v in state.items() if k != "layer3.0.downsample.0.weight"}
+        dst, _, _, _, err = self.convert_ok(self.save(broken, "broken.pth"))
+        self.assertIn("the ResNet lacks 1 tensor the engine requires: layer3.*.downsample.*.weight", err)
+        _, msg = self.run_cli(dst, torch.randn(1, 3, 64, 64), expect_fail=True)
+        self.assertIn("layer3.0.downsample.0.weight", msg)
+        # a ViT and a ResNet in one checkpoint: --arch picks
+        vit = small_state(31)
+        both = self.save({"vit": vit, "cnn": state}, "both.pth")
+        self.convert_fails(both, self.path("o.safetensors"), message="holds 2 models")
+        _, tensors, meta, _, _ = self.convert_ok(both, "--arch", "resnet")
+        self.assert_backbone(tensors, state)
+        self.assertEqual(meta["arch"], "resnet")
+        _, tensors, meta, _, _ = self.convert_ok(both, "--arch", "vit")
+        self.assert_same_tensors(tensors, vit)
+        self.assertEqual(meta["arch"], "vit")
+        self.convert_fails(self.save(vit, "v.pth"), self.path("o.safetensors"), "--arch", "resnet",
+                           message="no ResNet weights found")
+        # two different online ResNets (no target marker) stay ambiguous
+        other = small_resnet(7, "resnet18", in_chans=3, width=8)
+        two = self.save({"state_dict": {**prefixed("a.", state), **prefixed("b.", other)}}, "two.pth")
+        self.convert_fails(two, self.path("o.safetensors"), message="holds 2 ResNets")
+        _, tensors, _, _, _ = self.convert_ok(two, "--prefix", "b")
+        self.assert_backbone(tensors, other)
+        # safetensors input keeps its metadata, ViT-only keys are dropped for a ResNet
+        st_in = self.path("in.safetensors")
+        safetensors_io.save_file({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")},
+                                 st_in, {"bands": "[1,2,3]", "n_last_blocks": "4", "arch": "vit"})
+        dst, _, meta, out, _ = self.convert_ok(st_in)
+        self.assertEqual((meta["arch"], meta["bands"]), ("resnet", "[1,2,3]"))
+        self.assertNotIn("n_last_blocks", meta)
+        self.assertIn("safetensors file", out)
+        self.engine_matches(dst, state, torch.randn(1, 3, 40, 40), label="safetensors rewrite")
 
 
 if __name__ == "__main__":

@@ -495,7 +495,9 @@ test_value_errors(void)
 	EXPECT_FAIL(&m, "{\"ln_eps\": -1e-6}", R4_ERR_INVALID, "\"ln_eps\"");
 	EXPECT_FAIL(&m, "{\"scale\": 0}", R4_ERR_INVALID, "must not be zero");
 	EXPECT_FAIL(&m, "{\"img_size\": 1}", R4_ERR_INVALID, "outside 2..65535");
-	EXPECT_FAIL(&m, "{\"arch\": \"resnet50\"}", R4_ERR_UNSUPPORTED, "not supported yet");
+	/* A ResNet architecture over ViT weights: the ResNet tensors are missing. */
+	EXPECT_FAIL(&m, "{\"arch\": \"resnet50\"}", R4_ERR_INVALID, "lack 45 required tensors: conv1.weight, bn1.weight");
+	EXPECT_FAIL(&m, "{\"arch\": \"resnet\"}", R4_ERR_INVALID, "lack 45 required tensors: conv1.weight");
 	EXPECT_FAIL(&m, "{\"arch\": \"swin\"}", R4_ERR_INVALID, "unknown architecture \"swin\"");
 	EXPECT_FAIL(&m, "{\"arch\": 1}", R4_ERR_INVALID, "must be a string");
 
@@ -513,6 +515,47 @@ test_value_errors(void)
 
 		CHECK_EQ_INT(resolve(&m, "{\"num_heads\": 3}", &c, &e), R4_OK);
 		CHECK_EQ_INT(c.num_heads, 3);
+	}
+}
+
+/* Check that ResNet-only keys are refused for a ViT. */
+static void
+test_resnet_keys_refused(void)
+{
+	vit(&m, 64, 2, 2, 3, 2, 32);
+	EXPECT_FAIL(&m, "{\"bn_eps\": 1e-5}", R4_ERR_INVALID,
+				"\"bn_eps\" in the configuration applies to ResNet models only, and this model is a ViT");
+	EXPECT_FAIL(&m, "{\"layers\": [2, 2, 2, 2]}", R4_ERR_INVALID, "\"layers\" in the configuration applies to ResNet");
+	EXPECT_FAIL(&m, "{\"block\": \"basic\"}", R4_ERR_INVALID, "\"block\" in the configuration applies to ResNet");
+	EXPECT_FAIL(&m, "{\"width\": 64}", R4_ERR_INVALID, "\"width\"");
+	meta(&m, "bn_eps", "1e-5");
+	EXPECT_FAIL(&m, NULL, R4_ERR_INVALID, "\"bn_eps\" in the metadata applies to ResNet models only");
+
+	/* Derived ResNet keys in the metadata are informational, as the ViT's are. */
+	vit(&m, 64, 2, 2, 3, 2, 32);
+	meta(&m, "layers", "[3, 4, 6, 3]");
+	meta(&m, "block", "bottleneck");
+	{
+		R4ModelConfig c;
+		R4Error		e;
+		char	   *json;
+
+		CHECK_EQ_INT(resolve(&m, NULL, &c, &e), R4_OK);
+		CHECK_NEAR(c.bn_eps, 0, 0);
+		CHECK_EQ_INT(c.resnet_layers[0], 0);
+		/* The ViT JSON has no ResNet keys, so it feeds back. */
+		json = r4_model_config_to_json(&c);
+		CHECK(json != NULL && strstr(json, "bn_eps") == NULL && strstr(json, "layers") == NULL);
+		r4_free(json);
+	}
+	/* An unknown architecture lists both. */
+	EXPECT_FAIL(&m, "{\"arch\": \"swin\"}", R4_ERR_INVALID, "unknown architecture");
+	{
+		R4ModelConfig c;
+		R4Error		e;
+
+		resolve(&m, "{\"arch\": \"swin\"}", &c, &e);
+		CHECK_STR_CONTAINS(e.detail, "vit, resnet");
 	}
 }
 
@@ -568,6 +611,7 @@ main(void)
 	RUN(test_missing_tensors);
 	RUN(test_shapes_and_dtypes);
 	RUN(test_value_errors);
+	RUN(test_resnet_keys_refused);
 	RUN(test_json_round_trip);
 	return unit_summary("model_config");
 }

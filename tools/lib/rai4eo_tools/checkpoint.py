@@ -16,7 +16,9 @@ weights_only is set, and weights_only refuses DINO's argparse.Namespace.
 Also here: recognising safetensors files, finding the state dicts inside a
 loaded checkpoint (including the state of a pickled nn.Module), and finding
 and stripping the key prefixes that DDP ("module."), DINO ("backbone.") or
-Lightning ("model.") add.
+Lightning ("model.") add; finding torchvision ResNets, including the
+positional nn.Sequential(*children()[:-1]) encoders of BYOL code bases, and
+telling a BYOL/momentum target network from the online one by its prefix.
 """
 
 import argparse
@@ -489,6 +491,70 @@ def strip_prefix(state: Mapping[str, Any], prefix: str,
     return kept, outside
 
 
+# torchvision ResNet anchors: the stem and the first block, under one prefix.
+RESNET_STEM = "conv1.weight"
+RESNET_ANCHOR = "layer1.0.conv1.weight"
+# nn.Sequential(*list(resnet.children())[:-1]) numbers the children: conv1, bn1,
+# relu, maxpool, layer1..layer4, avgpool (sthalles/PyTorch-BYOL, yaox12/BYOL-PyTorch).
+POSITIONAL_RESNET = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3",
+                     "7": "layer4"}
+
+
+def resnet_roots(state: Mapping[str, Any]) -> List[Tuple[str, bool]]:
+    """The prefixes of the ResNets in state, each with True when it is a positional encoder.
+
+    A torchvision-named ResNet has p + "conv1.weight" (timm's deep-stem
+    variants p + "conv1.0.weight") and p + "layer1.0.conv1.weight"; a
+    positional one p + "0.weight" (a 4-D conv) and p + "4.0.conv1.weight".
+    """
+    found = []
+    for p in roots(state, RESNET_ANCHOR):
+        if is_tensor(state.get(p + RESNET_STEM)) or is_tensor(state.get(p + "conv1.0.weight")):
+            found.append((p, False))
+    for p in roots(state, "4.0.conv1.weight"):
+        stem = state.get(p + "0.weight")
+        if is_tensor(stem) and len(stem.shape) == 4:
+            found.append((p, True))
+    return sorted(found)
+
+
+def rename_positional(state: Mapping[str, Any]) -> Dict[str, Any]:
+    """Map a positional encoder's keys (0., 1., 4.-7.) to torchvision names; others stay."""
+    out: Dict[str, Any] = {}
+    for k, v in state.items():
+        head, dot, rest = k.partition(".")
+        out[POSITIONAL_RESNET[head] + dot + rest if dot and head in POSITIONAL_RESNET else k] = v
+    return out
+
+
+def is_target_network(path: Tuple[str, ...], prefix: str) -> bool:
+    """Whether a network's container path or key prefix marks it as a BYOL target / momentum / EMA copy.
+
+    Examples: target_network.encoder., target_encoder.net., model.target.model.,
+    momentum_backbone., a 'target_network_state_dict' container.
+    """
+    parts = [str(p).lower() for p in path] + [p.lower() for p in prefix.split(".") if p]
+    return any("target" in p or "momentum" in p or p in ("ema", "model_ema", "ema_model") for p in parts)
+
+
+def same_state(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two state dicts hold the same names and equal tensors (shared copies of one network)."""
+    import torch
+
+    ta = {k: v for k, v in a.items() if is_tensor(v)}
+    tb = {k: v for k, v in b.items() if is_tensor(v)}
+    if ta.keys() != tb.keys():
+        return False
+    for k, x in ta.items():
+        y = tb[k]
+        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+            if x.dtype != y.dtype or x.shape != y.shape or not torch.equal(x, y):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
 def describe_path(path: Tuple[str, ...]) -> str:
     """A container path as the --key option spells it ("teacher", "state_dict", "<top level>")."""
     return "/".join(path) if path else "<top level>"
@@ -511,5 +577,6 @@ def group_names(names, width: int = 6) -> str:
 __all__ = [
     "CheckpointError", "Opaque", "opaque_origin", "SafeUnpickler", "load_torch",
     "is_safetensors", "load_safetensors", "is_tensor", "module_state", "iter_state_dicts", "lookup",
-    "roots", "strip_prefix", "describe_path", "group_names",
+    "roots", "strip_prefix", "describe_path", "group_names", "RESNET_STEM", "RESNET_ANCHOR",
+    "POSITIONAL_RESNET", "resnet_roots", "rename_positional", "is_target_network", "same_state",
 ]
