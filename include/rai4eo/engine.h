@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "rai4eo/core.h"
+#include "rai4eo/head.h"
 #include "rai4eo/model_config.h"
 #include "rai4eo/safetensors.h"
 #include "rai4eo/vit.h"
@@ -26,6 +27,14 @@ R4Status	r4_engine_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
 R4Status	r4_engine_forward(R4Engine *e, const float *input, int B, int H, int W,
 							  float *out, R4InterruptCheck check, void *check_arg,
 							  R4Error *err);
+
+/*
+ * Class probabilities [B][cfg->n_classes] from features [B][cfg->out_dim]
+ * (what r4_engine_forward wrote), through the model's classification head.
+ * R4_ERR_INVALID when the model has no head in use.
+ */
+R4Status	r4_engine_classify(R4Engine *e, const float *features, int B, float *probs,
+							   R4Error *err);
 
 /* The configuration the engine was built with. */
 const R4ModelConfig *r4_engine_config(const R4Engine *e);

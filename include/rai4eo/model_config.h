@@ -36,6 +36,13 @@
  *   avgpool           ViT only: also the mean of the last block's patch
  *                     tokens; default false
  *   change_threshold  calibrated cosine-distance threshold; null unsets
+ *   head              false ignores a classification head in the weights
+ *                     (head.* or fc.*, head.h); default true
+ *   classes           class names (strings or numbers), one per head
+ *                     output; default "0", "1", ...
+ *   multilabel        sigmoid per class (true) or softmax (default false)
+ *   output            "features" (default) or "probabilities": what
+ *                     rai4eo_embed returns; probabilities need a head
  *   embed_dim, depth, patch_size, mlp_hidden (ViT), block, layers, width
  *   (ResNet), in_chans, out_dim
  *                     derived from the shapes; accepted only as assertions
@@ -83,6 +90,16 @@ typedef enum R4Arch
 	R4_ARCH_RESNET = 2
 } R4Arch;
 
+#define R4_MAX_CLASSES 4096		/* more classes: R4_ERR_LIMIT */
+#define R4_CLASS_NAMES_BYTES 32768	/* all class names together, NULs included */
+
+/* What rai4eo_embed returns for a model with a classification head. */
+typedef enum R4Output
+{
+	R4_OUTPUT_FEATURES = 0,
+	R4_OUTPUT_PROBABILITIES = 1
+} R4Output;
+
 typedef enum R4InputMode
 {
 	R4_INPUT_NATIVE = 0,
@@ -121,6 +138,15 @@ typedef struct R4ModelConfig
 	double		change_threshold;
 	/* Derived: embed_dim * (n_last_blocks + avgpool); ResNet: the last stage's width. */
 	int			out_dim;
+	/*
+	 * Classification head (head.h): found in the weights, used unless the
+	 * "head" key is false; its input width must be out_dim.
+	 */
+	int			n_classes;		/* 0: no head in use */
+	bool		head_disabled;	/* "head": false although the weights hold one */
+	bool		multilabel;		/* sigmoid per class instead of softmax */
+	R4Output	output;			/* what rai4eo_embed returns */
+	char		class_names[R4_CLASS_NAMES_BYTES];	/* n_classes names, each NUL-terminated */
 } R4ModelConfig;
 
 /*

@@ -44,12 +44,14 @@ SELECT	m.name,
 		m.parameters,
 		ARRAY(SELECT jsonb_array_elements_text(m.config -> 'bands')::int) AS input_bands,
 		m.config ->> 'input' AS input_mode,
-		(m.config ->> 'out_dim')::int AS output_dims,
+		CASE WHEN m.config ->> 'output' = 'probabilities' THEN jsonb_array_length(m.config -> 'classes')
+			 ELSE (m.config ->> 'out_dim')::int END AS output_dims,
+		jsonb_array_length(m.config -> 'classes') AS classes,
 		length(m.weights)::bigint AS size_bytes,
 		(m.config ->> 'change_threshold')::float8 AS change_threshold,
 		m.created
 FROM rai4eo.model m;
-COMMENT ON VIEW rai4eo.models IS 'Models at a glance: architecture, parameters, input bands and mode, embedding dimensions, file size';
+COMMENT ON VIEW rai4eo.models IS 'Models at a glance: architecture, parameters, input bands and mode, embedding dimensions (class probabilities for output = probabilities), number of classes of a classifier, file size';
 
 -- ---- storing models ----------------------------------------------------------
 
@@ -146,3 +148,29 @@ COMMENT ON FUNCTION rai4eo_model_input(raster, text) IS
 'The tensor the model sees for a raster, real[channel][row][column]: bands picked, scaled, normalised, nodata = 0, resized in resize mode';
 
 GRANT SELECT ON rai4eo.model, rai4eo.models TO PUBLIC;
+
+-- ---- classification ----------------------------------------------------------------
+
+CREATE FUNCTION rai4eo_classify(rast raster, model text DEFAULT NULL) RETURNS real[]
+AS 'MODULE_PATHNAME', 'rai4eo_classify'
+LANGUAGE C STABLE PARALLEL SAFE COST 100000;
+COMMENT ON FUNCTION rai4eo_classify(raster, text) IS
+'Class probabilities of a raster from a model with a classification head, in the order of the model''s classes (softmax, or a sigmoid per class for a multi-label model)';
+
+CREATE FUNCTION rai4eo_classify(rasts raster[], model text DEFAULT NULL) RETURNS embedding[]
+AS 'MODULE_PATHNAME', 'rai4eo_classify_array'
+LANGUAGE C STABLE PARALLEL SAFE COST 1000000;
+COMMENT ON FUNCTION rai4eo_classify(raster[], text) IS
+'Class probabilities of an array of rasters in batched forward passes, as probability vectors (embedding[]: same shape and order, NULL for NULL)';
+
+CREATE FUNCTION rai4eo_classify_labels(rast raster, model text DEFAULT NULL)
+RETURNS TABLE (class_index integer, class text, probability real)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+	SELECT p.i::integer, c.name, p.v
+	FROM unnest(rai4eo_classify($1, $2)) WITH ORDINALITY AS p(v, i)
+	JOIN rai4eo.model m ON m.name = rai4eo.resolve_model($2)
+	CROSS JOIN LATERAL (SELECT m.config -> 'classes' ->> (p.i::integer - 1) AS name) c
+	ORDER BY p.i
+$$;
+COMMENT ON FUNCTION rai4eo_classify_labels(raster, text) IS
+'rai4eo_classify as rows: class index (1-based), class name from the model''s configuration, probability';

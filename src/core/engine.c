@@ -11,6 +11,7 @@ struct R4Engine
 	R4Arch		arch;
 	R4ViT	   *vit;
 	R4ResNet   *resnet;
+	R4Head	   *head;			/* NULL when the model has no head in use */
 };
 
 R4Status
@@ -37,13 +38,23 @@ r4_engine_build(const R4SafeTensors *st, const R4ModelConfig *cfg, R4Engine **ou
 						 r4_arch_name(cfg->arch));
 			break;
 	}
+	if (rc == R4_OK && cfg->n_classes > 0)
+		rc = r4_head_build(st, cfg->multilabel, &e->head, err);
 	if (rc != R4_OK)
 	{
-		r4_free(e);
+		r4_engine_free(e);
 		return rc;
 	}
 	*out = e;
 	return R4_OK;
+}
+
+R4Status
+r4_engine_classify(R4Engine *e, const float *features, int B, float *probs, R4Error *err)
+{
+	if (e->head == NULL)
+		return r4_fail(err, R4_ERR_INVALID, "the model has no classification head in use");
+	return r4_head_forward(e->head, features, B, probs, err);
 }
 
 R4Status
@@ -78,14 +89,16 @@ r4_engine_config(const R4Engine *e)
 size_t
 r4_engine_param_count(const R4Engine *e)
 {
+	size_t		head = e->head ? r4_head_param_count(e->head) : 0;
+
 	switch (e->arch)
 	{
 		case R4_ARCH_VIT:
-			return r4_vit_param_count(e->vit);
+			return r4_vit_param_count(e->vit) + head;
 		case R4_ARCH_RESNET:
-			return r4_resnet_param_count(e->resnet);
+			return r4_resnet_param_count(e->resnet) + head;
 		default:
-			return 0;
+			return head;
 	}
 }
 
@@ -96,5 +109,6 @@ r4_engine_free(R4Engine *e)
 		return;
 	r4_vit_free(e->vit);
 	r4_resnet_free(e->resnet);
+	r4_head_free(e->head);
 	r4_free(e);
 }

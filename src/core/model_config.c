@@ -4,6 +4,8 @@
  */
 #include "rai4eo/model_config.h"
 
+#include "rai4eo/head.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@ static const char *const known_keys[] = {
 	"input", "n_last_blocks", "avgpool", "change_threshold",
 	"embed_dim", "depth", "patch_size", "in_chans", "mlp_hidden", "out_dim",
 	"block", "layers", "width",
+	"head", "classes", "multilabel", "output",
 	NULL
 };
 
@@ -1012,6 +1015,124 @@ apply_resnet_keys(const R4SafeTensors *st, const R4Json *config, const ArchChoic
 	return R4_OK;
 }
 
+/* Store class name i (text of len bytes) in cfg->class_names at *used */
+static R4Status
+add_class_name(R4ModelConfig *cfg, const char *text, size_t len, size_t *used, R4Error *err)
+{
+	if (len == 0 || memchr(text, '\0', len) != NULL)
+		return r4_fail(err, R4_ERR_INVALID, "class names must be non-empty text without NUL characters");
+	if (*used + len + 1 > sizeof(cfg->class_names))
+		return r4_fail(err, R4_ERR_LIMIT, "class names take more than %zu bytes",
+					   sizeof(cfg->class_names));
+	memcpy(cfg->class_names + *used, text, len);
+	cfg->class_names[*used + len] = '\0';
+	*used += len + 1;
+	return R4_OK;
+}
+
+/* Find the classification head and apply head, classes, multilabel, output. */
+static R4Status
+apply_head_keys(const R4SafeTensors *st, const R4Json *config, R4ModelConfig *cfg, R4Error *err)
+{
+	ConfigValue cv;
+	R4Status	rc;
+	int			layers,
+				in_dim,
+				k;
+	bool		use = true;
+	size_t		used = 0;
+
+	if ((rc = r4_head_find(st, &layers, &in_dim, &k, err)) != R4_OK)
+		return rc;
+	LOOKUP("head", false);
+	if (cv.v != NULL)
+	{
+		rc = value_bool(&cv, "head", &use, err);
+		DONE();
+	}
+	cfg->head_disabled = layers > 0 && !use;
+	if (layers > 0 && use)
+	{
+		if (in_dim != cfg->out_dim)
+		{
+			r4_fail(err, R4_ERR_MISMATCH, "the classification head takes %d features but the model gives %d",
+					in_dim, cfg->out_dim);
+			return r4_fail_detail(err, "Match n_last_blocks/avgpool to the head, or pass \"head\": false to ignore it.");
+		}
+		if (k > R4_MAX_CLASSES)
+			return r4_fail(err, R4_ERR_LIMIT, "the classification head has %d classes; the limit is %d",
+						   k, R4_MAX_CLASSES);
+		cfg->n_classes = k;
+	}
+
+	LOOKUP("classes", false);
+	if (cv.v != NULL)
+	{
+		if (cfg->n_classes == 0)
+			rc = r4_fail(err, R4_ERR_INVALID, "\"classes\" in the %s, but the model has no classification head in use",
+						 cv.origin);
+		else if (cv.v->type != R4J_ARRAY || (int) cv.v->count != cfg->n_classes)
+			rc = r4_fail(err, R4_ERR_MISMATCH, "\"classes\" in the %s must list %d class names, one per head output",
+						 cv.origin, cfg->n_classes);
+		for (size_t i = 0; rc == R4_OK && i < cv.v->count; i++)
+		{
+			const R4Json *item = &cv.v->items[i];
+			int64_t		code;
+			char		num[32];
+
+			if (item->type == R4J_STRING)
+				rc = add_class_name(cfg, item->string, item->string_len, &used, err);
+			else if (item->type == R4J_NUMBER && r4_json_get_int64(item, &code))
+			{
+				snprintf(num, sizeof(num), "%lld", (long long) code);
+				rc = add_class_name(cfg, num, strlen(num), &used, err);
+			}
+			else
+				rc = r4_fail(err, R4_ERR_INVALID, "\"classes\" in the %s must hold strings or integers",
+							 cv.origin);
+		}
+		DONE();
+	}
+	else
+		for (int i = 0; i < cfg->n_classes && rc == R4_OK; i++)
+		{
+			char		num[32];
+
+			snprintf(num, sizeof(num), "%d", i);
+			if ((rc = add_class_name(cfg, num, strlen(num), &used, err)) != R4_OK)
+				return rc;
+		}
+
+	LOOKUP("multilabel", false);
+	if (cv.v != NULL)
+	{
+		rc = value_bool(&cv, "multilabel", &cfg->multilabel, err);
+		if (rc == R4_OK && cfg->multilabel && cfg->n_classes == 0)
+			rc = r4_fail(err, R4_ERR_INVALID, "\"multilabel\" in the %s, but the model has no classification head in use",
+						 cv.origin);
+		DONE();
+	}
+
+	LOOKUP("output", true);
+	if (cv.v != NULL)
+	{
+		if (cv.v->type == R4J_STRING && strcmp(cv.v->string, "features") == 0)
+			cfg->output = R4_OUTPUT_FEATURES;
+		else if (cv.v->type == R4J_STRING && strcmp(cv.v->string, "probabilities") == 0)
+		{
+			cfg->output = R4_OUTPUT_PROBABILITIES;
+			if (cfg->n_classes == 0)
+				rc = r4_fail(err, R4_ERR_INVALID, "\"output\": \"probabilities\" in the %s needs a classification head",
+							 cv.origin);
+		}
+		else
+			rc = r4_fail(err, R4_ERR_INVALID, "\"output\" in the %s must be \"features\" or \"probabilities\"",
+						 cv.origin);
+		DONE();
+	}
+	return R4_OK;
+}
+
 #undef LOOKUP
 #undef DONE
 
@@ -1447,7 +1568,7 @@ r4_model_config_resolve(const R4SafeTensors *st, const R4Json *config,
 
 				r4_text_excerpt(config->keys[i], strlen(config->keys[i]), excerpt, sizeof(excerpt));
 				r4_fail(err, R4_ERR_INVALID, "unknown configuration key \"%s\"", excerpt);
-				return r4_fail_detail(err, "known keys: arch, img_size, bands, scale, mean, std, input, change_threshold; ViT: num_heads, ln_eps, n_last_blocks, avgpool; ResNet: bn_eps");
+				return r4_fail_detail(err, "known keys: arch, img_size, bands, scale, mean, std, input, change_threshold, head, classes, multilabel, output; ViT: num_heads, ln_eps, n_last_blocks, avgpool; ResNet: bn_eps");
 			}
 	}
 
@@ -1465,6 +1586,8 @@ r4_model_config_resolve(const R4SafeTensors *st, const R4Json *config,
 		rc = resolve_vit(st, config, &cfg, err);
 	else
 		rc = resolve_resnet(st, config, &ac, &cfg, err);
+	if (rc == R4_OK)
+		rc = apply_head_keys(st, config, &cfg, err);
 	if (rc != R4_OK)
 		return rc;
 	*out = cfg;
@@ -1537,6 +1660,23 @@ buf_double(TextBuf *b, double v)
 	buf_printf(b, "%s", tmp);
 }
 
+/* Append a JSON string literal, escaping quotes, backslashes and control characters. */
+static void
+buf_json_string(TextBuf *b, const char *text)
+{
+	buf_printf(b, "\"");
+	for (const unsigned char *p = (const unsigned char *) text; *p; p++)
+	{
+		if (*p == '"' || *p == '\\')
+			buf_printf(b, "\\%c", *p);
+		else if (*p < 0x20)
+			buf_printf(b, "\\u%04x", *p);
+		else
+			buf_printf(b, "%c", *p);
+	}
+	buf_printf(b, "\"");
+}
+
 /* Append a JSON list of per-channel doubles. */
 static void
 buf_double_list(TextBuf *b, const double *v, int n)
@@ -1600,7 +1740,25 @@ r4_model_config_to_json(const R4ModelConfig *cfg)
 		buf_double(&b, cfg->change_threshold);
 	else
 		buf_printf(&b, "null");
-	buf_printf(&b, ",\"out_dim\":%d}", cfg->out_dim);
+	buf_printf(&b, ",\"out_dim\":%d", cfg->out_dim);
+	if (cfg->head_disabled)
+		buf_printf(&b, ",\"head\":false");
+	if (cfg->n_classes > 0)
+	{
+		const char *name = cfg->class_names;
+
+		buf_printf(&b, ",\"classes\":[");
+		for (int i = 0; i < cfg->n_classes; i++)
+		{
+			if (i)
+				buf_printf(&b, ",");
+			buf_json_string(&b, name);
+			name += strlen(name) + 1;
+		}
+		buf_printf(&b, "],\"multilabel\":%s,\"output\":\"%s\"", cfg->multilabel ? "true" : "false",
+				   cfg->output == R4_OUTPUT_PROBABILITIES ? "probabilities" : "features");
+	}
+	buf_printf(&b, "}");
 	if (b.failed)
 	{
 		r4_free(b.data);

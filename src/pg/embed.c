@@ -111,6 +111,44 @@ MakeEmbedding(const float *x, int dim)
 	return e;
 }
 
+/* What a call returns: rai4eo_embed's output (features, or probabilities if so configured) or class probabilities */
+typedef enum Want
+{
+	WANT_EMBEDDING,
+	WANT_PROBABILITIES
+} Want;
+
+/* Width of a call's result */
+static int
+OutDim(CachedModel *m, Want want)
+{
+	if (want == WANT_PROBABILITIES)
+	{
+		if (m->cfg.n_classes == 0)
+			ModelClassify(m, NULL, 0, NULL);	/* raises "no classification head" */
+		return m->cfg.n_classes;
+	}
+	return ModelEmbedDim(m);
+}
+
+/* Run the engine (and the head when probabilities are wanted) on B inputs */
+static void
+RunModel(CachedModel *m, Want want, const float *input, int B, int H, int W, float *out)
+{
+	if (want == WANT_EMBEDDING && m->cfg.output == R4_OUTPUT_FEATURES)
+	{
+		ModelForward(m, input, B, H, W, out);
+		return;
+	}
+	{
+		float	   *feats = palloc_extended(sizeof(float) * (size_t) B * m->cfg.out_dim, MCXT_ALLOC_HUGE);
+
+		ModelForward(m, input, B, H, W, feats);
+		ModelClassify(m, feats, B, out);
+		pfree(feats);
+	}
+}
+
 /* Embed one raster with a model: rai4eo_embed(raster, text) */
 PG_FUNCTION_INFO_V1(rai4eo_embed);
 Datum
@@ -122,7 +160,8 @@ rai4eo_embed(PG_FUNCTION_ARGS)
 	float	   *input;
 	float	   *out;
 	int			h,
-				w;
+				w,
+				dim;
 	Embedding  *result;
 
 	if (PG_ARGISNULL(0))
@@ -130,15 +169,49 @@ rai4eo_embed(PG_FUNCTION_ARGS)
 	cs = GetCallSite(fcinfo, get_fn_expr_argtype(fcinfo->flinfo, 0));
 	m = GetModel(fcinfo, cs, 1);
 
+	dim = OutDim(m, WANT_EMBEDDING);
 	old = MemoryContextSwitchTo(cs->scratch);
 	input = ModelInput(cs, m, PG_GETARG_DATUM(0), &h, &w);
-	out = palloc(sizeof(float) * m->cfg.out_dim);
-	ModelForward(m, input, 1, h, w, out);
+	out = palloc(sizeof(float) * dim);
+	RunModel(m, WANT_EMBEDDING, input, 1, h, w, out);
 	MemoryContextSwitchTo(old);
 
-	result = MakeEmbedding(out, m->cfg.out_dim);
+	result = MakeEmbedding(out, dim);
 	MemoryContextReset(cs->scratch);
 	PG_RETURN_EMBEDDING_P(result);
+}
+
+/* Class probabilities of one raster: rai4eo_classify(raster, text) returns real[] */
+PG_FUNCTION_INFO_V1(rai4eo_classify);
+Datum
+rai4eo_classify(PG_FUNCTION_ARGS)
+{
+	EmbedCallSite *cs;
+	CachedModel *m;
+	MemoryContext old;
+	float	   *input;
+	float	   *out;
+	int			h,
+				w,
+				k;
+	Datum	   *datums;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	cs = GetCallSite(fcinfo, get_fn_expr_argtype(fcinfo->flinfo, 0));
+	m = GetModel(fcinfo, cs, 1);
+	k = OutDim(m, WANT_PROBABILITIES);
+	old = MemoryContextSwitchTo(cs->scratch);
+	input = ModelInput(cs, m, PG_GETARG_DATUM(0), &h, &w);
+	out = palloc(sizeof(float) * k);
+	RunModel(m, WANT_PROBABILITIES, input, 1, h, w, out);
+	MemoryContextSwitchTo(old);
+
+	datums = palloc(sizeof(Datum) * k);
+	for (int i = 0; i < k; i++)
+		datums[i] = Float4GetDatum(out[i]);
+	MemoryContextReset(cs->scratch);
+	PG_RETURN_ARRAYTYPE_P(construct_array(datums, k, FLOAT4OID, sizeof(float4), true, TYPALIGN_INT));
 }
 
 /* Names the array element being embedded in error messages */
@@ -149,13 +222,12 @@ ElementErrorContext(void *arg)
 }
 
 /*
- * Embed an array of rasters: rai4eo_embed(raster[], text) returns embedding[]
- * of the same shape, NULL for NULL.  Consecutive rasters of the same size go
- * through the engine together, EMBED_MAX_BATCH at a time.
+ * Run a model over an array of rasters: an embedding[] of the same shape,
+ * NULL for NULL.  Consecutive rasters of the same size go through the
+ * engine together, EMBED_MAX_BATCH at a time.
  */
-PG_FUNCTION_INFO_V1(rai4eo_embed_array);
-Datum
-rai4eo_embed_array(PG_FUNCTION_ARGS)
+static Datum
+RunArray(FunctionCallInfo fcinfo, Want want)
 {
 	ArrayType  *arr;
 	Oid			elemtype;
@@ -189,7 +261,7 @@ rai4eo_embed_array(PG_FUNCTION_ARGS)
 	elemtype = ARR_ELEMTYPE(arr);
 	cs = GetCallSite(fcinfo, elemtype);
 	m = GetModel(fcinfo, cs, 1);
-	dim = m->cfg.out_dim;
+	dim = OutDim(m, want);
 	EmbeddingCheckDim(dim);
 
 	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
@@ -221,7 +293,7 @@ rai4eo_embed_array(PG_FUNCTION_ARGS)
 		if (nb > 0 && (i == n || (input != NULL && (h != bh || w != bw)) || nb == EMBED_MAX_BATCH))
 		{
 			current = batch_idx[0] + 1;
-			ModelForward(m, batch, nb, bh, bw, out);
+			RunModel(m, want, batch, nb, bh, bw, out);
 			for (int k = 0; k < nb; k++)
 				results[batch_idx[k]] = PointerGetDatum(MakeEmbedding(out + (size_t) k * dim, dim));
 			nb = 0;
@@ -259,6 +331,22 @@ rai4eo_embed_array(PG_FUNCTION_ARGS)
 	PG_RETURN_ARRAYTYPE_P(construct_md_array(results, nulls, ARR_NDIM(arr), ARR_DIMS(arr),
 											 ARR_LBOUND(arr), embedding_type, etyplen,
 											 etypbyval, etypalign));
+}
+
+/* rai4eo_embed(raster[], text) returns embedding[] */
+PG_FUNCTION_INFO_V1(rai4eo_embed_array);
+Datum
+rai4eo_embed_array(PG_FUNCTION_ARGS)
+{
+	return RunArray(fcinfo, WANT_EMBEDDING);
+}
+
+/* rai4eo_classify(raster[], text) returns the probability vectors as embedding[] */
+PG_FUNCTION_INFO_V1(rai4eo_classify_array);
+Datum
+rai4eo_classify_array(PG_FUNCTION_ARGS)
+{
+	return RunArray(fcinfo, WANT_PROBABILITIES);
 }
 
 /*

@@ -340,3 +340,29 @@ ModelForward(CachedModel *m, const float *input, int B, int H, int W, float *out
 	if (rc != R4_OK)
 		ReportCoreError(&err, ERRCODE_INVALID_PARAMETER_VALUE);
 }
+
+void
+ModelClassify(CachedModel *m, const float *features, int B, float *probs)
+{
+	MemoryContext old;
+	R4Error		err;
+	R4Status	rc;
+
+	if (m->cfg.n_classes == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model \"%s\" has no classification head", m->name),
+				 errhint("A classifier's file holds head.* or fc.* linear layers on top of the features.")));
+	r4_error_clear(&err);
+	old = MemoryContextSwitchTo(m->mcxt);
+	rc = r4_engine_classify(m->engine, features, B, probs, &err);
+	MemoryContextSwitchTo(old);
+	if (rc != R4_OK)
+		ReportCoreError(&err, ERRCODE_INVALID_PARAMETER_VALUE);
+}
+
+int
+ModelEmbedDim(const CachedModel *m)
+{
+	return m->cfg.output == R4_OUTPUT_PROBABILITIES ? m->cfg.n_classes : m->cfg.out_dim;
+}

@@ -56,6 +56,15 @@ CachedModel *ModelHandleGet(ModelHandle *h, const char *name);
 void		ModelForward(CachedModel *m, const float *input, int B, int H, int W, float *out);
 
 /*
+ * Class probabilities [B][cfg.n_classes] from features [B][cfg.out_dim];
+ * 22023 when the model has no classification head in use.
+ */
+void		ModelClassify(CachedModel *m, const float *features, int B, float *probs);
+
+/* Width of what rai4eo_embed returns: features, or class probabilities. */
+int			ModelEmbedDim(const CachedModel *m);
+
+/*
  * Validate weights + config completely by building the engine in a scratch
  * context.  Returns the canonical configuration JSON (palloc'd) and fills
  * cfg and parameters.  Errors name what is wrong (22P03 malformed file,

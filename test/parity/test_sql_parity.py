@@ -53,7 +53,8 @@ def reflectance(C, H, W, seed, nodata_rows=0):
     return px
 
 
-class SqlParity(unittest.TestCase):
+class SqlCase(unittest.TestCase):
+    """A database of its own, model storage and the parity check; no tests."""
     @classmethod
     def setUpClass(cls):
         torch.set_num_threads(1)
@@ -145,7 +146,10 @@ class SqlParity(unittest.TestCase):
     def pf_rasters(self, n, seed):
         return [(reflectance(4, 200, 200, seed + i, nodata_rows=13 * (i % 2)), 3.0) for i in range(n)]
 
-    # -- the issue's cases ---------------------------------------------------
+
+class SqlParity(SqlCase):
+    """The issue's cases."""
+
 
     def test_vits16_4band_200_native_n_last_blocks_4(self):
         module = self.store("s16_n4", self.vits16(), dict(self.PF_META, n_last_blocks="4"))
@@ -217,3 +221,66 @@ class SqlParity(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SqlClassifyParity(SqlCase):
+    """rai4eo_classify and output = probabilities against the same head in PyTorch."""
+
+    def head_state(self, in_dim, classes, seed, mlp=False):
+        g = torch.Generator().manual_seed(seed)
+        if not mlp:
+            return {"head.weight": torch.randn(classes, in_dim, generator=g) / in_dim ** 0.5,
+                    "head.bias": torch.randn(classes, generator=g) * 0.3}
+        return {"head.0.weight": torch.randn(64, in_dim, generator=g) / in_dim ** 0.5,
+                "head.0.bias": torch.randn(64, generator=g) * 0.3,
+                "head.2.weight": torch.randn(classes, 64, generator=g) / 8.0,
+                "head.2.bias": torch.randn(classes, generator=g) * 0.3}
+
+    @staticmethod
+    def apply_head(state, feats, multilabel):
+        x = torch.from_numpy(feats).float()
+        if "head.weight" in state:
+            z = x @ state["head.weight"].T + state["head.bias"]
+        else:
+            h = torch.relu(x @ state["head.0.weight"].T + state["head.0.bias"])
+            z = h @ state["head.2.weight"].T + state["head.2.bias"]
+        return (torch.sigmoid(z) if multilabel else torch.softmax(z, dim=1)).double().numpy()
+
+    def test_vit_linear_head_softmax(self):
+        backbone = ref.random_vit_state(embed_dim=192, depth=4, patch_size=16, in_chans=4, img_size=224, seed=31)
+        head = self.head_state(192, 7, seed=1)
+        classes = ["artificial", "agricultural", "forest", "shrub", "bare", "wetlands", "water"]
+        module = self.store("cls7", dict(backbone, **head), dict(self.PF_META, num_heads="3"),
+                            config={"classes": classes})
+        rasters = self.pf_rasters(3, seed=41)
+        feats = self.reference(module, rasters, **self.PF_NORM)
+        want = self.apply_head(head, feats, multilabel=False)
+        got = np.array([self.conn.execute("SELECT rai4eo_classify(ST_RastFromWKB(%s), 'cls7')",
+                                          (raster_wkb(px, ps),)).fetchone()[0] for px, ps in rasters])
+        self.assert_parity(got, want, "ViT + linear head, softmax probabilities")
+        np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)
+        rows = self.conn.execute("SELECT class_index, class, probability FROM rai4eo_classify_labels("
+                                 "ST_RastFromWKB(%s), 'cls7')", (raster_wkb(*rasters[0]),)).fetchall()
+        self.assertEqual([r[1] for r in rows], classes)
+        self.assertEqual([r[0] for r in rows], list(range(1, 8)))
+        np.testing.assert_allclose([r[2] for r in rows], got[0], rtol=0, atol=1e-7)
+        # the embedding stays the features unless output = probabilities
+        emb = self.embed_sql("cls7", rasters[:1])
+        self.assertEqual(emb.shape, (1, 192))
+
+    def test_vit_mlp_head_multilabel_as_embedding(self):
+        backbone = ref.random_vit_state(embed_dim=192, depth=4, patch_size=16, in_chans=4, img_size=224, seed=33)
+        head = self.head_state(192, 5, seed=2, mlp=True)
+        module = self.store("ml5", dict(backbone, **head), dict(self.PF_META, num_heads="3"),
+                            config={"multilabel": True, "output": "probabilities", "classes": [311, 312, 313, 324, 512]})
+        rasters = self.pf_rasters(3, seed=43)
+        want = self.apply_head(head, self.reference(module, rasters, **self.PF_NORM), multilabel=True)
+        got = self.embed_sql("ml5", rasters)
+        self.assert_parity(got, want, "ViT + MLP head, multilabel, output = probabilities (rai4eo_embed)")
+        batched = self.embed_sql("ml5", rasters, batched=True)
+        self.assert_parity(batched, want, "ViT + MLP head, batched")
+        arr = self.conn.execute("SELECT rai4eo_classify(array_agg(ST_RastFromWKB(w)), 'ml5')::text "
+                                "FROM unnest(%s::bytea[]) w", ([raster_wkb(px, ps) for px, ps in rasters],)).fetchone()[0]
+        self.assertTrue(arr.startswith("{"))
+        self.assertEqual(self.conn.execute("SELECT classes, output_dims FROM rai4eo.models WHERE name = 'ml5'").fetchone(),
+                         (5, 5))

@@ -21,9 +21,10 @@ $$;
 
 -- A ViT safetensors file built in SQL: deterministic weights base + amp * sin(...),
 -- every tensor of DINO's ViT (embed d, depth blocks, patch p, c channels, grid^2
--- positions); tensors whose name matches skip are left out; meta goes to __metadata__.
+-- positions), a linear classification head when classes > 0; tensors whose name
+-- matches skip are left out; meta goes to __metadata__.
 CREATE FUNCTION pg_temp.vit_file(d int, depth int, p int, c int, grid int, seed int DEFAULT 1,
-								 meta jsonb DEFAULT NULL, skip text DEFAULT NULL) RETURNS bytea
+								 meta jsonb DEFAULT NULL, skip text DEFAULT NULL, classes int DEFAULT 0) RETURNS bytea
 LANGUAGE plpgsql AS $$
 DECLARE
 	t record;
@@ -40,6 +41,10 @@ BEGIN
 				   ('patch_embed.proj.weight', ARRAY[d, c, p, p], 0, 1 / sqrt(c * p * p), 2),
 				   ('patch_embed.proj.bias', ARRAY[d], 0, 0.2, 3),
 				   ('norm.weight', ARRAY[d], 1, 0.3, 1000), ('norm.bias', ARRAY[d], 0, 0.2, 1001)
+			UNION ALL
+			SELECT x.name, x.shape, x.base, x.amp, x.ord
+			FROM (VALUES ('head.weight', ARRAY[classes, d], 0, 1.5, 2000), ('head.bias', ARRAY[classes], 0, 0.5, 2001))
+				 AS x(name, shape, base, amp, ord) WHERE classes > 0
 			UNION ALL
 			SELECT format('blocks.%s.%s', b, x.name), x.shape, x.base, x.amp, 10 + b * 20 + x.ord
 			FROM generate_series(0, depth - 1) b,
@@ -244,3 +249,37 @@ SELECT pg_temp.err($$SELECT rai4eo_create_external_model('x', 4, '{"change_thres
 SELECT rai4eo_create_external_model('pixel_mean', 4, '{"change_threshold": 0.01}', replace => true);
 SELECT change_threshold, output_dims FROM rai4eo.models WHERE name = 'pixel_mean';
 SELECT rai4eo_drop_model('pixel_mean');
+
+-- ---- classification heads ----------------------------------------------------------------------
+SELECT rai4eo_load_model('cls', pg_temp.vit_file(32, 2, 8, 4, 4, classes => 3), '{"num_heads": 2, "classes": ["forest", "water", 512]}');
+SELECT name, output_dims, classes, parameters FROM rai4eo.models WHERE name = 'cls';
+SELECT config -> 'classes' AS classes, config -> 'multilabel' AS multilabel, config -> 'output' AS output FROM rai4eo.model WHERE name = 'cls';
+SELECT array_length(p, 1) AS n, abs((SELECT sum(x) FROM unnest(p) x) - 1) < 1e-6 AS sums_to_one,
+	(SELECT bool_and(x >= 0 AND x <= 1) FROM unnest(p) x) AS in_range
+FROM (SELECT rai4eo_classify(r4, 'cls') AS p FROM r) q;
+SELECT class_index, class, probability = (SELECT rai4eo_classify(r4, 'cls') FROM r)[class_index] AS same
+FROM rai4eo_classify_labels((SELECT r4 FROM r), 'cls');
+SELECT embedding_dims(rai4eo_embed(r4, 'cls')) AS features_by_default FROM r;
+SELECT cardinality(e) AS n, e[2] IS NULL AS null_kept, e[1]::real[] = (SELECT rai4eo_classify(r4, 'cls') FROM r) AS equal
+FROM (SELECT rai4eo_classify(ARRAY[r4, NULL], 'cls') AS e FROM r) q;
+-- output = probabilities: rai4eo_embed returns the class probabilities (what change detection compares)
+SELECT rai4eo_load_model('cls_probs', pg_temp.vit_file(32, 2, 8, 4, 4, classes => 3), '{"num_heads": 2, "output": "probabilities", "multilabel": true}');
+SELECT output_dims, classes FROM rai4eo.models WHERE name = 'cls_probs';
+SELECT config -> 'classes' AS default_names FROM rai4eo.model WHERE name = 'cls_probs';
+SELECT (SELECT sum(x) FROM unnest(rai4eo_embed(r4, 'cls_probs')::real[]) x) <> 1 AS sigmoids_not_softmax FROM r;
+-- head ignored on request
+SELECT rai4eo_load_model('no_head', pg_temp.vit_file(32, 2, 8, 4, 4, classes => 3), '{"num_heads": 2, "head": false}');
+SELECT classes, output_dims, (SELECT config -> 'head' FROM rai4eo.model WHERE name = 'no_head') AS head FROM rai4eo.models WHERE name = 'no_head';
+-- errors
+SELECT pg_temp.err($$SELECT rai4eo_classify(r4, 'no_head') FROM r$$);
+SELECT pg_temp.err($$SELECT rai4eo_classify(ARRAY[r4], 'no_head') FROM r$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', pg_temp.vit_file(32, 2, 8, 4, 4, classes => 3), '{"num_heads": 2, "classes": ["a", "b"]}')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', pg_temp.vit_file(32, 2, 8, 4, 4, classes => 3), '{"num_heads": 2, "classes": ["a", "", "c"]}')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', (SELECT w FROM f), '{"num_heads": 2, "classes": ["a"]}')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', (SELECT w FROM f), '{"num_heads": 2, "output": "probabilities"}')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', (SELECT w FROM f), '{"num_heads": 2, "output": "logits"}')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', pg_temp.vit_file(32, 2, 8, 4, 4, classes => 3), '{"num_heads": 2, "n_last_blocks": 2}')$$);
+-- the stored configuration, classes included, resolves back to itself
+SELECT rai4eo_load_model('cls_again', pg_temp.vit_file(32, 2, 8, 4, 4, classes => 3), (SELECT config FROM rai4eo.model WHERE name = 'cls'));
+SELECT (SELECT config FROM rai4eo.model WHERE name = 'cls') = (SELECT config FROM rai4eo.model WHERE name = 'cls_again') AS same_config;
+SELECT rai4eo_drop_model(n) FROM unnest(ARRAY['cls', 'cls_again', 'cls_probs', 'no_head']) n;
