@@ -1,0 +1,128 @@
+-- ============================================================================
+-- ensembles: several models' yearly change combined per patch
+-- ============================================================================
+--
+-- The seeds' future work: combine unsupervised (embedding) and supervised
+-- (class-probability) change to cut false positives.  Each member keeps its
+-- own pairing and threshold (argument, calibrated, or GUC, as for
+-- yearly_change); the ensemble's change rate of a patch is the weighted mean
+-- of the members' change rates over the members that compared at least one
+-- day there.  A supervised member is a classifier stored with
+-- "output": "probabilities", whose embeddings are class-probability vectors.
+
+CREATE FUNCTION rai4eo.ensemble_args(models text[], weights float8[], thresholds float8[])
+RETURNS TABLE (member integer, model text, weight float8, threshold float8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+	IF models IS NULL OR cardinality(models) = 0 THEN
+		RAISE EXCEPTION 'an ensemble needs at least one model' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF array_ndims(models) > 1 OR array_ndims(weights) > 1 OR array_ndims(thresholds) > 1 THEN
+		RAISE EXCEPTION 'models, weights and thresholds must be one-dimensional arrays' USING ERRCODE = 'array_subscript_error';
+	END IF;
+	IF weights IS NOT NULL AND cardinality(weights) <> cardinality(models) THEN
+		RAISE EXCEPTION '% weights for % models', cardinality(weights), cardinality(models)
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Give one weight per model, or NULL for equal weights.';
+	END IF;
+	IF thresholds IS NOT NULL AND cardinality(thresholds) <> cardinality(models) THEN
+		RAISE EXCEPTION '% thresholds for % models', cardinality(thresholds), cardinality(models)
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Give one threshold per model (NULL entries use the model''s own), or NULL.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM unnest(weights) w WHERE w IS NULL OR w < 0 OR w = 'NaN' OR w = 'Infinity')
+	   OR (weights IS NOT NULL AND (SELECT sum(w) FROM unnest(weights) w) = 0) THEN
+		RAISE EXCEPTION 'ensemble weights must be finite, non-negative and not all zero' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN QUERY
+	SELECT i, rai4eo.resolve_model(models[i]), coalesce(weights[i], 1.0), thresholds[i]
+	FROM generate_subscripts(models, 1) i;
+END
+$$;
+COMMENT ON FUNCTION rai4eo.ensemble_args(text[], float8[], float8[]) IS
+'Check an ensemble''s arrays and list its members: position, resolved model, weight (default 1), threshold (NULL: the model''s own)';
+
+CREATE FUNCTION ensemble_yearly_change(aoi geometry, year integer, models text[], weights float8[] DEFAULT NULL,
+	thresholds float8[] DEFAULT NULL, sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2, srid integer DEFAULT NULL)
+RETURNS TABLE (patch_id bigint, sample_id text, geom geometry, models_compared integer, change_rate float8,
+	member_rates float8[])
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET jit = off AS $$
+#variable_conflict use_column
+BEGIN
+	RETURN QUERY
+	WITH m AS (SELECT * FROM rai4eo.ensemble_args(models, weights, thresholds)),
+	y AS (SELECT m.member, m.weight, c.patch_id, c.sample_id, c.geom, c.days_compared, c.change_rate
+		  FROM m CROSS JOIN LATERAL yearly_change(aoi, year, m.model, m.threshold, sensor, tolerance, srid) c)
+	SELECT y.patch_id, min(y.sample_id), (array_agg(y.geom))[1],
+		   count(*) FILTER (WHERE y.days_compared > 0)::integer,
+		   sum(y.weight * y.change_rate) FILTER (WHERE y.days_compared > 0)
+			   / NULLIF(sum(y.weight) FILTER (WHERE y.days_compared > 0), 0),
+		   array_agg(y.change_rate ORDER BY y.member)
+	FROM y GROUP BY y.patch_id;
+END
+$$;
+COMMENT ON FUNCTION ensemble_yearly_change(geometry, integer, text[], float8[], float8[], text, integer, integer) IS
+'Yearly change of several models combined per patch: the weighted mean of the members'' change rates over the members that compared at least one day there; member_rates in model order (NULL where a member compared nothing)';
+
+-- ST_MapAlgebra callback: the weighted mean of the non-nodata member values of one cell
+CREATE FUNCTION rai4eo.ensemble_cell(value double precision[][][], pos integer[][], VARIADIC weights text[])
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+	SELECT sum(value[i][1][1] * weights[i]::float8) / NULLIF(sum(weights[i]::float8), 0)
+	FROM generate_subscripts(value, 1) i
+	WHERE value[i][1][1] IS NOT NULL
+$$;
+COMMENT ON FUNCTION rai4eo.ensemble_cell(double precision[], integer[], text[]) IS
+'ST_MapAlgebra callback for ensemble_yearly_heatmap: weighted mean of the members'' values of one cell, NULL when none has one';
+
+CREATE FUNCTION ensemble_yearly_heatmap(aoi geometry, year integer, models text[], weights float8[] DEFAULT NULL,
+	thresholds float8[] DEFAULT NULL, sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2, srid integer DEFAULT NULL)
+RETURNS raster
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET jit = off AS $$
+DECLARE
+	args rastbandarg[];
+	w text[];
+BEGIN
+	-- Every member's heatmap covers the same patches of the AOI, so the grids coincide.
+	SELECT array_agg(ROW(yearly_heatmap(aoi, year, m.model, m.threshold, sensor, tolerance, srid), 1)::rastbandarg ORDER BY m.member),
+		   array_agg(m.weight::text ORDER BY m.member)
+	  INTO args, w
+	FROM rai4eo.ensemble_args(models, weights, thresholds) m;
+	IF (SELECT bool_or((a).rast IS NULL) FROM unnest(args) a) THEN
+		RETURN NULL;
+	END IF;
+	RETURN ST_MapAlgebra(args, 'rai4eo.ensemble_cell(double precision[], integer[], text[])'::regprocedure,
+						 '32BF', 'FIRST', NULL, 0, 0, VARIADIC w);
+END
+$$;
+COMMENT ON FUNCTION ensemble_yearly_heatmap(geometry, integer, text[], float8[], float8[], text, integer, integer) IS
+'The ensemble''s yearly change rate as a raster on yearly_heatmap''s grid (one 600 m pixel per patch, 32BF, nodata -9999 where no member compared anything)';
+
+CREATE FUNCTION rai4eo_calibrate_ensemble(models text[], year integer, truth regclass, weights float8[] DEFAULT NULL,
+	thresholds float8[] DEFAULT NULL, sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2)
+RETURNS TABLE (rate_cut float8, "precision" float8, recall float8, f1 float8, true_positives integer,
+	false_positives integer, false_negatives integer, true_negatives integer, chosen boolean)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET jit = off AS $$
+#variable_conflict use_column
+BEGIN
+	RETURN QUERY EXECUTE format($q$
+		WITH t AS (SELECT patch_id, changed FROM %s WHERE changed IS NOT NULL),
+		e AS (SELECT t.changed, y.change_rate
+			  FROM t JOIN rai4eo.patch p USING (patch_id)
+			  CROSS JOIN LATERAL ensemble_yearly_change(p.geom, $1, $2, $3, $4, $5, $6) y
+			  WHERE y.patch_id = t.patch_id AND y.change_rate IS NOT NULL),
+		c AS (SELECT DISTINCT change_rate AS cut FROM e UNION SELECT 0),
+		s AS (SELECT c.cut,
+					 count(*) FILTER (WHERE e.change_rate > c.cut AND e.changed)::integer AS tp,
+					 count(*) FILTER (WHERE e.change_rate > c.cut AND NOT e.changed)::integer AS fp,
+					 count(*) FILTER (WHERE e.change_rate <= c.cut AND e.changed)::integer AS fn,
+					 count(*) FILTER (WHERE e.change_rate <= c.cut AND NOT e.changed)::integer AS tn
+			  FROM c CROSS JOIN e GROUP BY c.cut),
+		r AS (SELECT cut, tp::float8 / NULLIF(tp + fp, 0) AS p, tp::float8 / NULLIF(tp + fn, 0) AS r, tp, fp, fn, tn FROM s),
+		f AS (SELECT *, coalesce(2 * p * r / NULLIF(p + r, 0), 0) AS f1 FROM r)
+		SELECT cut, p, r, f1, tp, fp, fn, tn,
+			   row_number() OVER (ORDER BY f1 DESC, cut) = 1
+		FROM f ORDER BY cut$q$, truth)
+	USING year, models, weights, thresholds, sensor, tolerance;
+END
+$$;
+COMMENT ON FUNCTION rai4eo_calibrate_ensemble(text[], integer, regclass, float8[], float8[], text, integer) IS
+'Precision, recall and F1 of "ensemble change rate > rate_cut" on labelled patches (a table of patch_id, changed) for every observed rate; chosen marks the best F1 (ties: the lowest cut). The members'' own thresholds are calibrated with rai4eo_calibrate_threshold.';
