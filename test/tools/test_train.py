@@ -9,6 +9,7 @@ Training runs use a tiny ViT on one CPU thread, so runs are deterministic.
 Run: /usr/bin/python3 -m unittest discover -s test/tools -p test_train.py -v
 """
 
+import glob
 import json
 import math
 import os
@@ -377,6 +378,8 @@ class TrainTest(unittest.TestCase):
         self.assertNotIn("ignored", r.stderr)
         _, meta = safetensors_io.load_file(ex, "torch")
         self.assertEqual((meta["n_last_blocks"], meta["avgpool"]), ("2", "true"))
+        norm = torch.load(ck)["normalisation"]
+        self.assertEqual((json.loads(meta["mean"]), json.loads(meta["std"])), (norm["mean"], norm["std"]))
         dims = self.conn.execute("SELECT embedding_dims(rai4eo_embed(rast, 'tiny_dino_db')) FROM rai4eo.image "
                                  "WHERE sensor = 'PF-SR' LIMIT 1").fetchone()[0]
         self.assertEqual(dims, 3 * 32)
@@ -396,8 +399,7 @@ class TrainTest(unittest.TestCase):
             if cc is None:
                 self.skipTest("no C compiler to build test/parity/vit_cli.c")
             cli = self.path("vit_cli")
-            srcs = [os.path.join(ROOT, "src", "core", s) for s in
-                    ("core.c", "json.c", "safetensors.c", "nn.c", "model_config.c", "vit.c", "preprocess.c")]
+            srcs = sorted(glob.glob(os.path.join(ROOT, "src", "core", "*.c")))
             b = subprocess.run([cc, "-std=gnu11", "-O1", "-I", os.path.join(ROOT, "include")] + srcs
                                + [os.path.join(ROOT, "test", "parity", "vit_cli.c"), "-lopenblas", "-lm", "-o", cli],
                                capture_output=True, text=True)

@@ -95,8 +95,8 @@ def add_common_arguments(p):
                         "replaced (default 1: every image once per epoch)")
 
     g = p.add_argument_group("run")
-    g.add_argument("--steps", type=int, default=300,
-                   help="length of the training in optimizer steps; the schedules span it (default 300)")
+    g.add_argument("--steps", type=int, default=100,
+                   help="length of the training in optimizer steps; the schedules span it (default 100)")
     g.add_argument("--until", type=int,
                    help="stop this run once STEP steps are done (default --steps); resume later")
     g.add_argument("--batch-size", type=int, default=32, help="anchor images per step (default 32)")
@@ -291,9 +291,10 @@ def make_crop(image, size, scale, rng, flips=True, rot90=False, brightness=0.0, 
 class AnchorBuffer:
     """Whole patches in memory, each image drawn as anchor `reuse` times, then replaced.
 
-    Images are held as prepare() made them (normalised float32 tensors).
-    Memory stays under budget_bytes (at least one patch is always held, and never
-    more patches than the corpus has).  A batch draws its anchors from the buffered
+    Images are held as prepare() made them (normalised float32 tensors).  Patches
+    are added while the bytes held are below budget_bytes (so it is passed by at
+    most one patch; the reader holds two more, read ahead), at least one and never
+    more patches than the corpus has.  A batch draws its anchors from the buffered
     patches in proportion to the draws they have left, so the corpus is visited
     once per epoch (times reuse) while a batch mixes many patches.  state() and
     restore() make the draws after a resume equal to those of an uninterrupted run.
@@ -307,6 +308,7 @@ class AnchorBuffer:
         self.wait_s = 0.0                   # time spent waiting for the reader
 
     def _entry(self, pid, days, images, queue=None):
+        """A held patch: its images prepared, its anchor draws shuffled (or as saved)."""
         if queue is None:
             queue = list((self.rng.permutation(len(days) * self.reuse) % len(days)).tolist()) if len(days) else []
         with single_thread():

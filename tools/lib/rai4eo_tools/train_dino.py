@@ -32,8 +32,8 @@ from rai4eo_tools.vit_reference import VisionTransformer
 LN_EPS = 1e-6
 # Crop geometry per sensor: PF-SR patches are 200 x 200 px, S2-SR 60 x 60 px.
 SENSOR_DEFAULTS = {
-    "PF-SR": {"patch_size": 16, "global_size": 112, "local_size": 48},
-    "S2-SR": {"patch_size": 8, "global_size": 56, "local_size": 24},
+    "PF-SR": {"patch_size": 16, "global_size": 96, "local_size": 48},
+    "S2-SR": {"patch_size": 8, "global_size": 48, "local_size": 24},
 }
 
 
@@ -175,7 +175,7 @@ def add_arguments(p):
     g.add_argument("--mlp-ratio", type=float, default=4.0, help="MLP width / embed-dim (default 4)")
 
     g = p.add_argument_group("DINO head and loss")
-    g.add_argument("--out-dim", type=int, default=4096, help="prototypes of the head's last layer (default 4096)")
+    g.add_argument("--out-dim", type=int, default=1024, help="prototypes of the head's last layer (default 1024)")
     g.add_argument("--head-hidden-dim", type=int, default=1024, help="default 1024")
     g.add_argument("--bottleneck-dim", type=int, default=256, help="default 256")
     g.add_argument("--head-layers", type=int, default=3, help="MLP layers of the head (default 3)")
@@ -189,10 +189,10 @@ def add_arguments(p):
     g.add_argument("--center-momentum", type=float, default=0.9, help="default 0.9")
 
     g = p.add_argument_group("crops and temporal positives")
-    g.add_argument("--global-size", type=int, help="global crop side in px (default 112 PF-SR, 56 S2-SR); "
+    g.add_argument("--global-size", type=int, help="global crop side in px (default 96 PF-SR, 48 S2-SR); "
                    "the exported img_size")
     g.add_argument("--local-size", type=int, help="local crop side in px (default 48 PF-SR, 24 S2-SR)")
-    g.add_argument("--local-crops", type=int, default=6, help="local crops per anchor (default 6)")
+    g.add_argument("--local-crops", type=int, default=4, help="local crops per anchor (default 4)")
     g.add_argument("--global-scale", type=T.float_pair, default=(0.4, 1.0),
                    help="area share of a global crop (default 0.4,1)")
     g.add_argument("--local-scale", type=T.float_pair, default=(0.05, 0.4),
@@ -208,7 +208,8 @@ def add_arguments(p):
                         "(keeps spectral ratios; default 0: off)")
 
     g = p.add_argument_group("optimisation")
-    g.add_argument("--lr", type=float, default=5e-4, help="peak learning rate after warm-up (default 5e-4)")
+    g.add_argument("--lr", type=float, default=1.5e-3,
+                   help="peak learning rate after warm-up, not scaled by the batch size (default 1.5e-3)")
     g.add_argument("--min-lr", type=float, default=1e-6, help="learning rate at the end (default 1e-6)")
     g.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up (default steps / 10)")
     g.add_argument("--weight-decay", type=float, default=0.04, help="initial weight decay (default 0.04)")
