@@ -71,9 +71,12 @@ run_pgtap() {
 run_python() {
 	local dirs=() d
 	for d in test/tools test/parity; do [ -d "$d" ] && dirs+=("$d"); done
+	local rc=0
+	# every directory runs even when an earlier one failed: each failure is counted
 	for d in "${dirs[@]}"; do
-		R4_ROOT="$R4_ROOT" "$R4_PYTHON" -m unittest discover -s "$d" -p 'test_*.py' -v || return 1
+		R4_ROOT="$R4_ROOT" "$R4_PYTHON" -m unittest discover -s "$d" -p 'test_*.py' -v || rc=1
 	done
+	return $rc
 }
 
 step regress count_regress run_regress

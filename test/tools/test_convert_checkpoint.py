@@ -40,8 +40,9 @@ from rai4eo_tools import safetensors_io                      # noqa: E402
 from rai4eo_tools import vit_reference as ref                # noqa: E402
 
 CONVERTER = os.path.join(ROOT, "tools", "convert_checkpoint.py")
-CORE_SOURCES = ["core.c", "json.c", "safetensors.c", "nn.c", "model_config.c", "vit.c", "preprocess.c"]
-ENGINE_SOURCES = CORE_SOURCES + ["resnet.c", "engine.c"]
+# every core source, as `make unit` links them: the core's files depend on each other
+CORE_SOURCES = sorted(f for f in os.listdir(os.path.join(ROOT, "src", "core")) if f.endswith(".c"))
+ENGINE_SOURCES = CORE_SOURCES
 REL_MAX = 1e-4
 
 _spec = importlib.util.spec_from_file_location("convert_checkpoint", CONVERTER)
