@@ -42,6 +42,7 @@ Exit status: 0 written, 2 usage error or an input that cannot be converted.
 """
 
 import argparse
+import json
 import math
 import os
 import re
@@ -83,6 +84,9 @@ VARIANT_RE = re.compile(r"^(reg_token|dist_token|norm_pre\..*|fc_norm\..*|"
 # Classifier heads: DINO's projection head (head.mlp.*, head.last_layer.*) and timm's
 # classification heads (head.weight/bias, head_dist.*).
 HEAD_RE = re.compile(r"^(head|head_dist)\.")
+# What rai4eo runs as a classification head (include/rai4eo/head.h): a linear layer or an
+# nn.Sequential of linear layers under head.* (or a ResNet's fc.*); never DINO's projection head.
+CLASSIFIER_RE = re.compile(r"^(head|fc)\.(\d+\.)?(weight|bias)$")
 DTYPE_NAMES = {"f32": "F32", "f16": "F16", "bf16": "BF16"}
 FLOAT_NAMES = ("F64", "F32", "F16", "BF16")
 
@@ -167,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prefix", metavar="PREFIX",
                    help="key prefix to strip when a state dict holds several models "
                         "(e.g. 'model.backbone.model.')")
+    g.add_argument("--keep-head", action="store_true",
+                   help="keep a classification head (head.weight/bias, head.N.* of an "
+                        "nn.Sequential, or a ResNet's fc.*) so rai4eo_classify can run it; "
+                        "DINO projection heads are always dropped")
     g.add_argument("--dtype", choices=["keep", "f32", "f16", "bf16"], default="keep",
                    help="store floating tensors as F32, F16 or BF16 (default keep: F32, F16 "
                         "and BF16 as they are, F64 as F32)")
@@ -194,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--bn-eps", metavar="X", help="ResNet BatchNorm epsilon (default 1e-5)")
     m.add_argument("--change-threshold", metavar="X",
                    help="calibrated cosine-distance change threshold in [0, 2]")
+    m.add_argument("--classes", metavar="NAME[,NAME...]",
+                   help="class names of the kept head, in output order (stored as a JSON list)")
+    m.add_argument("--multilabel", action="store_true",
+                   help="the head is multi-label (sigmoid per class) rather than softmax")
     m.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                    help="any other metadata entry, stored as given (repeatable)")
     return p
@@ -370,14 +382,16 @@ def dtype_name(t) -> str:
         return str(t.dtype)
 
 
-def classify(state, arch="vit"):
+def classify(state, arch="vit", keep_head=False):
     """Split the backbone's entries into kept tensors and dropped names by reason."""
     kept = {}
     dropped = {"head": [], "buffers": [], "not tensors": [], "no dtype": []}
     head_re = FC_RE if arch == "resnet" else HEAD_RE
     anchor = ck.RESNET_STEM if arch == "resnet" else ANCHOR
     for name, value in state.items():
-        if head_re.match(name):
+        if keep_head and CLASSIFIER_RE.match(name) and ck.is_tensor(value):
+            kept[name] = value
+        elif head_re.match(name):
             dropped["head"].append(name)
         elif not ck.is_tensor(value):
             dropped["not tensors"].append(name)
@@ -620,6 +634,13 @@ def build_metadata(args, info, old, arch="vit"):
         if not 0 <= v <= 2:
             raise Fail("--change-threshold is a cosine distance in [0, 2]")
         meta["change_threshold"] = _json_number(v)
+    if args.classes:
+        names = [c.strip() for c in args.classes.split(",")]
+        if any(not c for c in names):
+            raise Fail("--classes: empty class name")
+        meta["classes"] = json.dumps(names)
+    if args.multilabel:
+        meta["multilabel"] = "true"
     for item in args.meta:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -676,7 +697,10 @@ def convert(args):
     state, prefix, path, outside, kind, arch = choose_weights(obj, args)
     if fmt == "safetensors file":
         kind = "safetensors file" + kind[len(kind.split(",")[0]):]
-    kept, dropped = classify(state, arch)
+    kept, dropped = classify(state, arch, args.keep_head)
+    if (args.classes or args.multilabel) and not any(CLASSIFIER_RE.match(k) for k in kept):
+        raise Fail("--classes and --multilabel describe a classification head: give --keep-head "
+                   "(and a checkpoint that has head.weight / head.N.weight / fc.weight)")
     if arch == "resnet":
         info, missing, variant, unused = describe_resnet(kept)
     else:

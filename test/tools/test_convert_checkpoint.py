@@ -326,6 +326,23 @@ class ConvertLayouts(ConverterTestBase):
 
     # -- timm and TorchGeo --------------------------------------------------------------
 
+    def test_keep_head_makes_a_classifier(self):
+        state = small_state(5, embed_dim=192, depth=2, patch_size=16, in_chans=4, img_size=64)
+        head = {"head.weight": torch.randn(3, 192), "head.bias": torch.randn(3)}
+        dino_proj = {"head.mlp.0.weight": torch.randn(8, 192), "head.last_layer.weight_v": torch.randn(16, 8)}
+        src = self.save({**state, **head, **dino_proj}, "classifier.pth")
+        dst, tensors, meta, out, _ = self.convert_ok(src, "--keep-head", "--classes", "forest,water,urban",
+                                                   "--multilabel", "--num-heads", "3")
+        self.assert_same_tensors(tensors, {**state, **head})      # the DINO projection head still goes
+        self.assertEqual(json.loads(meta["classes"]), ["forest", "water", "urban"])
+        self.assertEqual(meta["multilabel"], "true")
+        # the engine sees the head: its configuration lists the classes
+        _, log = self.run_cli(dst, torch.randn(1, 4, 64, 64))
+        self.assertIn('"classes":["forest","water","urban"],"multilabel":true', log)
+        # classes without a head to describe
+        self.convert_fails(self.save(state, "backbone.pth"), self.path("x.safetensors"), "--classes", "a,b",
+                           message="--keep-head")
+
     def test_timm_and_torchgeo(self):
         state = small_state(4, embed_dim=192, depth=3, patch_size=16, in_chans=12, img_size=64)
         head = {"head.weight": torch.randn(10, 192), "head.bias": torch.randn(10)}
