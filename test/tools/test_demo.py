@@ -42,7 +42,8 @@ class DemoTest(unittest.TestCase):
         cmd = [sys.executable, os.path.join(ROOT, "tools", "demo"), "--dsn", "dbname=" + cls.db,
                "--out", cls.out, "--grid", str(GRID), "--date-step", "24", "--train-steps", "3",
                "--embed-dim", "64", "--depth", "2", "--num-heads", "2", "--batch-size", "4",
-               "--calib-positives", "1", "--calib-negatives", "2", "--png-scale", str(SCALE), "--threads", "1"]
+               "--calib-positives", "1", "--calib-negatives", "2", "--png-scale", str(SCALE), "--threads", "1",
+               "--supervised-steps", "2"]
         cls.proc = subprocess.run(cmd, capture_output=True, text=True)
         cls.conn = psycopg.connect("dbname=" + cls.db, autocommit=True)
 

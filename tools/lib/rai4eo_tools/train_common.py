@@ -487,14 +487,17 @@ def export_backbone(state_dict, metadata):
     return safetensors_io.serialize(tensors, metadata)
 
 
-def register_model(conn, name, weights):
-    """Store exported weights in the database; returns what rai4eo_load_model says."""
+def register_model(conn, name, weights, config=None):
+    """Store exported weights in the database; returns what rai4eo_load_model says.
+
+    config: a dict for rai4eo_load_model's configuration argument, which overrides
+    the file's metadata key by key (default none: the metadata alone)."""
     have = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'rai4eo_load_model')").fetchone()[0]
     if not have:
         raise db_images.DatabaseError("rai4eo_load_model() is not installed in this database "
                                       "(a newer rai4eo is needed to --register)")
-    return conn.execute("SELECT rai4eo_load_model(%s, %s, '{}'::jsonb, replace => true)",
-                        (name, weights)).fetchone()[0]
+    return conn.execute("SELECT rai4eo_load_model(%s, %s, %s::jsonb, replace => true)",
+                        (name, weights, json.dumps(config or {}))).fetchone()[0]
 
 
 def write_file_atomic(path, data):
@@ -537,3 +540,199 @@ class Progress:
         eta = (self.until - step) / sps if sps > 0 else 0.0
         self.log("step %d/%d  %s  %.2f steps/s  %.1f img/s  ETA %s"
                  % (step, self.until, fields, sps, sps * self.batch, hms(eta)))
+
+
+# ---- shared by the supervised and BYOL trainers -------------------------------------------
+
+class Interrupt:
+    """Ctrl-C ends the run after the current step (a second one at once)."""
+
+    def __init__(self, prog):
+        self.prog = prog
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        import signal
+
+        def handler(signum, frame):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            sys.stderr.write("\n%s: stopping after this step (Ctrl-C again to abort)\n" % self.prog)
+        try:
+            self._old = signal.signal(signal.SIGINT, handler)
+        except ValueError:                         # not the main thread
+            self._old = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            import signal
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+def open_database(dsn, log):
+    """A db_images connection, or None after logging why there is none."""
+    try:
+        return db_images.connect(dsn)
+    except db_images.DatabaseError as e:
+        log(str(e))
+    except Exception as e:                              # noqa: BLE001 - psycopg.OperationalError and kin
+        log("cannot connect: %s" % str(e).strip())
+    return None
+
+
+def normalisation(conn, a, pids, saved, log):
+    """Per-band (mean, std): from a checkpoint's `saved` dict, the options, or measured
+    on a sample of the patches' images (a constant band gets std 1).  None (logged)
+    when no image could be read."""
+    if saved:
+        return list(saved["mean"]), list(saved["std"])
+    if a.mean is not None:
+        return list(a.mean), list(a.std)
+    t0 = time.monotonic()
+    mean, std, nread = db_images.band_statistics(conn, a.sensor, a.bands, a.scale, pids,
+                                                 a.stats_images, np.random.default_rng([a.seed, 1]))
+    if nread == 0:
+        log("no image could be read for the statistics")
+        return None
+    for i, s in enumerate(std):
+        if not s > 0:
+            log("band %d is constant in the sample; its std is set to 1" % a.bands[i])
+            std[i] = 1.0
+    if not a.quiet:
+        log("band statistics of raw x %g from %d images (%.1f s): mean %s, std %s"
+            % (a.scale, nread, time.monotonic() - t0,
+               "[" + ", ".join("%.5g" % v for v in mean) + "]",
+               "[" + ", ".join("%.5g" % v for v in std) + "]"))
+    return mean, std
+
+
+def patch_images_in_years(conn, patch_id, sensor, bands, years):
+    """db_images.patch_images restricted to images acquired in the given years (None: all)."""
+    if years is None:
+        return db_images.patch_images(conn, patch_id, sensor, bands)
+    days, images = [], []
+    sql = ("SELECT acquired, " + db_images._VALUES + " FROM rai4eo.image "
+           "WHERE patch_id = %s AND sensor = %s AND extract(year FROM acquired)::int = ANY(%s) "
+           "ORDER BY acquired")
+    for acquired, values in db_images._stream_rows(conn, sql, (list(bands), patch_id, sensor,
+                                                               [int(y) for y in years])):
+        if values.ndim != 3 or values.shape[0] != len(bands):
+            raise db_images.DatabaseError("image of patch %d on %s decoded to shape %s, not %d bands"
+                                          % (patch_id, acquired, values.shape, len(bands)))
+        days.append(db_images.day_number(acquired))
+        images.append(values)
+    return np.array(days, dtype=np.int64), images
+
+
+class YearPatchStream(db_images.PatchStream):
+    """A PatchStream that hands out only the images acquired in `years` (None: all)."""
+
+    def __init__(self, dsn, sensor, bands, pids, seed, epoch=0, pos=0, ahead=2, years=None):
+        self.years = None if years is None else [int(y) for y in years]   # read by the thread
+        super().__init__(dsn, sensor, bands, pids, seed, epoch=epoch, pos=pos, ahead=ahead)
+
+    def _fetch(self, conn, pid):
+        """One patch's images of the years, reconnecting like PatchStream._fetch."""
+        import psycopg
+        for attempt in range(db_images.RETRIES + 1):
+            try:
+                if conn is None or conn.closed:
+                    conn = db_images.connect(self._dsn)
+                return conn, patch_images_in_years(conn, pid, self.sensor, self.bands, self.years)
+            except psycopg.OperationalError:
+                if attempt == db_images.RETRIES or self._stop.is_set():
+                    raise
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(min(2 ** attempt, 30))
+
+
+def optimizer_to(optimizer, device):
+    """Move an optimizer's state tensors (not its step counters) to the device."""
+    for st in optimizer.state.values():
+        for k, v in st.items():
+            if torch.is_tensor(v) and k != "step":
+                st[k] = v.to(device)
+
+
+def weight_decay_groups(module):
+    """AdamW groups: weight decay on weights, none on biases and norm parameters."""
+    reg, noreg = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        (noreg if name.endswith(".bias") or p.ndim == 1 else reg).append(p)
+    return [{"params": reg}, {"params": noreg, "weight_decay": 0.0}]
+
+
+def resnet_export_metadata(args, mean, std, img_size, arch, extra=None):
+    """The safetensors __metadata__ of an exported ResNet (no ViT-only keys: the
+    database refuses them for a ResNet)."""
+    meta = {
+        "arch": arch,
+        "bands": json.dumps(list(args.bands), separators=(",", ":")),
+        "scale": repr(float(args.scale)),
+        "mean": json.dumps([float(v) for v in mean], separators=(",", ":")),
+        "std": json.dumps([float(v) for v in std], separators=(",", ":")),
+        "input": args.input,
+        "img_size": str(int(img_size)),
+        "sensor": args.sensor,
+    }
+    if args.name:
+        meta["name"] = args.name
+    if extra:
+        meta.update({k: str(v) for k, v in extra.items()})
+    return meta
+
+
+def without_batch_counters(state_dict):
+    """A state dict without BatchNorm's num_batches_tracked (integers the engine ignores)."""
+    return {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
+
+
+def metadata_config(meta):
+    """safetensors metadata (JSON text or bare words) as configuration values."""
+    out = {}
+    for k, v in meta.items():
+        try:
+            out[k] = json.loads(v)
+        except (TypeError, ValueError):
+            out[k] = v
+    return out
+
+
+def read_model(conn, source):
+    """Weights and configuration of an existing model, to initialise a backbone from.
+
+    source: a model name in rai4eo.model (its stored weights and resolved
+    configuration), or the path of a .safetensors file (its metadata).  Returns
+    (tensors as float32 torch tensors, configuration dict, description).
+    """
+    if source.endswith(".safetensors") and os.path.exists(source):
+        with open(source, "rb") as f:
+            data = f.read()
+        tensors, meta = safetensors_io.deserialize(data, "torch")
+        config, what = metadata_config(meta), "file %s" % source
+    else:
+        row = conn.execute("SELECT weights, config FROM rai4eo.model WHERE name = %s", (source,)).fetchone()
+        if row is None:
+            raise db_images.DatabaseError("no model %r in rai4eo.model (nor a .safetensors file of that name)"
+                                          % source)
+        try:
+            tensors, meta = safetensors_io.deserialize(bytes(row[0]), "torch")
+        except ValueError as e:
+            raise db_images.DatabaseError("model %s holds no readable safetensors weights: %s" % (source, e))
+        config = metadata_config(meta)
+        config.update(row[1] or {})
+        what = "model %s" % source
+    out = {}
+    for k, v in tensors.items():
+        if not torch.is_tensor(v):
+            raise db_images.DatabaseError("%s: tensor %s has a dtype torch cannot read" % (what, k))
+        out[k] = v if k.endswith("num_batches_tracked") else v.float()
+    return out, config, what
