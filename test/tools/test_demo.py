@@ -140,8 +140,16 @@ class DemoTest(unittest.TestCase):
             stored = self.conn.execute("SELECT change_threshold FROM rai4eo.models WHERE name = %s", (m,)).fetchone()[0]
             self.assertAlmostEqual(thr, stored)
         md = open(os.path.join(self.out, "report.md")).read()
-        for label in ("trained here", "random weights", "raw pixels"):
+        for label in ("trained here", "random weights", "raw pixels", "supervised CLC", "ensemble"):
             self.assertIn(label, md)
+        # supervised class change and the ensemble are scored on the same patches
+        for m in ("clc_probs", "ensemble"):
+            met = rep["metrics"][m]
+            self.assertEqual(met["positives"] + met["negatives"], sum(
+                1 for r in rows if r[f"{m}_days_compared"] not in ("", "0")))
+            for k in ("precision", "recall", "f1"):
+                self.assertTrue(0 <= met[k] <= 1, (m, k, met[k]))
+        self.assertEqual(self.conn.execute("SELECT output_dims FROM rai4eo.models WHERE name = 'clc_probs'").fetchone()[0], 7)
 
     def test_calibration_patches_are_not_scored(self):
         n = self.conn.execute("SELECT count(*) FROM demo.truth WHERE split = 'calibration'").fetchone()[0]
