@@ -1,6 +1,6 @@
 """PyTorch parity of the C ResNet engine, through the engine API and inside PostgreSQL.
 
-Builds test/parity/resnet_cli.c against the core (or uses $R4_RESNET_CLI),
+Builds test/parity/model_cli.c against the core (or uses $R4_MODEL_CLI),
 writes torchvision-layout ResNets with random weights and non-trivial
 BatchNorm statistics (rai4eo_tools.resnet_reference.random_resnet_state),
 runs the engine and the PyTorch reference (tools/lib/rai4eo_tools/
@@ -50,15 +50,15 @@ PF_NORM = dict(scale=1e-4, mean=[0.05, 0.07, 0.09, 0.25], std=[0.03, 0.035, 0.05
 
 
 def build_cli(workdir: Path) -> str:
-    """Compile resnet_cli with the core sources it needs."""
-    prebuilt = os.environ.get("R4_RESNET_CLI")
+    """Compile model_cli with the core sources it needs."""
+    prebuilt = os.environ.get("R4_MODEL_CLI")
     if prebuilt:
         return prebuilt
-    exe = workdir / "resnet_cli"
+    exe = workdir / "model_cli"
     cmd = [os.environ.get("CC", "cc"), "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror",
            "-I", str(ROOT / "include")]
     cmd += [str(ROOT / "src" / "core" / s) for s in CORE_SOURCES]
-    cmd += [str(ROOT / "test" / "parity" / "resnet_cli.c"), "-lopenblas", "-lm", "-o", str(exe)]
+    cmd += [str(ROOT / "test" / "parity" / "model_cli.c"), "-lopenblas", "-lm", "-o", str(exe)]
     subprocess.run(cmd, check=True)
     return str(exe)
 
@@ -112,7 +112,7 @@ class ResNetParity(unittest.TestCase):
 
     def run_cli(self, model_path, x, config=None, mask=None, preprocess_input=False,
                 singles=False, interrupt=None, expect_fail=False):
-        """Run resnet_cli on x [B, C, H, W]; return (output rows, stdout + stderr)."""
+        """Run model_cli on x [B, C, H, W]; return (output rows, stdout + stderr)."""
         B, C, H, W = x.shape
         inp = self.tmp / "input.f32"
         out = self.tmp / "output.f32"

@@ -1,6 +1,6 @@
 """PyTorch parity of the C ViT engine and input preprocessing.
 
-Builds test/parity/vit_cli.c against the core (or uses $R4_VIT_CLI), writes
+Builds test/parity/model_cli.c against the core (or uses $R4_MODEL_CLI), writes
 models with random weights (non-trivial LayerNorm gains and biases, see
 rai4eo_tools.vit_reference.random_vit_state), runs the engine and the
 PyTorch reference (tools/lib/rai4eo_tools/vit_reference.py) on the same
@@ -41,15 +41,15 @@ FIGURES = []  # (label, min cosine, max abs diff / max |ref|) for the summary
 
 
 def build_cli(workdir: Path) -> str:
-    """Compile vit_cli with the core sources it needs."""
-    prebuilt = os.environ.get("R4_VIT_CLI")
+    """Compile model_cli with the core sources it needs."""
+    prebuilt = os.environ.get("R4_MODEL_CLI")
     if prebuilt:
         return prebuilt
-    exe = workdir / "vit_cli"
+    exe = workdir / "model_cli"
     cmd = [os.environ.get("CC", "cc"), "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror",
            "-I", str(ROOT / "include")]
     cmd += [str(ROOT / "src" / "core" / s) for s in CORE_SOURCES]
-    cmd += [str(ROOT / "test" / "parity" / "vit_cli.c"), "-lopenblas", "-lm", "-o", str(exe)]
+    cmd += [str(ROOT / "test" / "parity" / "model_cli.c"), "-lopenblas", "-lm", "-o", str(exe)]
     subprocess.run(cmd, check=True)
     return str(exe)
 
@@ -126,7 +126,7 @@ class ViTParity(unittest.TestCase):
     def run_cli(self, model_path, x, config=None, mask=None, preprocess=False,
                 preprocess_only=False, singles=False, interrupt=None, expect_fail=False,
                 no_simd=False):
-        """Run vit_cli on x [B, C, H, W]; return (output rows, stdout or stderr)."""
+        """Run model_cli on x [B, C, H, W]; return (output rows, stdout or stderr)."""
         B, C, H, W = x.shape
         inp = self.tmp / "input.f32"
         out = self.tmp / "output.f32"

@@ -6,8 +6,8 @@ wrappers, timm and TorchGeo/Lightning state dicts, a pickled nn.Module,
 safetensors), converted, and checked: tensors equal to the source (exactly
 for F32, within one rounding for F16/BF16), heads dropped, prefixes
 stripped, metadata written as model_config.h reads it.  The converted files
-are then run through the C engine (test/parity/vit_cli.c, built like
-test/parity/test_vit_parity.py builds it, or $R4_VIT_CLI) and compared with
+are then run through the C engine (test/parity/model_cli.c, built like
+test/parity/test_vit_parity.py builds it, or $R4_MODEL_CLI) and compared with
 the PyTorch reference (tools/lib/rai4eo_tools/vit_reference.py): max abs
 difference <= 1e-4 x max |ref| per image.
 
@@ -42,7 +42,6 @@ from rai4eo_tools import vit_reference as ref                # noqa: E402
 CONVERTER = os.path.join(ROOT, "tools", "convert_checkpoint.py")
 # every core source, as `make unit` links them: the core's files depend on each other
 CORE_SOURCES = sorted(f for f in os.listdir(os.path.join(ROOT, "src", "core")) if f.endswith(".c"))
-ENGINE_SOURCES = CORE_SOURCES
 REL_MAX = 1e-4
 
 _spec = importlib.util.spec_from_file_location("convert_checkpoint", CONVERTER)
@@ -51,15 +50,15 @@ _spec.loader.exec_module(conv)
 
 
 def build_cli(workdir):
-    """Compile vit_cli with the core sources it needs (as test_vit_parity.py does)."""
-    prebuilt = os.environ.get("R4_VIT_CLI")
+    """Compile test/parity/model_cli.c (the engine API, any architecture), or use $R4_MODEL_CLI."""
+    prebuilt = os.environ.get("R4_MODEL_CLI")
     if prebuilt:
         return prebuilt
-    exe = os.path.join(workdir, "vit_cli")
+    exe = os.path.join(workdir, "model_cli")
     cmd = [os.environ.get("CC", "cc"), "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror",
            "-I", os.path.join(ROOT, "include")]
     cmd += [os.path.join(ROOT, "src", "core", s) for s in CORE_SOURCES]
-    cmd += [os.path.join(ROOT, "test", "parity", "vit_cli.c"), "-lopenblas", "-lm", "-o", exe]
+    cmd += [os.path.join(ROOT, "test", "parity", "model_cli.c"), "-lopenblas", "-lm", "-o", exe]
     subprocess.run(cmd, check=True)
     return exe
 
@@ -655,20 +654,6 @@ class ConvertErrors(ConverterTestBase):
         self.assertEqual(safetensors_io.load_file(dst)[1]["n_last_blocks"], "2")
 
 
-def build_resnet_cli(workdir):
-    """Compile test/parity/resnet_cli.c (the engine API, any architecture), or use $R4_RESNET_CLI."""
-    prebuilt = os.environ.get("R4_RESNET_CLI")
-    if prebuilt:
-        return prebuilt
-    exe = os.path.join(workdir, "resnet_cli")
-    cmd = [os.environ.get("CC", "cc"), "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror",
-           "-I", os.path.join(ROOT, "include")]
-    cmd += [os.path.join(ROOT, "src", "core", s) for s in ENGINE_SOURCES]
-    cmd += [os.path.join(ROOT, "test", "parity", "resnet_cli.c"), "-lopenblas", "-lm", "-o", exe]
-    subprocess.run(cmd, check=True)
-    return exe
-
-
 def small_resnet(seed, arch="resnet50", in_chans=4, width=8, layers=(1, 1, 1, 1), num_classes=0):
     """A small torchvision-layout ResNet state (BN statistics included)."""
     return rref.random_resnet_state(arch, in_chans=in_chans, width=width, layers=list(layers),
@@ -708,7 +693,7 @@ class ConvertResNet(ConverterTestBase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.cli = build_resnet_cli(cls.tmp)
+        cls.cli = build_cli(cls.tmp)
 
     def run_cli(self, model_path, x, config=None, expect_fail=False):
         """Run the engine on x [B, C, H, W]; return (features, stdout + stderr)."""

@@ -391,20 +391,20 @@ class TrainTest(unittest.TestCase):
         self.check_close(np.array([e for _, e in rows], dtype=np.float64), ref)
 
     def test_export_runs_in_the_core_engine(self):
-        """The exported file through the C engine (test/parity/vit_cli.c: metadata resolved
+        """The exported file through the C engine (test/parity/model_cli.c: metadata resolved
         by the core, preprocessing from the metadata, native input) equals the teacher."""
-        cli = os.environ.get("R4_VIT_CLI")
+        cli = os.environ.get("R4_MODEL_CLI")
         if not cli:
             cc = shutil.which(os.environ.get("CC", "cc"))
             if cc is None:
-                self.skipTest("no C compiler to build test/parity/vit_cli.c")
-            cli = self.path("vit_cli")
+                self.skipTest("no C compiler to build test/parity/model_cli.c")
+            cli = self.path("model_cli")
             srcs = sorted(glob.glob(os.path.join(ROOT, "src", "core", "*.c")))
             b = subprocess.run([cc, "-std=gnu11", "-O1", "-I", os.path.join(ROOT, "include")] + srcs
-                               + [os.path.join(ROOT, "test", "parity", "vit_cli.c"), "-lopenblas", "-lm", "-o", cli],
+                               + [os.path.join(ROOT, "test", "parity", "model_cli.c"), "-lopenblas", "-lm", "-o", cli],
                                capture_output=True, text=True)
             if b.returncode != 0:
-                self.skipTest("cannot build vit_cli: %s" % b.stderr[-500:])
+                self.skipTest("cannot build model_cli: %s" % b.stderr[-500:])
         _, ck, ex = self.full_run()
         _, meta = safetensors_io.load_file(ex, "torch")
         pixels = self.pf_pixels()[:6]

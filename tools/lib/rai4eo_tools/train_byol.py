@@ -149,33 +149,13 @@ def make_views(anchors, a, rng, counters, norm):
 def run(a, given):
     """Train (or continue) a BYOL run as the options say; returns the exit status."""
     prog = "train byol"
-
-    def log(msg):
-        sys.stderr.write("%s: %s\n" % (prog, msg))
-        sys.stderr.flush()
-
-    ckpt = None
-    if a.resume:
-        if not os.path.exists(a.checkpoint):
-            log("no checkpoint at %s to resume" % a.checkpoint)
-            return 2
-        try:
-            ckpt = T.load_checkpoint(a.checkpoint, "byol")
-        except (ValueError, RuntimeError, OSError) as e:
-            log(str(e))
-            return 2
-        T.apply_checkpoint_args(a, ckpt["args"], given, log)
-        a.crop_scale, a.pair_window = tuple(a.crop_scale), tuple(a.pair_window)
-    until = a.steps if a.until is None else a.until
-    if until > a.steps:
-        log("--until %d is beyond --steps %d" % (until, a.steps))
+    log = T.stderr_logger(prog)
+    try:
+        ckpt, start, until, device, threads = T.begin_run(a, given, "byol", log)
+    except T.RunError as e:
+        log(str(e))
         return 2
-    start = int(ckpt["step"]) if ckpt else 0
-
-    device = T.pick_device(a.device)
-    threads = T.set_threads(a.threads)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    a.crop_scale, a.pair_window = tuple(a.crop_scale), tuple(a.pair_window)
 
     conn = T.open_database(a.dsn, log)
     if conn is None:

@@ -456,6 +456,43 @@ def apply_checkpoint_args(args, saved, given, log):
         setattr(args, key, val)
 
 
+class RunError(Exception):
+    """A run that cannot start; the message says why (the trainer exits with status 2)."""
+
+
+def stderr_logger(prog):
+    """A log function writing "prog: message" lines to stderr."""
+    def log(msg):
+        sys.stderr.write("%s: %s\n" % (prog, msg))
+        sys.stderr.flush()
+    return log
+
+
+def begin_run(a, given, kind, log):
+    """What every trainer does first: the checkpoint to resume (None for a fresh run, its
+    training options applied to a), the step range (start, until), and the device and
+    thread count, deterministic on the CPU.  RunError for a missing or foreign checkpoint
+    or an --until beyond --steps."""
+    ckpt = None
+    if a.resume:
+        if not os.path.exists(a.checkpoint):
+            raise RunError("no checkpoint at %s to resume" % a.checkpoint)
+        try:
+            ckpt = load_checkpoint(a.checkpoint, kind)
+        except (ValueError, RuntimeError, OSError) as e:
+            raise RunError(str(e))
+        apply_checkpoint_args(a, ckpt["args"], given, log)
+    until = a.steps if a.until is None else a.until
+    if until > a.steps:
+        raise RunError("--until %d is beyond --steps %d" % (until, a.steps))
+    start = int(ckpt["step"]) if ckpt else 0
+    device = pick_device(a.device)
+    threads = set_threads(a.threads)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return ckpt, start, until, device, threads
+
+
 # ---- export -----------------------------------------------------------------------------
 
 def export_metadata(args, mean, std, img_size, num_heads, ln_eps, extra=None):

@@ -309,37 +309,17 @@ def training_args(a):
 def run(a, given):
     """Train (or continue) a DINO run as the options say; returns the exit status."""
     prog = "train dino"
-
-    def log(msg):
-        sys.stderr.write("%s: %s\n" % (prog, msg))
-        sys.stderr.flush()
-
-    ckpt = None
-    if a.resume:
-        if not os.path.exists(a.checkpoint):
-            log("no checkpoint at %s to resume" % a.checkpoint)
-            return 2
-        try:
-            ckpt = T.load_checkpoint(a.checkpoint, "dino")
-        except (ValueError, RuntimeError, OSError) as e:
-            log(str(e))
-            return 2
-        T.apply_checkpoint_args(a, ckpt["args"], given, log)
-        for k in ("global_scale", "local_scale", "global_window", "local_window"):
-            setattr(a, k, tuple(getattr(a, k)))
+    log = T.stderr_logger(prog)
+    try:
+        ckpt, start, until, device, threads = T.begin_run(a, given, "dino", log)
+    except T.RunError as e:
+        log(str(e))
+        return 2
+    for k in ("global_scale", "local_scale", "global_window", "local_window"):
+        setattr(a, k, tuple(getattr(a, k)))
     if a.n_last_blocks > a.depth:
         log("--n-last-blocks %d exceeds the depth (%d blocks)" % (a.n_last_blocks, a.depth))
         return 2
-    until = a.steps if a.until is None else a.until
-    if until > a.steps:
-        log("--until %d is beyond --steps %d" % (until, a.steps))
-        return 2
-    start = int(ckpt["step"]) if ckpt else 0
-
-    device = T.pick_device(a.device)
-    threads = T.set_threads(a.threads)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
 
     try:
         conn = db_images.connect(a.dsn)

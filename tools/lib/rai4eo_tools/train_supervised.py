@@ -477,38 +477,19 @@ def format_report(rep):
 def run(a, given):
     """Train (or continue) a supervised run as the options say; returns the exit status."""
     prog = "train supervised"
-
-    def log(msg):
-        sys.stderr.write("%s: %s\n" % (prog, msg))
-        sys.stderr.flush()
-
-    ckpt = None
-    if a.resume:
-        if not os.path.exists(a.checkpoint):
-            log("no checkpoint at %s to resume" % a.checkpoint)
-            return 2
-        try:
-            ckpt = T.load_checkpoint(a.checkpoint, "supervised")
-        except (ValueError, RuntimeError, OSError) as e:
-            log(str(e))
-            return 2
-        T.apply_checkpoint_args(a, ckpt["args"], given, log)
+    log = T.stderr_logger(prog)
+    try:
+        ckpt, start, until, device, threads = T.begin_run(a, given, "supervised", log)
+    except T.RunError as e:
+        log(str(e))
+        return 2
+    if ckpt:
         for k in RECIPE:
             if k in given and given[k] != ckpt["recipe"][k]:
                 log("note: --%s %s ignored: the checkpoint's head reads %s"
                     % (k.replace("_", "-"), given[k], ckpt["recipe"][k]))
             setattr(a, k, ckpt["recipe"][k])
         a.crop_scale = tuple(a.crop_scale)
-    until = a.steps if a.until is None else a.until
-    if until > a.steps:
-        log("--until %d is beyond --steps %d" % (until, a.steps))
-        return 2
-    start = int(ckpt["step"]) if ckpt else 0
-
-    device = T.pick_device(a.device)
-    threads = T.set_threads(a.threads)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
 
     conn = T.open_database(a.dsn, log)
     if conn is None:

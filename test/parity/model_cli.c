@@ -1,8 +1,9 @@
 /*
- * vit_cli.c — run the ViT engine on raw float32 files, for the PyTorch
- * parity tests.
+ * model_cli.c — run a model (ViT or ResNet) through the architecture-neutral
+ * engine API (engine.h) on raw float32 files, for the PyTorch parity tests,
+ * the converter and trainer tests.
  *
- *   vit_cli [options] MODEL.safetensors INPUT.f32 B C H W OUTPUT.f32
+ *   model_cli [options] MODEL.safetensors INPUT.f32 B C H W OUTPUT.f32
  *
  * INPUT holds B x C x H x W float32 (host order).  By default it is the
  * preprocessed model input; with --preprocess it is raw band planes that go
@@ -16,8 +17,10 @@
  *   --preprocess-only      write the preprocessed input instead of features
  *   --mask FILE            nodata mask for --preprocess
  *   --singles              run the images one at a time instead of as a batch
- *   --interrupt-after K    first run a forward pass that is interrupted
- *                          before block K and check that it fails cleanly
+ *   --interrupt-after K    first run a forward pass whose K+1-th interrupt
+ *                          check (0: before the stem) stops it, and check
+ *                          that it fails cleanly
+ *   --repeat N             run the forward pass N times (the arena is reused)
  *   --no-simd              use the baseline (non-AVX2) GELU/softmax code
  *
  * Prints one line: "out_dim=N params=N config=<resolved JSON>".  Exits 1
@@ -27,12 +30,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rai4eo/engine.h"
+#include "rai4eo/nn.h"
 #include "rai4eo/json.h"
 #include "rai4eo/model_config.h"
-#include "rai4eo/nn.h"
 #include "rai4eo/preprocess.h"
 #include "rai4eo/safetensors.h"
-#include "rai4eo/vit.h"
 
 /* Read a whole file into a malloc'd buffer. */
 static uint8_t *
@@ -45,13 +48,13 @@ read_file(const char *path, size_t *len)
 	if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
 		fseek(f, 0, SEEK_SET) != 0)
 	{
-		fprintf(stderr, "vit_cli: cannot read %s\n", path);
+		fprintf(stderr, "model_cli: cannot read %s\n", path);
 		exit(2);
 	}
 	buf = malloc((size_t) n + 1);
 	if (buf == NULL || fread(buf, 1, (size_t) n, f) != (size_t) n)
 	{
-		fprintf(stderr, "vit_cli: cannot read %s\n", path);
+		fprintf(stderr, "model_cli: cannot read %s\n", path);
 		exit(2);
 	}
 	fclose(f);
@@ -64,7 +67,7 @@ read_file(const char *path, size_t *len)
 static void
 die(const char *what, const R4Error *err)
 {
-	fprintf(stderr, "vit_cli: %s: %s: %s", what, r4_status_name(err->status), err->message);
+	fprintf(stderr, "model_cli: %s: %s: %s", what, r4_status_name(err->status), err->message);
 	if (err->detail[0])
 		fprintf(stderr, " (%s)", err->detail);
 	fputc('\n', stderr);
@@ -97,13 +100,14 @@ main(int argc, char **argv)
 	bool		pre_only = false;
 	bool		singles = false;
 	int			interrupt = -1;
+	int			repeat = 1;
 	int			i = 1;
 	uint8_t    *model_buf;
 	size_t		model_len;
 	R4SafeTensors st;
 	R4Json	   *config = NULL;
 	R4ModelConfig cfg;
-	R4ViT	   *vit = NULL;
+	R4Engine   *engine = NULL;
 	R4Error		err;
 	float	   *input;
 	float	   *model_in;
@@ -137,17 +141,19 @@ main(int argc, char **argv)
 			singles = true;
 		else if (strcmp(argv[i], "--interrupt-after") == 0 && i + 1 < argc)
 			interrupt = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc)
+			repeat = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--no-simd") == 0)
 			r4_nn_set_simd(false);
 		else
 		{
-			fprintf(stderr, "vit_cli: unknown option %s\n", argv[i]);
+			fprintf(stderr, "model_cli: unknown option %s\n", argv[i]);
 			return 2;
 		}
 	}
 	if (argc - i != 7)
 	{
-		fprintf(stderr, "usage: vit_cli [options] MODEL.safetensors INPUT.f32 B C H W OUTPUT.f32\n");
+		fprintf(stderr, "usage: model_cli [options] MODEL.safetensors INPUT.f32 B C H W OUTPUT.f32\n");
 		return 2;
 	}
 	B = atoi(argv[i + 2]);
@@ -171,7 +177,7 @@ main(int argc, char **argv)
 		die("resolve configuration", &err);
 	if (cfg.in_chans != C)
 	{
-		fprintf(stderr, "vit_cli: the model has %d channels, the input %d\n", cfg.in_chans, C);
+		fprintf(stderr, "model_cli: the model has %d channels, the input %d\n", cfg.in_chans, C);
 		return 1;
 	}
 
@@ -179,7 +185,7 @@ main(int argc, char **argv)
 	plane = (size_t) C * H * W;
 	if (B < 1 || H < 1 || W < 1 || in_len != (size_t) B * plane * sizeof(float))
 	{
-		fprintf(stderr, "vit_cli: input holds %zu bytes, not %d x %d x %d x %d floats\n",
+		fprintf(stderr, "model_cli: input holds %zu bytes, not %d x %d x %d x %d floats\n",
 				in_len, B, C, H, W);
 		return 1;
 	}
@@ -190,7 +196,7 @@ main(int argc, char **argv)
 		mask = read_file(mask_path, &mlen);
 		if (mlen != (size_t) B * plane)
 		{
-			fprintf(stderr, "vit_cli: mask holds %zu bytes, not %zu\n", mlen, (size_t) B * plane);
+			fprintf(stderr, "model_cli: mask holds %zu bytes, not %zu\n", mlen, (size_t) B * plane);
 			return 1;
 		}
 	}
@@ -219,7 +225,7 @@ main(int argc, char **argv)
 	}
 	else
 	{
-		if (r4_vit_build(&st, &cfg, &vit, &err) != R4_OK)
+		if (r4_engine_build(&st, &cfg, &engine, &err) != R4_OK)
 			die("build", &err);
 		out_count = (size_t) B * cfg.out_dim;
 		out = malloc(sizeof(float) * out_count);
@@ -227,36 +233,39 @@ main(int argc, char **argv)
 		{
 			InterruptState s = {0, interrupt};
 
-			if (r4_vit_forward(vit, model_in, B, mh, mw, out, interrupt_after, &s, &err) != R4_ERR_LIMIT)
+			if (r4_engine_forward(engine, model_in, B, mh, mw, out, interrupt_after, &s, &err) != R4_ERR_LIMIT)
 			{
-				fprintf(stderr, "vit_cli: interrupted forward did not fail with R4_ERR_LIMIT\n");
+				fprintf(stderr, "model_cli: interrupted forward did not fail with R4_ERR_LIMIT\n");
 				return 1;
 			}
-			fprintf(stderr, "vit_cli: interrupted as asked: %s\n", err.message);
+			fprintf(stderr, "model_cli: interrupted as asked: %s\n", err.message);
 			r4_error_clear(&err);
 		}
-		if (singles)
+		for (int r = 0; r < repeat; r++)
 		{
-			for (int b = 0; b < B; b++)
-				if (r4_vit_forward(vit, model_in + (size_t) b * mplane, 1, mh, mw,
-								   out + (size_t) b * cfg.out_dim, NULL, NULL, &err) != R4_OK)
-					die("forward", &err);
+			if (singles)
+			{
+				for (int b = 0; b < B; b++)
+					if (r4_engine_forward(engine, model_in + (size_t) b * mplane, 1, mh, mw,
+										  out + (size_t) b * cfg.out_dim, NULL, NULL, &err) != R4_OK)
+						die("forward", &err);
+			}
+			else if (r4_engine_forward(engine, model_in, B, mh, mw, out, NULL, NULL, &err) != R4_OK)
+				die("forward", &err);
 		}
-		else if (r4_vit_forward(vit, model_in, B, mh, mw, out, NULL, NULL, &err) != R4_OK)
-			die("forward", &err);
 	}
 
 	f = fopen(argv[i + 6], "wb");
 	if (f == NULL || fwrite(out, sizeof(float), out_count, f) != out_count || fclose(f) != 0)
 	{
-		fprintf(stderr, "vit_cli: cannot write %s\n", argv[i + 6]);
+		fprintf(stderr, "model_cli: cannot write %s\n", argv[i + 6]);
 		return 2;
 	}
 	json = r4_model_config_to_json(&cfg);
 	printf("out_dim=%d params=%zu config=%s\n", cfg.out_dim,
-		   vit ? r4_vit_param_count(vit) : (size_t) 0, json ? json : "null");
+		   engine ? r4_engine_param_count(engine) : (size_t) 0, json ? json : "null");
 	r4_free(json);
-	r4_vit_free(vit);
+	r4_engine_free(engine);
 	r4_json_free(config);
 	r4_safetensors_free(&st);
 	if (model_in != input)
