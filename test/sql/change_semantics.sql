@@ -30,7 +30,7 @@ CREATE FUNCTION pg_temp.patch(z int, gx int, gy int) RETURNS bigint LANGUAGE sql
 	SELECT rai4eo.patch_id_of(s), s, ST_MakeEnvelope(gx * 600, gy * 600, gx * 600 + 600, gy * 600 + 600, 32600 + z)
 	FROM format('%sN_%sE-%sN_%s_%s', z, gx / 40, gy / 40, lpad((gx % 40)::text, 2, '0'), lpad((gy % 40)::text, 2, '0')) s
 	RETURNING patch_id $$;
--- An image of the patch (a 1 x 1 placeholder raster) and its embedding under a model.
+-- An image of the patch (a 1 x 1 stand-in raster: change detection never reads pixels) and its embedding under a model.
 CREATE FUNCTION pg_temp.emb(pid bigint, day date, e embedding, model text DEFAULT 'm', sensor text DEFAULT 'PF-SR')
 RETURNS void LANGUAGE sql AS $$
 	INSERT INTO rai4eo.image (image_id, patch_id, sensor, acquired, rast)
