@@ -50,7 +50,7 @@ SQL
 		r4_psql -d "$DB" -c "SET max_parallel_workers_per_gather = 0" -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF)
 			SELECT * FROM rai4eo.patch_change_stats($aoi, NULL, '2019-01-01', '2019-12-31', 'bench', 0.3, 'PF-SR', 2)"
 	fi
-	# JIT off for the floor too: the change functions run with jit = off (see 50_change.sql).
+	# JIT off for the floor too: the change functions run with jit = off (see sql/src/54_change.sql).
 	export PGOPTIONS="${PGOPTIONS:-} -c jit=off"
 	floor=$(r4_query_median_ms "$DB" "$RUNS" "SELECT sum(cosine_change(a, b)) FROM pairs")
 	rows=$(r4_query_median_ms "$DB" "$RUNS" "SELECT count(*) FROM yearly_change($aoi, 2019, 'bench')")

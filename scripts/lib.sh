@@ -43,7 +43,8 @@ r4_install_deps() {
 }
 
 r4_build_install() {
-	local pgc="/usr/lib/postgresql/$R4_PG_MAJOR/bin/pg_config"
+	# PG_CONFIG names another installation (a private copy, a source build).
+	local pgc=${PG_CONFIG:-/usr/lib/postgresql/$R4_PG_MAJOR/bin/pg_config}
 	[ -x "$pgc" ] || pgc=pg_config
 	r4_log "building rai4eo"
 	make -C "$R4_ROOT" -s PG_CONFIG="$pgc"
