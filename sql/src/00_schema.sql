@@ -1,3 +1,8 @@
+-- Bodies name PostGIS objects as @postgis@.name, which only bind_postgis_schema()
+-- (99_bind_postgis.sql) turns into PostGIS's schema: until then they cannot be
+-- checked.  SET LOCAL: CREATE EXTENSION restores the setting when the script ends.
+SET LOCAL check_function_bodies = off;
+
 -- Data tables live in schema rai4eo; functions, types and operators live in
 -- the extension's schema (public by default, like PostGIS).
 CREATE SCHEMA rai4eo;
