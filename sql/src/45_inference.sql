@@ -39,9 +39,9 @@ COMMENT ON FUNCTION rai4eo_classify(raster[], text) IS
 
 CREATE FUNCTION rai4eo_classify_labels(rast raster, model text DEFAULT NULL)
 RETURNS TABLE (class_index integer, class text, probability real)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT p.i::integer, c.name, p.v
-	FROM unnest(rai4eo_classify($1, $2)) WITH ORDINALITY AS p(v, i)
+	FROM unnest(@extschema@.rai4eo_classify($1, $2)) WITH ORDINALITY AS p(v, i)
 	JOIN rai4eo.model m ON m.name = rai4eo.resolve_model($2)
 	CROSS JOIN LATERAL (SELECT m.config -> 'classes' ->> (p.i::integer - 1) AS name) c
 	ORDER BY p.i

@@ -22,7 +22,7 @@
 -- ---- thresholds ---------------------------------------------------------------
 
 CREATE FUNCTION rai4eo.change_threshold(model text, threshold float8 DEFAULT NULL) RETURNS float8
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	j jsonb;
 	v float8 := threshold;
@@ -69,24 +69,38 @@ CREATE FUNCTION rai4eo.daily_distances(patch_id bigint, model text, sensor text,
 	tolerance integer DEFAULT 2)
 RETURNS TABLE (image_id bigint, acquired date, prior_image_id bigint, prior_acquired date, distance float8)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-	SELECT c.image_id, date '2000-01-01' + (c.image_id & 65535)::integer,
-		   q.image_id, date '2000-01-01' + (q.image_id & 65535)::integer, q.distance
-	FROM (SELECT ($1 << 18) + ((CASE $3 WHEN 'PF-SR' THEN 0 WHEN 'S2-SR' THEN 1 END)::bigint << 16) AS base) b
+	-- Inlined into its callers' plans, which a SET clause would prevent: so every
+	-- function, operator and type is schema-qualified (docs/sql-conventions.md);
+	-- BETWEEN and CASE x WHEN would look up >=, <= and = by name, so neither is used;
+	-- OPERATOR() binds left to right at one precedence, hence the parentheses.
+	SELECT c.image_id,
+		   '2000-01-01'::pg_catalog.date OPERATOR(pg_catalog.+) (c.image_id OPERATOR(pg_catalog.&) 65535)::pg_catalog.int4,
+		   q.image_id,
+		   '2000-01-01'::pg_catalog.date OPERATOR(pg_catalog.+) (q.image_id OPERATOR(pg_catalog.&) 65535)::pg_catalog.int4,
+		   q.distance
+	FROM (SELECT ($1 OPERATOR(pg_catalog.<<) 18) OPERATOR(pg_catalog.+)
+				 ((CASE WHEN $3 OPERATOR(pg_catalog.=) 'PF-SR'::pg_catalog.text THEN 0
+						WHEN $3 OPERATOR(pg_catalog.=) 'S2-SR'::pg_catalog.text THEN 1 END)::pg_catalog.int8
+				  OPERATOR(pg_catalog.<<) 16) AS base) b
 	JOIN rai4eo.embedding c
-	  ON c.model = $2
+	  ON c.model OPERATOR(pg_catalog.=) $2
 	 -- Dates outside 2000-01-01 .. 2179-06-06 have no image: clamp to the days field.
-	 AND c.image_id BETWEEN b.base + greatest($4 - date '2000-01-01', 0)
-						AND b.base + least($5 - date '2000-01-01', 65535)
+	 AND c.image_id OPERATOR(pg_catalog.>=)
+			(b.base OPERATOR(pg_catalog.+) greatest($4 OPERATOR(pg_catalog.-) '2000-01-01'::pg_catalog.date, 0))
+	 AND c.image_id OPERATOR(pg_catalog.<=)
+			(b.base OPERATOR(pg_catalog.+) least($5 OPERATOR(pg_catalog.-) '2000-01-01'::pg_catalog.date, 65535))
 	CROSS JOIN LATERAL (
-		SELECT e.image_id, cosine_change(c.emb, e.emb) AS distance
+		SELECT e.image_id, @extschema@.cosine_change(c.emb, e.emb) AS distance
 		FROM rai4eo.embedding e
-		WHERE e.model = $2
+		WHERE e.model OPERATOR(pg_catalog.=) $2
 		  -- Same patch and sensor (never below the group's day 0), strictly earlier.
-		  AND e.image_id BETWEEN greatest(c.image_id - 365 - $6, b.base)
-							 AND least(c.image_id - 365 + $6, c.image_id - 1)
-		ORDER BY abs(e.image_id - (c.image_id - 365)), e.image_id
+		  AND e.image_id OPERATOR(pg_catalog.>=)
+				greatest((c.image_id OPERATOR(pg_catalog.-) 365) OPERATOR(pg_catalog.-) $6, b.base)
+		  AND e.image_id OPERATOR(pg_catalog.<=)
+				least((c.image_id OPERATOR(pg_catalog.-) 365) OPERATOR(pg_catalog.+) $6, c.image_id OPERATOR(pg_catalog.-) 1)
+		ORDER BY pg_catalog.abs(e.image_id OPERATOR(pg_catalog.-) (c.image_id OPERATOR(pg_catalog.-) 365)), e.image_id
 		LIMIT 1) q
-	WHERE q.distance <> 'NaN'
+	WHERE q.distance OPERATOR(pg_catalog.<>) 'NaN'::pg_catalog.float8
 $$;
 
 COMMENT ON FUNCTION rai4eo.daily_distances(bigint, text, text, date, date, integer) IS
