@@ -70,7 +70,7 @@ run_pgtap() {
 
 run_python() {
 	local dirs=() d
-	for d in test/tools test/parity; do [ -d "$d" ] && dirs+=("$d"); done
+	for d in test/tools test/parity test/security; do [ -d "$d" ] && dirs+=("$d"); done
 	local rc=0
 	# every directory runs even when an earlier one failed: each failure is counted
 	for d in "${dirs[@]}"; do

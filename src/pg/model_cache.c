@@ -157,16 +157,20 @@ PrepareKept(const char *sql)
 	return p;
 }
 
-/* Prepare the two lookups once per backend */
+/*
+ * Prepare the two lookups once per backend.  A kept plan is parsed under the
+ * search_path of its first caller, so every operator and type is qualified.
+ */
 static void
 PreparePlans(void)
 {
 	if (meta_plan == NULL)
-		meta_plan = PrepareKept("SELECT sha256, (config - 'change_threshold')::text, arch"
-								" FROM rai4eo.model WHERE name = $1");
+		meta_plan = PrepareKept("SELECT sha256, (config OPERATOR(pg_catalog.-) 'change_threshold'::pg_catalog.text)"
+								"::pg_catalog.text, arch FROM rai4eo.model WHERE name OPERATOR(pg_catalog.=) $1");
 	if (weights_plan == NULL)
-		weights_plan = PrepareKept("SELECT sha256, (config - 'change_threshold')::text, config::text, weights"
-								   " FROM rai4eo.model WHERE name = $1");
+		weights_plan = PrepareKept("SELECT sha256, (config OPERATOR(pg_catalog.-) 'change_threshold'::pg_catalog.text)"
+								   "::pg_catalog.text, config::pg_catalog.text, weights"
+								   " FROM rai4eo.model WHERE name OPERATOR(pg_catalog.=) $1");
 }
 
 /* Raise "no such model", forgetting any engine built for that name */

@@ -80,7 +80,7 @@ StoreModel(FunctionCallInfo fcinfo, const char *name, bytea *weights)
 		elog(ERROR, "SPI_connect failed");
 
 	/* Lock the row (if any) so two loads of one name serialise */
-	rc = SPI_execute_with_args("SELECT sha256 FROM rai4eo.model WHERE name = $1 FOR UPDATE",
+	rc = SPI_execute_with_args("SELECT sha256 FROM rai4eo.model WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 							   1, argtypes, values, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "model lookup failed: %s", SPI_result_code_string(rc));
@@ -94,8 +94,9 @@ StoreModel(FunctionCallInfo fcinfo, const char *name, bytea *weights)
 					 errmsg("model \"%s\" already exists", name),
 					 errhint("Pass replace => true to replace it (its embeddings are deleted if the weights change).")));
 		old_sha = DatumGetByteaPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		rc = SPI_execute_with_args("UPDATE rai4eo.model SET arch = $2, config = $3::jsonb, weights = $4,"
-								   " parameters = $5, created = now() WHERE name = $1 RETURNING sha256",
+		rc = SPI_execute_with_args("UPDATE rai4eo.model SET arch = $2, config = $3::pg_catalog.jsonb, weights = $4,"
+								   " parameters = $5, created = pg_catalog.now()"
+								   " WHERE name OPERATOR(pg_catalog.=) $1 RETURNING sha256",
 								   5, argtypes, values, NULL, false, 0);
 		if (rc != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
 			elog(ERROR, "model update failed: %s", SPI_result_code_string(rc));
@@ -103,7 +104,7 @@ StoreModel(FunctionCallInfo fcinfo, const char *name, bytea *weights)
 	else
 	{
 		rc = SPI_execute_with_args("INSERT INTO rai4eo.model (name, arch, config, weights, parameters)"
-								   " VALUES ($1, $2, $3::jsonb, $4, $5)",
+								   " VALUES ($1, $2, $3::pg_catalog.jsonb, $4, $5)",
 								   5, argtypes, values, NULL, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "model insert failed: %s", SPI_result_code_string(rc));
@@ -117,7 +118,7 @@ StoreModel(FunctionCallInfo fcinfo, const char *name, bytea *weights)
 		if (isnull || VARSIZE_ANY_EXHDR(new_sha) != VARSIZE_ANY_EXHDR(old_sha) ||
 			memcmp(VARDATA_ANY(new_sha), VARDATA_ANY(old_sha), VARSIZE_ANY_EXHDR(old_sha)) != 0)
 		{
-			rc = SPI_execute_with_args("DELETE FROM rai4eo.embedding WHERE model = $1",
+			rc = SPI_execute_with_args("DELETE FROM rai4eo.embedding WHERE model OPERATOR(pg_catalog.=) $1",
 									   1, argtypes, values, NULL, false, 0);
 			if (rc != SPI_OK_DELETE)
 				elog(ERROR, "deleting old embeddings failed: %s", SPI_result_code_string(rc));
