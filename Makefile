@@ -7,7 +7,7 @@
 #   make bench                  build the C benchmarks in bench/
 
 EXTENSION = rai4eo
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 
 MODULE_big = rai4eo
 CORE_SRCS = $(sort $(wildcard src/core/*.c))
@@ -15,9 +15,20 @@ PG_SRCS = $(sort $(wildcard src/pg/*.c))
 OBJS = $(CORE_SRCS:.c=.o) $(PG_SRCS:.c=.o)
 
 # The install script is assembled from focused fragments, in name order.
+# State fragments (schemas, the type, tables) run once, at install; later
+# changes to them go through upgrade scripts.  Every other fragment is code
+# (functions, procedures, views, comments, grants) and is re-run by the
+# upgrade into this version, with CREATE turned into CREATE OR REPLACE, so an
+# upgrade cannot forget a changed routine (docs/upgrades.md).
 SQL_FRAGMENTS = $(sort $(wildcard sql/src/*.sql))
-DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*--*.sql))
+STATE_FRAGMENTS = $(addprefix sql/src/,00_schema.sql 10_embedding.sql 30_model.sql 40_corpus.sql)
+CODE_FRAGMENTS = $(filter-out $(STATE_FRAGMENTS),$(SQL_FRAGMENTS))
+# sql/upgrade/FROM--$(EXTVERSION).sql: the hand-written part of the upgrade into this version.
+UPGRADE_SRCS = $(wildcard sql/upgrade/*--$(EXTVERSION).sql)
+UPGRADE_SCRIPTS = $(patsubst sql/upgrade/%.sql,sql/$(EXTENSION)--%.sql,$(UPGRADE_SRCS))
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql $(UPGRADE_SCRIPTS)
+# Upgrades between earlier versions, frozen as they were released.
+DATA = $(wildcard sql/frozen/$(EXTENSION)--*--*.sql)
 
 TESTS = $(sort $(wildcard test/sql/*.sql))
 REGRESS = $(patsubst test/sql/%.sql,%,$(TESTS))
@@ -41,11 +52,21 @@ $(OBJS): $(wildcard include/rai4eo/*.h src/pg/*.h)
 # PostgreSQL's own headers trip -Wsign-compare (ARR_DATA_PTR); the core keeps it.
 $(PG_SRCS:.c=.o): CFLAGS += -Wno-sign-compare
 
-$(DATA_built): $(SQL_FRAGMENTS)
+sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_FRAGMENTS)
 	@mkdir -p $(dir $@)
 	{ printf '%s\n' '-- rai4eo $(EXTVERSION) install script, generated from sql/src/*.sql: edit those.' \
 	  '\echo Use "CREATE EXTENSION $(EXTENSION) CASCADE" to load this file. \quit'; \
 	  for f in $(SQL_FRAGMENTS); do echo; echo "-- ---- $$f"; cat $$f; done; } > $@
+
+# The upgrade: its hand-written part, then every code fragment made re-runnable.
+$(UPGRADE_SCRIPTS): sql/$(EXTENSION)--%.sql: sql/upgrade/%.sql $(CODE_FRAGMENTS)
+	@mkdir -p $(dir $@)
+	{ printf '%s\n' '-- rai4eo upgrade $*, generated from sql/upgrade/$*.sql and the code fragments of sql/src.' \
+	  '\echo Use "ALTER EXTENSION $(EXTENSION) UPDATE" to load this file. \quit' \
+	  'SET LOCAL check_function_bodies = off;'; \
+	  echo; echo "-- ---- $<"; cat $<; \
+	  for f in $(CODE_FRAGMENTS); do echo; echo "-- ---- $$f"; \
+	    sed -E 's/^CREATE (FUNCTION|PROCEDURE|VIEW) /CREATE OR REPLACE \1 /' $$f; done; } > $@
 
 # ---- core unit tests (no PostgreSQL) under sanitizers ------------------------
 SAN_CC ?= cc

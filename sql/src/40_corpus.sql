@@ -85,6 +85,9 @@ CREATE TABLE rai4eo.patch (
 );
 
 CREATE INDEX patch_geom_idx ON rai4eo.patch USING gist (geom);
+-- The change functions transform an AOI into each SRID of the patches: this index
+-- lists the SRIDs without reading the table (rai4eo.patch_srids, 50_aoi.sql).
+CREATE INDEX patch_srid_idx ON rai4eo.patch (ST_SRID(geom));
 
 COMMENT ON TABLE rai4eo.patch IS
 'One 600 m x 600 m patch (a RapidAI4EO sample location or a 200 x 200 px tile of a scene)';

@@ -5,8 +5,7 @@
 -- ---- patches of an AOI ------------------------------------------------------
 
 -- Patches of different UTM zones have different SRIDs; the AOI is transformed
--- into each of them, and this index lists them without reading the table.
-CREATE INDEX patch_srid_idx ON rai4eo.patch (ST_SRID(geom));
+-- into each of them, listed by patch_srid_idx (40_corpus.sql) without reading the table.
 
 CREATE FUNCTION rai4eo.patch_srids() RETURNS SETOF integer
 LANGUAGE sql STABLE PARALLEL SAFE AS $$

@@ -1,0 +1,4 @@
+-- The hand-written part of the upgrade from 0.1.0 to 0.2.0: what changes in the state
+-- fragments (tables, the type), and the code objects whose shape changed (a routine's
+-- return type, a view's columns) or that are gone; they are dropped here and the code
+-- fragments appended after this part create them anew (docs/upgrades.md).
