@@ -111,11 +111,12 @@ class UpgradeTest(unittest.TestCase):
         cls.installed = []
         ext = os.path.join(pg_sharedir(), "extension")
         for v in RELEASES:
+            # Always written: a stale file of an unreleased build would not be the release.
             path = os.path.join(ext, "rai4eo--%s.sql" % v)
             if not os.path.exists(path):
-                with open(path, "w") as f:
-                    f.write(released_script(v))
                 cls.installed.append(path)
+            with open(path, "w") as f:
+                f.write(released_script(v))
         with admin() as a:
             cls.current = a.execute("SELECT default_version FROM pg_available_extensions "
                                     "WHERE name = 'rai4eo'").fetchone()[0]
