@@ -11,7 +11,7 @@
 
 CREATE FUNCTION rai4eo.change_args(aoi geometry, model text, threshold float8, sensor text, tolerance integer,
 	OUT model_name text, OUT threshold_value float8)
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF sensor IS NULL THEN
 		RAISE EXCEPTION 'sensor must not be NULL' USING ERRCODE = 'null_value_not_allowed',
@@ -26,7 +26,7 @@ BEGIN
 		RAISE EXCEPTION 'tolerance % is out of range', tolerance USING ERRCODE = 'invalid_parameter_value',
 			DETAIL = 'The partner of day d is searched within d - 365 days +/- tolerance; tolerance runs from 0 to 182 days.';
 	END IF;
-	IF ST_SRID(aoi) = 0 AND NOT ST_IsEmpty(aoi) THEN
+	IF @postgis@.ST_SRID(aoi) = 0 AND NOT @postgis@.ST_IsEmpty(aoi) THEN
 		RAISE EXCEPTION 'the AOI has no SRID' USING ERRCODE = 'invalid_parameter_value',
 			HINT = 'Give it its coordinate reference system, e.g. ST_SetSRID(aoi, 4326) or ST_MakeEnvelope(xmin, ymin, xmax, ymax, 32633).';
 	END IF;
@@ -42,12 +42,12 @@ CREATE FUNCTION rai4eo.patch_change_stats(aoi geometry, srid integer, first_day 
 	model text, threshold float8, sensor text, tolerance integer)
 RETURNS TABLE (patch_id bigint, sample_id text, geom geometry, days_compared integer, days_changed integer,
 	change_rate float8, mean_distance float8)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT p.patch_id, p.sample_id, p.geom, s.n::integer, s.k::integer, s.k::float8 / NULLIF(s.n, 0), s.mean
 	FROM rai4eo.aoi_patches($1, $2) p
 	CROSS JOIN LATERAL (
 		SELECT count(*) AS n, count(*) FILTER (WHERE d.distance > $6) AS k, avg(d.distance) AS mean
-		FROM rai4eo.daily_distances(p.patch_id, $5, $7, $3, $4, $8) d) s
+		FROM rai4eo.daily_pairs(p.patch_id, $5, $7, $3, $4, $8) d) s
 $$;
 
 COMMENT ON FUNCTION rai4eo.patch_change_stats(geometry, integer, date, date, text, float8, text, integer) IS
@@ -56,7 +56,7 @@ COMMENT ON FUNCTION rai4eo.patch_change_stats(geometry, integer, date, date, tex
 CREATE FUNCTION daily_change(aoi geometry, day date, model text DEFAULT NULL, threshold float8 DEFAULT NULL,
 	sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2, srid integer DEFAULT NULL)
 RETURNS TABLE (patch_id bigint, sample_id text, geom geometry, distance float8, changed boolean)
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET jit = off AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 DECLARE
 	a record;
 BEGIN
@@ -77,22 +77,39 @@ COMMENT ON FUNCTION daily_change(geometry, date, text, float8, text, integer, in
 CREATE FUNCTION yearly_change(aoi geometry, year integer, model text DEFAULT NULL, threshold float8 DEFAULT NULL,
 	sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2, srid integer DEFAULT NULL)
 RETURNS TABLE (patch_id bigint, sample_id text, geom geometry, days_compared integer, days_changed integer,
-	change_rate float8, mean_distance float8)
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET jit = off AS $$
+	change_rate float8, mean_distance float8, score float8, changed boolean, onset date)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 DECLARE
 	a record;
+	d record;
+	centres @extschema@.embedding[];
 BEGIN
 	SELECT * INTO a FROM rai4eo.change_args(aoi, model, threshold, sensor, tolerance);
+	SELECT * INTO d FROM rai4eo.change_decision(a.model_name, threshold);
+	IF d.method = 'cluster' THEN
+		centres := rai4eo.model_states(a.model_name);
+		IF centres IS NULL THEN
+			RAISE EXCEPTION 'model "%" decides by cluster states but has none', a.model_name
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  HINT = format('Fit them with rai4eo_cluster(%L) and calibrate again.', a.model_name);
+		END IF;
+	END IF;
 	IF year IS NULL THEN
 		RETURN;
 	END IF;
 	RETURN QUERY
-		SELECT s.*
-		FROM rai4eo.patch_change_stats(aoi, srid, make_date(year, 1, 1), make_date(year, 12, 31),
-									   a.model_name, a.threshold_value, sensor, tolerance) s
+		SELECT s.patch_id, s.sample_id, s.geom, s.days_compared, s.days_changed, s.change_rate, s.mean_distance,
+			   x.score, x.score > d.cut, CASE WHEN x.score > d.cut THEN x.onset END
+		FROM rai4eo.patch_scores(aoi, srid, year, a.model_name, sensor, tolerance, a.threshold_value,
+								 d.score_threshold, d.k, d.method IN ('annual', 'seasonal', 'zscore'), centres) s
+		CROSS JOIN LATERAL (SELECT
+			CASE d.method WHEN 'rate' THEN s.rate WHEN 'persistence' THEN s.persistence WHEN 'annual' THEN s.annual
+						  WHEN 'seasonal' THEN s.seasonal WHEN 'zscore' THEN s.zscore WHEN 'cluster' THEN s.cluster END AS score,
+			CASE d.method WHEN 'persistence' THEN s.persistence_onset WHEN 'cluster' THEN s.cluster_onset
+						  ELSE s.change_point END AS onset) x
 		ORDER BY s.patch_id;
 END
 $$;
 
 COMMENT ON FUNCTION yearly_change(geometry, integer, text, float8, text, integer, integer) IS
-'Yearly change per patch of the AOI: of the days of the year with an image paired one year earlier (see daily_change), how many were compared, how many changed (distance > threshold), change_rate = days_changed / days_compared and the mean distance; 0 compared and NULL rate and mean where nothing was compared. No patch: no rows.';
+'Yearly change per patch of the AOI: of the days of the year with an image paired one year earlier (see daily_change), how many were compared, how many changed (distance > threshold), change_rate = days_changed / days_compared and the mean distance; 0 compared and NULL rate and mean where nothing was compared. Then the model''s decision (rai4eo_calibrate; uncalibrated: change_rate > 0.1): score of the chosen method, changed = score > its cut, onset = the estimated first day of the change where changed. No patch: no rows.';

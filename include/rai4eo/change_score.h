@@ -1,0 +1,46 @@
+/*
+ * change_score.h — the series scores behind the change-detection SQL:
+ * persistence with its onset, the least-squares change point, a robust
+ * z-score against a patch's own baseline, and the nearest cluster centre.
+ * Plain C over arrays; the SQL glue is src/pg/change_score.c.
+ */
+#ifndef RAI4EO_CHANGE_SCORE_H
+#define RAI4EO_CHANGE_SCORE_H
+
+#include <stddef.h>
+
+/*
+ * CCDC-like persistence of a day series d[0..n-1] (in date order): the onset
+ * is the first i such that d[i..i+k-1] are all greater than t (k consecutive
+ * exceedances); the score is the number of j >= onset with d[j] > t, divided
+ * by n.  Returns the onset (0-based) and sets *score, or returns -1 with
+ * *score = 0 when no run of k exists (or n = 0, k < 1).
+ */
+long		r4_change_persistence(const double *d, size_t n, double t, int k, double *score);
+
+/*
+ * Single change point in the mean (least squares): the split s in 1..n-1
+ * maximising s (n - s) / n * (mean(d[s..]) - mean(d[..s-1]))^2 among the
+ * splits where the mean rises; ties: the earliest.  Returns s (the first
+ * day after the change, 0-based), 0 when n >= 1 and no split raises the
+ * mean (the series is high from its start or flat), -1 when n = 0.
+ */
+long		r4_change_point(const double *d, size_t n);
+
+/* Median of x[0..n-1] (n >= 1); sorts x in place. */
+double		r4_median_inplace(double *x, size_t n);
+
+/*
+ * Robust z of a test sample against a baseline: (median(test) -
+ * median(base)) / max(1.4826 MAD(base), floor).  Sorts both arrays in
+ * place.  Returns 0 on success, -1 when either is empty.
+ */
+int			r4_robust_z(double *test, size_t nt, double *base, size_t nb, double floor, double *z);
+
+/*
+ * The centre most similar in cosine to x: 0-based index into centres (each
+ * dim floats), ties the lowest; -1 when x or every centre is a zero vector.
+ */
+long		r4_nearest_centre(const float *x, const float *const *centres, size_t k, size_t dim);
+
+#endif							/* RAI4EO_CHANGE_SCORE_H */

@@ -1,0 +1,234 @@
+-- ============================================================================
+-- change scores of a patch over a year, from its stored embeddings
+-- ============================================================================
+--
+-- Every score reads rai4eo.embedding alone, so it works for any model,
+-- external ones included.  A score is high where the patch changed:
+--
+--   rate         the seeds' rule: share of the year's compared days whose
+--                distance to the image one year earlier (daily_distances'
+--                pairing) is greater than the day threshold t
+--   persistence  CCDC-like: a change is confirmed after k consecutive
+--                exceeding compared days; the score is the share of the
+--                year's compared days that exceed from that onset on (0 when
+--                no run of k exists).  A structural change keeps exceeding,
+--                phenology shifts and noise give short runs.
+--   annual       cosine distance between the mean embedding of year Y and of
+--                year Y - 1 (every embedded image; AlphaEarth-style annual
+--                composites)
+--   seasonal     mean over the calendar months present in both years of the
+--                cosine distance between the two years' monthly mean
+--                embeddings: season-aligned composites
+--   zscore       robust z of year Y against the patch's own variability: the
+--                cosine distances of Y's images to the mean embedding of
+--                Y - 1, their median minus the median of the distances of
+--                Y - 1's own images to that mean, over 1.4826 x the MAD of the
+--                latter (at least 0.001): land-cover types differ in scale
+--   cluster      k-means states (58_cluster.sql): the persistence score of the
+--                days whose state differs from the state of their partner one
+--                year earlier, run length k
+--
+-- The onset of a change is the first day of the confirming run (persistence,
+-- cluster) or the least-squares change point of the daily distances (the
+-- others: the first day of the later, higher segment).
+
+-- ---- series kernels (C, src/core/change_score.c) ------------------------------
+
+CREATE FUNCTION rai4eo.change_persistence(distances float8[], threshold float8, k integer) RETURNS float8
+AS 'MODULE_PATHNAME', 'rai4eo_change_persistence' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION rai4eo.change_persistence(float8[], float8, integer) IS
+'Persistence score of a day series in date order: from the first run of k consecutive values greater than threshold (the onset), the share of all values that are greater; 0 without such a run, NULL for an empty series. k = 1 gives the plain share of values above threshold (the rate). k outside 1 .. 366: 22023; NULL elements: 22004.';
+
+CREATE FUNCTION rai4eo.change_onset(distances float8[], threshold float8, k integer) RETURNS integer
+AS 'MODULE_PATHNAME', 'rai4eo_change_onset' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION rai4eo.change_onset(float8[], float8, integer) IS
+'1-based position of the first of k consecutive values greater than threshold (the onset of a confirmed change), NULL when there is none';
+
+CREATE FUNCTION rai4eo.change_point(distances float8[]) RETURNS integer
+AS 'MODULE_PATHNAME', 'rai4eo_change_point' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION rai4eo.change_point(float8[]) IS
+'Least-squares single change point of a series: the 1-based position s maximising (s-1)(n-s+1)/n (mean after - mean before)^2 over the splits where the mean rises (ties: the earliest); 1 when none rises; NULL for an empty series';
+
+CREATE FUNCTION rai4eo.robust_z(test float8[], base float8[], scale_floor float8 DEFAULT 0.001) RETURNS float8
+AS 'MODULE_PATHNAME', 'rai4eo_robust_z' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION rai4eo.robust_z(float8[], float8[], float8) IS
+'Robust z of a sample against a baseline: (median(test) - median(base)) / greatest(1.4826 MAD(base), scale_floor); NULL when either is empty; scale_floor must be positive (22023)';
+
+CREATE FUNCTION rai4eo.nearest_state(e embedding, centres embedding[]) RETURNS integer
+AS 'MODULE_PATHNAME', 'rai4eo_nearest_state' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION rai4eo.nearest_state(embedding, embedding[]) IS
+'1-based position of the centre most similar in cosine to e (ties: the first); NULL for a zero vector or no centres; dimensions differing: 22000';
+
+-- ---- the pairs of a patch, with their embeddings -------------------------------
+
+-- Inlined into its callers for speed (docs/sql-conventions.md, exception 2): no
+-- SET clause, every name qualified.
+CREATE FUNCTION rai4eo.daily_pairs(patch_id bigint, model text, sensor text, first_day date, last_day date,
+	tolerance integer DEFAULT 2)
+RETURNS TABLE (acquired date, distance float8, emb @extschema@.embedding, prior_emb @extschema@.embedding)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+	SELECT pg_catalog.date '2000-01-01' OPERATOR(pg_catalog.+) (c.image_id OPERATOR(pg_catalog.&) 65535)::integer,
+		   q.distance, c.emb, q.emb
+	FROM (SELECT ($1 OPERATOR(pg_catalog.<<) 18) OPERATOR(pg_catalog.+)
+				 ((CASE WHEN $3 OPERATOR(pg_catalog.=) 'PF-SR'::text THEN 0
+						WHEN $3 OPERATOR(pg_catalog.=) 'S2-SR'::text THEN 1 END)::bigint OPERATOR(pg_catalog.<<) 16) AS base) b
+	JOIN rai4eo.embedding c
+	  ON c.model OPERATOR(pg_catalog.=) $2
+	 -- Dates outside 2000-01-01 .. 2179-06-06 have no image: clamp to the days field.
+	 AND c.image_id OPERATOR(pg_catalog.>=) (b.base OPERATOR(pg_catalog.+)
+			pg_catalog.int8(greatest($4 OPERATOR(pg_catalog.-) pg_catalog.date '2000-01-01', 0)))
+	 AND c.image_id OPERATOR(pg_catalog.<=) (b.base OPERATOR(pg_catalog.+)
+			pg_catalog.int8(least($5 OPERATOR(pg_catalog.-) pg_catalog.date '2000-01-01', 65535)))
+	CROSS JOIN LATERAL (
+		SELECT e.image_id, e.emb, @extschema@.cosine_change(c.emb, e.emb) AS distance
+		FROM rai4eo.embedding e
+		WHERE e.model OPERATOR(pg_catalog.=) $2
+		  AND e.image_id OPERATOR(pg_catalog.>=)
+				greatest(c.image_id OPERATOR(pg_catalog.-) pg_catalog.int8(365 OPERATOR(pg_catalog.+) $6), b.base)
+		  AND e.image_id OPERATOR(pg_catalog.<=)
+				least(c.image_id OPERATOR(pg_catalog.-) pg_catalog.int8(365 OPERATOR(pg_catalog.-) $6),
+					  c.image_id OPERATOR(pg_catalog.-) 1::bigint)
+		ORDER BY pg_catalog.abs(e.image_id OPERATOR(pg_catalog.-) (c.image_id OPERATOR(pg_catalog.-) 365::bigint)), e.image_id
+		LIMIT 1) q
+	WHERE q.distance OPERATOR(pg_catalog.<>) 'NaN'::float8
+$$;
+
+COMMENT ON FUNCTION rai4eo.daily_pairs(bigint, text, text, date, date, integer) IS
+'The pairs of rai4eo.daily_distances (same rule: the image nearest to 365 days earlier within tolerance days, ties the earlier, NaN distances left out) with both embeddings: acquired, distance, emb (the day''s) and prior_emb (its partner''s)';
+
+-- ---- per-patch series -----------------------------------------------------------
+
+-- The day series of one patch in first_day .. last_day: counts at threshold t,
+-- the distances and dates in date order, and when centres are given the 0/1
+-- series "state differs from the partner's state".  Inlined (exception 2).
+CREATE FUNCTION rai4eo.patch_series(patch_id bigint, model text, sensor text, first_day date, last_day date,
+	tolerance integer, t float8, centres @extschema@.embedding[])
+RETURNS TABLE (days_compared integer, days_changed integer, mean_distance float8, days date[], distances float8[],
+	state_changes float8[])
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+	SELECT pg_catalog.count(*)::integer,
+		   pg_catalog.count(*) FILTER (WHERE d.distance OPERATOR(pg_catalog.>) $7)::integer,
+		   pg_catalog.avg(d.distance),
+		   pg_catalog.array_agg(d.acquired ORDER BY d.acquired),
+		   pg_catalog.array_agg(d.distance ORDER BY d.acquired),
+		   pg_catalog.array_agg((rai4eo.nearest_state(d.emb, $8)
+								 OPERATOR(pg_catalog.<>) rai4eo.nearest_state(d.prior_emb, $8))::integer::float8
+								ORDER BY d.acquired) FILTER (WHERE $8 IS NOT NULL)
+	FROM rai4eo.daily_pairs($1, $2, $3, $4, $5, $6) d
+$$;
+
+COMMENT ON FUNCTION rai4eo.patch_series(bigint, text, text, date, date, integer, float8, embedding[]) IS
+'Day series of one patch: days compared, days changed (distance > t), mean distance, the dates and distances in date order, and with centres the 0/1 series "the day''s cluster state differs from its partner''s" (NULL without centres)';
+
+-- Composite scores of one patch: annual, seasonal (monthly) and zscore of year
+-- Y against Y - 1, from one index range scan of the patch's embeddings of the
+-- two years (no pairing).  Cosine distance ignores scale, so sums stand in for
+-- means.  Inlined (exception 2).
+CREATE FUNCTION rai4eo.patch_composites(patch_id bigint, model text, sensor text, year integer)
+RETURNS TABLE (annual float8, seasonal float8, zscore float8)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+	WITH r AS (
+		SELECT b.base OPERATOR(pg_catalog.+) pg_catalog.int8(greatest(pg_catalog.make_date($4 OPERATOR(pg_catalog.-) 1, 1, 1)
+				   OPERATOR(pg_catalog.-) pg_catalog.date '2000-01-01', 0)) AS lo0,
+			   b.base OPERATOR(pg_catalog.+) pg_catalog.int8(greatest(pg_catalog.make_date($4, 1, 1)
+				   OPERATOR(pg_catalog.-) pg_catalog.date '2000-01-01', 0)) AS lo1,
+			   b.base OPERATOR(pg_catalog.+) pg_catalog.int8(least(pg_catalog.make_date($4, 12, 31)
+				   OPERATOR(pg_catalog.-) pg_catalog.date '2000-01-01', 65535)) AS hi
+		FROM (SELECT ($1 OPERATOR(pg_catalog.<<) 18) OPERATOR(pg_catalog.+)
+					 ((CASE WHEN $3 OPERATOR(pg_catalog.=) 'PF-SR'::text THEN 0
+							WHEN $3 OPERATOR(pg_catalog.=) 'S2-SR'::text THEN 1 END)::bigint OPERATOR(pg_catalog.<<) 16) AS base) b),
+	-- y = 1 for year Y, 0 for Y - 1; mo the calendar month
+	x AS MATERIALIZED (
+		SELECT (e.image_id OPERATOR(pg_catalog.>=) r.lo1)::integer AS y,
+			   pg_catalog.date_part('month'::text, pg_catalog.date '2000-01-01' OPERATOR(pg_catalog.+)
+									 (e.image_id OPERATOR(pg_catalog.&) 65535)::integer)::integer AS mo,
+			   e.emb
+		FROM r JOIN rai4eo.embedding e
+		  ON e.model OPERATOR(pg_catalog.=) $2
+		 AND e.image_id OPERATOR(pg_catalog.>=) r.lo0 AND e.image_id OPERATOR(pg_catalog.<=) r.hi),
+	m AS MATERIALIZED (SELECT x.y, x.mo, @extschema@.sum(x.emb) AS s FROM x GROUP BY x.y, x.mo)
+	SELECT (SELECT @extschema@.cosine_change(@extschema@.sum(m.s) FILTER (WHERE m.y OPERATOR(pg_catalog.=) 1),
+											 @extschema@.sum(m.s) FILTER (WHERE m.y OPERATOR(pg_catalog.=) 0))
+			FROM m),
+		   (SELECT pg_catalog.avg(c.d) FILTER (WHERE c.d OPERATOR(pg_catalog.<>) 'NaN'::float8)
+			FROM (SELECT @extschema@.cosine_change(a.s, b.s) AS d
+				  FROM m a JOIN m b ON a.mo OPERATOR(pg_catalog.=) b.mo
+				  WHERE a.y OPERATOR(pg_catalog.=) 1 AND b.y OPERATOR(pg_catalog.=) 0) c),
+		   (SELECT rai4eo.robust_z(
+					   pg_catalog.array_agg(z.d) FILTER (WHERE z.y OPERATOR(pg_catalog.=) 1 AND z.d OPERATOR(pg_catalog.<>) 'NaN'::float8),
+					   pg_catalog.array_agg(z.d) FILTER (WHERE z.y OPERATOR(pg_catalog.=) 0 AND z.d OPERATOR(pg_catalog.<>) 'NaN'::float8),
+					   0.001::float8)
+			FROM (SELECT x.y, @extschema@.cosine_change(x.emb, ref.s) AS d
+				  FROM x, (SELECT @extschema@.sum(m.s) AS s FROM m WHERE m.y OPERATOR(pg_catalog.=) 0) ref) z)
+$$;
+
+COMMENT ON FUNCTION rai4eo.patch_composites(bigint, text, text, integer) IS
+'Composite scores of one patch for year Y against Y - 1 from every embedded image of the sensor: annual (cosine distance of the yearly means), seasonal (mean over months present in both years of the cosine distance of the monthly means) and zscore (robust z of the distances of Y''s images to the mean of Y - 1 against those of Y - 1''s own images; scale floor 0.001); NULL where a year has no image';
+
+-- ---- every score of every patch of an AOI ------------------------------------------
+
+CREATE FUNCTION rai4eo.patch_scores(aoi geometry, srid integer, year integer, model text, sensor text, tolerance integer,
+	threshold float8, score_threshold float8, k integer, composites boolean, centres embedding[])
+RETURNS TABLE (patch_id bigint, sample_id text, geom geometry, days_compared integer, days_changed integer,
+	change_rate float8, mean_distance float8, rate float8, persistence float8, persistence_onset date,
+	change_point date, annual float8, seasonal float8, zscore float8, cluster float8, cluster_onset date)
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT p.patch_id, p.sample_id, p.geom, s.days_compared, s.days_changed,
+		   s.days_changed::float8 / NULLIF(s.days_compared, 0), s.mean_distance,
+		   rai4eo.change_persistence(s.distances, $8, 1),
+		   rai4eo.change_persistence(s.distances, $8, $9),
+		   s.days[rai4eo.change_onset(s.distances, $8, $9)],
+		   s.days[rai4eo.change_point(s.distances)],
+		   c.annual, c.seasonal, c.zscore,
+		   rai4eo.change_persistence(s.state_changes, 0.5, $9),
+		   s.days[rai4eo.change_onset(s.state_changes, 0.5, $9)]
+	FROM rai4eo.aoi_patches($1, $2) p
+	CROSS JOIN LATERAL rai4eo.patch_series(p.patch_id, $4, $5, make_date($3, 1, 1), make_date($3, 12, 31), $6, $7, $11) s
+	LEFT JOIN LATERAL (SELECT x.* FROM rai4eo.patch_composites(p.patch_id, $4, $5, $3) x WHERE $10) c ON true
+$$;
+
+COMMENT ON FUNCTION rai4eo.patch_scores(geometry, integer, integer, text, text, integer, float8, float8, integer, boolean, embedding[]) IS
+'Every change score of every patch of an AOI for a year (see 56_score.sql): days compared and changed at threshold, change_rate and mean distance as yearly_change, rate and persistence at score_threshold (run length k) with the persistence onset, the change point of the daily distances, the composites when composites is true (else NULL), the cluster score and onset when centres are given (else NULL)';
+
+-- ---- the decision stored by rai4eo_calibrate ---------------------------------------
+
+CREATE FUNCTION rai4eo.change_methods() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT ARRAY['rate', 'persistence', 'annual', 'seasonal', 'zscore', 'cluster']
+$$;
+COMMENT ON FUNCTION rai4eo.change_methods() IS
+'The change score methods, simplest first (the order that breaks ties in rai4eo_calibrate)';
+
+CREATE FUNCTION rai4eo.change_decision(model text, threshold float8 DEFAULT NULL,
+	OUT method text, OUT score_threshold float8, OUT k integer, OUT cut float8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	d jsonb;
+BEGIN
+	SELECT m.config -> 'change_decision' INTO d FROM rai4eo.model m WHERE m.name = model;
+	IF d IS NULL OR jsonb_typeof(d) = 'null' THEN
+		-- The seeds' rule: more than 10 % of the compared days changed.
+		method := 'rate';
+		k := 1;
+		cut := 0.1;
+	ELSE
+		IF jsonb_typeof(d) <> 'object' OR NOT (d ->> 'method') = ANY (rai4eo.change_methods())
+		   OR jsonb_typeof(d -> 'cut') IS DISTINCT FROM 'number' THEN
+			RAISE EXCEPTION 'change_decision of model "%" is not valid: %', model, d
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Calibrate it again with rai4eo_calibrate(model, year, truth).';
+		END IF;
+		method := d ->> 'method';
+		cut := (d ->> 'cut')::float8;
+		k := coalesce((d ->> 'k')::integer, 1);
+		score_threshold := (d ->> 'threshold')::float8;
+	END IF;
+	IF method IN ('rate', 'persistence') THEN
+		-- An explicit threshold wins; else the decision's own; else the model's.
+		score_threshold := coalesce(threshold, score_threshold, rai4eo.change_threshold(model, NULL));
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION rai4eo.change_decision(text, float8) IS
+'The change decision in force for a model (resolved name): method, day threshold (rate and persistence: the argument, else the calibrated one, else rai4eo.change_threshold), run length k and cut (changed = score > cut), from config->''change_decision'' written by rai4eo_calibrate; uncalibrated: the seeds'' rule, rate > 0.1 at the threshold in force';

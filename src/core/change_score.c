@@ -1,0 +1,126 @@
+/*
+ * change_score.c — series scores for change detection (see change_score.h).
+ */
+#include "rai4eo/change_score.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "rai4eo/distance.h"
+
+long
+r4_change_persistence(const double *d, size_t n, double t, int k, double *score)
+{
+	size_t		run = 0;
+	long		onset = -1;
+
+	*score = 0;
+	if (k < 1)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+	{
+		run = d[i] > t ? run + 1 : 0;
+		if (run == (size_t) k)
+		{
+			onset = (long) (i + 1 - (size_t) k);
+			break;
+		}
+	}
+	if (onset < 0)
+		return -1;
+	{
+		size_t		m = 0;
+
+		for (size_t j = (size_t) onset; j < n; j++)
+			m += d[j] > t;
+		*score = (double) m / (double) n;
+	}
+	return onset;
+}
+
+long
+r4_change_point(const double *d, size_t n)
+{
+	double		total = 0,
+				before = 0,
+				best = 0;
+	long		split = 0;
+
+	if (n == 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		total += d[i];
+	for (size_t s = 1; s < n; s++)
+	{
+		double		mb,
+					ma,
+					gain;
+
+		before += d[s - 1];
+		mb = before / (double) s;
+		ma = (total - before) / (double) (n - s);
+		if (!(ma > mb))
+			continue;
+		gain = (double) s * (double) (n - s) / (double) n * (ma - mb) * (ma - mb);
+		if (gain > best)
+		{
+			best = gain;
+			split = (long) s;
+		}
+	}
+	return split;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double		x = *(const double *) a,
+				y = *(const double *) b;
+
+	return (x > y) - (x < y);
+}
+
+double
+r4_median_inplace(double *x, size_t n)
+{
+	qsort(x, n, sizeof(double), cmp_double);
+	return n % 2 ? x[n / 2] : (x[n / 2 - 1] + x[n / 2]) / 2;
+}
+
+int
+r4_robust_z(double *test, size_t nt, double *base, size_t nb, double floor, double *z)
+{
+	double		mt,
+				mb,
+				mad;
+
+	if (nt == 0 || nb == 0)
+		return -1;
+	mt = r4_median_inplace(test, nt);
+	mb = r4_median_inplace(base, nb);
+	/* base is no longer needed as is: reuse it for the absolute deviations */
+	for (size_t i = 0; i < nb; i++)
+		base[i] = fabs(base[i] - mb);
+	mad = 1.4826 * r4_median_inplace(base, nb);
+	*z = (mt - mb) / (mad > floor ? mad : floor);
+	return 0;
+}
+
+long
+r4_nearest_centre(const float *x, const float *const *centres, size_t k, size_t dim)
+{
+	long		best = -1;
+	double		best_sim = -INFINITY;
+
+	for (size_t c = 0; c < k; c++)
+	{
+		double		sim = r4_cosine_similarity(x, centres[c], dim);
+
+		if (sim > best_sim)		/* NaN (a zero vector) never wins */
+		{
+			best_sim = sim;
+			best = (long) c;
+		}
+	}
+	return best;
+}
