@@ -21,7 +21,7 @@ OBJS = $(CORE_SRCS:.c=.o) $(PG_SRCS:.c=.o)
 # upgrade into this version, with CREATE turned into CREATE OR REPLACE, so an
 # upgrade cannot forget a changed routine (docs/upgrades.md).
 SQL_FRAGMENTS = $(sort $(wildcard sql/src/*.sql))
-STATE_FRAGMENTS = $(addprefix sql/src/,00_schema.sql 10_embedding.sql 30_model.sql 40_corpus.sql)
+STATE_FRAGMENTS = $(addprefix sql/src/,00_schema.sql 10_embedding.sql 30_model.sql 40_corpus.sql 43_review.sql)
 CODE_FRAGMENTS = $(filter-out $(STATE_FRAGMENTS),$(SQL_FRAGMENTS))
 # sql/upgrade/FROM--$(EXTVERSION).sql: the hand-written part of the upgrade into this version.
 UPGRADE_SRCS = $(wildcard sql/upgrade/*--$(EXTVERSION).sql)
