@@ -1,7 +1,8 @@
 # scripts/lib.sh — shared by scripts/demo.sh and scripts/test.sh (sourced, not run).
 #
 # r4_install_deps   install the Debian packages the project needs (only the missing ones)
-# r4_build_install  build the extension and install it into the PostgreSQL that pg_config names
+# r4_build_install  build the extension and install it into the PostgreSQL that pg_config names,
+#                   and build the dashboard's front end (r4_build_dashboard)
 # r4_start_cluster  use the server named by PG* variables, or start a throwaway one:
 #                   initdb in a temporary directory, Unix socket only (no TCP), stopped on exit
 # r4_psql           psql with ON_ERROR_STOP against the chosen server
@@ -19,6 +20,8 @@ R4_PACKAGES=(
 	libtap-parser-sourcehandler-pgtap-perl
 	libopenblas-dev
 	gdal-bin python3 python3-numpy python3-gdal python3-torch python3-psycopg
+	# the review dashboard's browser test (tools/dashboard) and the GIS client tests
+	chromium chromium-driver python3-selenium python3-pil python3-geopandas python3-qgis
 )
 
 r4_log() { printf '\n== %s\n' "$*" >&2; }
@@ -42,6 +45,22 @@ r4_install_deps() {
 	r4_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# ---- the review dashboard's front end (tools/dashboard_app) -------------------------
+# MapLibre GL comes from the npm registry at build time, at the version package-lock.json
+# pins, and is vendored into tools/dashboard_app/vendor/ (git-ignored): the page loads
+# nothing from the network at run time.  npm is Debian's unless one is already installed.
+r4_install_dashboard_deps() {
+	command -v npm >/dev/null && return
+	r4_log "installing Debian packages: nodejs npm (the dashboard's front-end build)"
+	r4_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+}
+
+r4_build_dashboard() {
+	r4_install_dashboard_deps
+	r4_log "building the dashboard front end (npm ci, vendoring MapLibre GL)"
+	"$R4_ROOT/tools/dashboard_app/build.sh"
+}
+
 r4_build_install() {
 	# PG_CONFIG names another installation (a private copy, a source build).
 	local pgc=${PG_CONFIG:-/usr/lib/postgresql/$R4_PG_MAJOR/bin/pg_config}
@@ -51,6 +70,9 @@ r4_build_install() {
 	r4_log "installing rai4eo into $("$pgc" --sharedir)"
 	r4_as_root make -C "$R4_ROOT" -s PG_CONFIG="$pgc" install
 	export PATH="$("$pgc" --bindir):$PATH"
+	# Only tools/dashboard needs it (its test builds it again and fails if it cannot):
+	# a machine without the npm registry still builds, tests and demos the rest.
+	r4_build_dashboard || r4_log "warning: the dashboard front end was not built (npm registry unreachable?)"
 }
 
 r4_stop_cluster() {

@@ -99,8 +99,9 @@ BEGIN
 			HINT = 'Zoom runs from 0 to 24 and x, y from 0 to 2^zoom - 1 (XYZ scheme, y down).';
 	END IF;
 	env := @postgis@.ST_TileEnvelope(z, x, y);
-	-- The AOI goes into each patch CRS vertex by vertex: densify the edges first.
-	aoi := @postgis@.ST_Segmentize(env, (@postgis@.ST_XMax(env) - @postgis@.ST_XMin(env)) / 16);
+	-- The AOI goes into each patch CRS vertex by vertex: densify the edges first (16
+	-- segments a side; a tile's side is the Web Mercator world width / 2^z).
+	aoi := @postgis@.ST_Segmentize(env, 40075016.685578488::float8 / (1::bigint << z)::float8 / 16::float8);
 	-- The limit before the work: counting footprints is an index scan.
 	SELECT count(*) INTO n FROM rai4eo.aoi_patches(aoi, NULL::integer);
 	IF n > max_patches THEN

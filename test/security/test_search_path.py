@@ -85,6 +85,23 @@ CALLS = [
                     "0.5::double precision)))"),
     ("calibrate", "SELECT * FROM {x}.rai4eo_calibrate_threshold('ext'::pg_catalog.text, 2019, 'public.truth'::pg_catalog.regclass)"),
     ("threshold", "SELECT rai4eo.change_threshold('ext'::pg_catalog.text, NULL::double precision)"),
+    # The review calls below must not depend on the calibration above having stored a threshold.
+    ("fallback threshold", "SELECT pg_catalog.set_config('rai4eo.change_threshold'::pg_catalog.text, "
+                           "'0.5'::pg_catalog.text, false)"),
+    ("review", "SELECT patch_id, year, model, verdict, reviewer, note FROM {x}.rai4eo_review("
+               "rai4eo.patch_id_of('29N_10E-20N_01_01'::pg_catalog.text), 2019, 'accept'::pg_catalog.text, "
+               "'ext'::pg_catalog.text, NULL::pg_catalog.text, 'ana'::pg_catalog.text)"),
+    ("review 2", "SELECT patch_id, verdict, reviewer, note FROM {x}.rai4eo_review("
+                 "rai4eo.patch_id_of('29N_10E-20N_02_01'::pg_catalog.text), 2019, 'reject'::pg_catalog.text, "
+                 "NULL::pg_catalog.text, 'shadow'::pg_catalog.text, NULL::pg_catalog.text)"),
+    ("review truth", "SELECT patch_id, year, changed, verdict, model, reviewer FROM rai4eo.review_truth ORDER BY 1, 2"),
+    ("calibrate on reviews", "SELECT * FROM {x}.rai4eo_calibrate_threshold('ext'::pg_catalog.text, 2019, "
+                             "'rai4eo.review_truth'::pg_catalog.regclass, store => false)"),
+    ("review candidates", "SELECT patch_id, sample_id, score, changed, onset, change_rate, days_compared, verdict, reviewer "
+                          "FROM {x}.rai4eo_review_candidates(" + AOI + ", 2019, 'ext'::pg_catalog.text, "
+                          "'PF-SR'::pg_catalog.text, 2, NULL::integer)"),
+    ("change tile", "SELECT pg_catalog.md5({x}.rai4eo_change_tile(10, 479, 499, 2019, 'ext'::pg_catalog.text, "
+                    "'PF-SR'::pg_catalog.text, 2, 20000))"),
     ("qgis view", "SELECT * FROM rai4eo.patch_change ORDER BY id"),
     ("ensemble change", "SELECT * FROM {x}.ensemble_yearly_change(" + AOI + ", 2019, ARRAY['ext', 'ext3']::pg_catalog.text[], "
                         "NULL::double precision[], ARRAY[0.5, 0.5]::double precision[]) ORDER BY 1"),
@@ -274,7 +291,8 @@ class SearchPathTest(unittest.TestCase):
     def test_fixture_is_meaningful(self):
         # The calls must do real work, or equality below would prove nothing.
         for name in ("refresh", "daily_change", "yearly_change", "yearly_heatmap", "calibrate", "ensemble change",
-                     "qgis view", "embed", "classify labels"):
+                     "qgis view", "embed", "classify labels", "review", "review truth", "calibrate on reviews",
+                     "review candidates", "change tile"):
             self.assertNotIn("ERROR", self.expected[name], name)
         self.assertIn("0.5", self.expected["yearly_change"])
         self.assertGreater(self.expected["embeddings"].count("'tiny'"), 20)
