@@ -6,3 +6,10 @@
 
 -- yearly_change gains the decision columns score, changed and onset.
 DROP FUNCTION @extschema@.yearly_change(geometry, integer, text, double precision, text, integer, integer);
+
+-- heatmap_png is C now, with a legend argument; its PL/pgSQL helpers are gone.
+DROP FUNCTION @extschema@.heatmap_png(raster, integer, double precision, double precision, text, integer);
+DROP FUNCTION rai4eo.png_chunk(text, bytea);
+DROP FUNCTION rai4eo.adler32(bytea);
+DROP FUNCTION rai4eo.crc32(bytea);
+DROP FUNCTION rai4eo.crc32_table();
