@@ -21,6 +21,7 @@
 
 #include <unistd.h>
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "core_error.h"
@@ -350,7 +351,7 @@ ModelHandleGet(ModelHandle *h, const char *name)
 	 */
 	if (!newly_locked && h->model != NULL && h->generation == h->model->generation &&
 		h->model->engine != NULL && h->model->validated_lxid == MyProc->lxid &&
-		strcmp(h->name, name) == 0)
+		h->model->validated_cid == GetCurrentCommandId(false) && strcmp(h->name, name) == 0)
 		return h->model;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -379,6 +380,7 @@ ModelHandleGet(ModelHandle *h, const char *name)
 		config_key == NULL || strcmp(m->config_key, config_key) != 0)
 		BuildSlot(m, name, caller, snap);
 	m->validated_lxid = MyProc->lxid;
+	m->validated_cid = GetCurrentCommandId(false);
 	UnregisterSnapshot(snap);
 	SPI_finish();
 

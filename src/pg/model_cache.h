@@ -27,6 +27,7 @@ typedef struct CachedModel
 	R4ModelConfig cfg;
 	uint64		generation;		/* changes whenever the slot is rebuilt or emptied */
 	LocalTransactionId validated_lxid;	/* transaction that last read the row under the lock */
+	CommandId	validated_cid;	/* and its command then: a later write of ours (a manual UPDATE) re-reads */
 } CachedModel;
 
 /* What one call site remembers between rows */
