@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -23,6 +24,7 @@
 #include "storage/fd.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #define MODEL_NAME_MAX 200
@@ -52,6 +54,29 @@ GetModelName(FunctionCallInfo fcinfo)
 	return name;
 }
 
+/*
+ * Refuse a caller who could not write the row before anything large is read,
+ * validated or built: INSERT on rai4eo.model, and UPDATE too when replacing.
+ */
+static void
+CheckStorePrivileges(bool replace)
+{
+	Oid			nsp = get_namespace_oid("rai4eo", false);
+	Oid			rel = get_relname_relid("model", nsp);
+	AclMode		need = ACL_INSERT | (replace ? ACL_UPDATE : 0);
+
+	if (!OidIsValid(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"rai4eo.model\" does not exist")));
+	if (pg_class_aclmask(rel, GetUserId(), need, ACLMASK_ALL) != need)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table model"),
+				 errdetail("Storing a model needs INSERT on rai4eo.model%s.",
+						   replace ? ", and UPDATE to replace one" : "")));
+}
+
 /* Validate and store; returns the name */
 static Datum
 StoreModel(FunctionCallInfo fcinfo, const char *name, bytea *weights)
@@ -67,8 +92,16 @@ StoreModel(FunctionCallInfo fcinfo, const char *name, bytea *weights)
 	bytea	   *old_sha = NULL;
 	int			rc;
 
+	CheckStorePrivileges(replace);
 	config = ModelValidate((const uint8 *) VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights),
 						   config_in, &cfg, &parameters);
+
+	/*
+	 * Wait for every transaction computing with this model to end, and keep
+	 * new ones out until this one does (model_cache.c): no embedding of the
+	 * old weights can be inserted after the DELETE below.
+	 */
+	ModelLock(name, true);
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = CStringGetTextDatum(r4_arch_name(cfg.arch));
@@ -100,6 +133,8 @@ StoreModel(FunctionCallInfo fcinfo, const char *name, bytea *weights)
 								   5, argtypes, values, NULL, false, 0);
 		if (rc != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
 			elog(ERROR, "model update failed: %s", SPI_result_code_string(rc));
+		/* This session's own call sites must not keep the old engine */
+		ModelForget(name);
 	}
 	else
 	{
@@ -143,6 +178,8 @@ rai4eo_load_model(PG_FUNCTION_ARGS)
 	char	   *name = GetModelName(fcinfo);
 
 	RequireArg(fcinfo, 1, "weights");
+	/* Before the (maybe huge) argument is detoasted */
+	CheckStorePrivileges(!PG_ARGISNULL(3) && PG_GETARG_BOOL(3));
 	return StoreModel(fcinfo, name, PG_GETARG_BYTEA_PP(1));
 }
 
@@ -215,6 +252,7 @@ rai4eo_load_model_file(PG_FUNCTION_ARGS)
 				 errdetail("Only superusers and members of pg_read_server_files may call rai4eo_load_model_file()."),
 				 errhint("Anyone may pass the file's contents to rai4eo_load_model(name, weights bytea), e.g. from a client library, or with psql's \\lo_import and lo_get().")));
 	RequireArg(fcinfo, 1, "path");
+	CheckStorePrivileges(!PG_ARGISNULL(3) && PG_GETARG_BOOL(3));
 	path = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	return StoreModel(fcinfo, name, ReadServerFile(path));
 }
