@@ -98,6 +98,9 @@ BEGIN
 	IF shard_count IS NOT NULL THEN
 		PERFORM set_config('citus.shard_count', shard_count::text, true);
 	END IF;
+	-- One transaction both distributes tables and adds foreign keys to reference
+	-- tables, which Citus allows only over one connection per node.
+	PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
 
 	IF NOT EXISTS (SELECT 1 FROM pg_dist_partition p WHERE p.logicalrelid = 'rai4eo.model'::regclass) THEN
 		-- A reference table that local tables point at makes Citus convert those into
