@@ -7,7 +7,11 @@ CREATE TABLE rai4eo.model (
 	arch		text NOT NULL CHECK (arch IN ('vit', 'resnet', 'external')),
 	config		jsonb NOT NULL DEFAULT '{}',
 	weights		bytea NOT NULL,
-	sha256		bytea NOT NULL CHECK (length(sha256) = 32),
+	-- The per-backend model cache trusts the digest: a CHECK, not a trigger, keeps
+	-- every row honest (hand-written ones too), and Citus can make a table with a
+	-- CHECK a reference table.  rai4eo_load_model and rai4eo_create_external_model
+	-- compute it; an UPDATE of weights must set sha256 = sha256(weights) with them.
+	sha256		bytea NOT NULL CONSTRAINT model_sha256_of_weights CHECK (sha256 = pg_catalog.sha256(weights)),
 	parameters	bigint CHECK (parameters >= 0),
 	created		timestamptz NOT NULL DEFAULT now()
 );
@@ -18,25 +22,9 @@ COMMENT ON COLUMN rai4eo.model.name IS 'Model name, used by rai4eo_embed(rast, m
 COMMENT ON COLUMN rai4eo.model.arch IS 'Architecture: vit or resnet, or external for embeddings computed outside the database';
 COMMENT ON COLUMN rai4eo.model.config IS 'Configuration: bands, scale/mean/std, input mode, feature recipe, change_threshold, ...';
 COMMENT ON COLUMN rai4eo.model.weights IS 'The safetensors file, stored uncompressed';
-COMMENT ON COLUMN rai4eo.model.sha256 IS 'SHA-256 of weights, kept true by a trigger: the per-backend model cache is keyed by it';
+COMMENT ON COLUMN rai4eo.model.sha256 IS 'sha256(weights), kept true by the CHECK model_sha256_of_weights (writers set it: rai4eo_load_model does); the per-backend model cache is keyed by it';
 COMMENT ON COLUMN rai4eo.model.parameters IS 'Number of weights the engine uses (set by rai4eo_load_model)';
 COMMENT ON COLUMN rai4eo.model.created IS 'When the model was stored';
-
--- The cache trusts sha256, so it is computed here, whoever writes the row.
-CREATE FUNCTION rai4eo.model_set_sha256() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-	-- An update that only touches config keeps the digest without rehashing
-	IF TG_OP = 'INSERT' OR NEW.weights IS DISTINCT FROM OLD.weights THEN
-		NEW.sha256 := sha256(NEW.weights);
-	END IF;
-	RETURN NEW;
-END
-$$;
-COMMENT ON FUNCTION rai4eo.model_set_sha256() IS 'Trigger: sets rai4eo.model.sha256 from the weights';
-
-CREATE TRIGGER model_sha256 BEFORE INSERT OR UPDATE OF weights ON rai4eo.model
-	FOR EACH ROW EXECUTE FUNCTION rai4eo.model_set_sha256();
 
 CREATE VIEW rai4eo.models AS
 SELECT	m.name,
@@ -70,7 +58,7 @@ COMMENT ON FUNCTION rai4eo_load_model_file(text, text, jsonb, boolean) IS
 'rai4eo_load_model from a file on the database server; superusers and members of pg_read_server_files only';
 
 CREATE FUNCTION rai4eo_drop_model(name text, if_exists boolean DEFAULT false) RETURNS boolean
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE AS $$
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	DELETE FROM rai4eo.model m WHERE m.name = rai4eo_drop_model.name;
 	IF NOT FOUND AND NOT coalesce(if_exists, false) THEN
@@ -86,7 +74,7 @@ COMMENT ON FUNCTION rai4eo_drop_model(text, boolean) IS
 
 CREATE FUNCTION rai4eo_create_external_model(name text, dims integer, config jsonb DEFAULT '{}',
 											 replace boolean DEFAULT false) RETURNS text
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE AS $$
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	cfg jsonb;
 BEGIN
@@ -107,9 +95,11 @@ BEGIN
 	IF cfg ? 'change_threshold' AND jsonb_typeof(cfg -> 'change_threshold') NOT IN ('number', 'null') THEN
 		RAISE EXCEPTION '"change_threshold" in the configuration must be a number' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	INSERT INTO rai4eo.model AS m (name, arch, config, weights)
-	VALUES (rai4eo_create_external_model.name, 'external', cfg, '')
-	ON CONFLICT ON CONSTRAINT model_pkey DO UPDATE SET arch = 'external', config = EXCLUDED.config, weights = '', created = now()
+	-- The digest of the empty weights, as the CHECK model_sha256_of_weights wants it.
+	INSERT INTO rai4eo.model AS m (name, arch, config, weights, sha256)
+	VALUES (rai4eo_create_external_model.name, 'external', cfg, '', sha256(''::bytea))
+	ON CONFLICT ON CONSTRAINT model_pkey DO UPDATE SET arch = 'external', config = EXCLUDED.config, weights = '',
+		sha256 = EXCLUDED.sha256, created = now()
 		WHERE replace;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'model "%" already exists', name USING ERRCODE = 'duplicate_object',

@@ -4,14 +4,17 @@
 --
 -- Every key is derived from the RapidAI4EO sample id, never drawn from a
 -- sequence, so loaders need no coordination and the tables can be distributed
--- by patch_id (Citus): patch, image and embedding rows of one patch share it,
--- and the only other foreign keys point at small reference tables (model,
--- clc_class).
+-- by patch_id (Citus, sql/src/90_citus.sql): patch, patch_clc, image and
+-- embedding rows of one patch share it, every unique key and foreign key
+-- between them includes it (Citus refuses any other), and the only other
+-- foreign keys point at small reference tables (model, clc_class).  image_id
+-- stays the leading key column: the pairing's range scans over one patch's
+-- images are one index range.
 
 -- ---- identifiers ------------------------------------------------------------
 
 CREATE FUNCTION rai4eo.patch_id_of(sample_id text) RETURNS bigint
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	m text[];
 	e int;
@@ -37,7 +40,7 @@ COMMENT ON FUNCTION rai4eo.patch_id_of(text) IS
 'patch_id of a RapidAI4EO sample id {zone}{N|S}_{E}E-{N}N_{col}_{row}: ((((zone*2 + hemi)*1024 + E)*1024 + N)*64 + col)*64 + row with hemi 0 for N, 1 for S; unique for valid ids, below 2^39';
 
 CREATE FUNCTION rai4eo.sample_id_of(patch_id bigint) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
 RETURN format('%s%s_%sE-%sN_%s_%s',
 			  patch_id >> 33,
 			  CASE (patch_id >> 32) & 1 WHEN 0 THEN 'N' ELSE 'S' END,
@@ -50,7 +53,7 @@ COMMENT ON FUNCTION rai4eo.sample_id_of(bigint) IS
 'Sample id of a patch_id: the inverse of rai4eo.patch_id_of';
 
 CREATE FUNCTION rai4eo.image_id_of(patch_id bigint, sensor text, acquired date) RETURNS bigint
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	days int := acquired - date '2000-01-01';
 	code int := CASE sensor WHEN 'PF-SR' THEN 0 WHEN 'S2-SR' THEN 1 END;
@@ -77,11 +80,14 @@ COMMENT ON FUNCTION rai4eo.image_id_of(bigint, text, date) IS
 
 CREATE TABLE rai4eo.patch (
 	patch_id bigint PRIMARY KEY,
-	sample_id text NOT NULL UNIQUE,
+	sample_id text NOT NULL,
 	geom geometry(Polygon) NOT NULL,
 	country text,
 	CONSTRAINT patch_id_from_sample_id CHECK (patch_id = rai4eo.patch_id_of(sample_id)),
-	CONSTRAINT patch_geom_has_srid CHECK (ST_SRID(geom) <> 0)
+	CONSTRAINT patch_geom_has_srid CHECK (ST_SRID(geom) <> 0),
+	-- patch_id is a function of sample_id, so this is UNIQUE (sample_id) in a form
+	-- Citus accepts (the distribution column in every unique key).
+	CONSTRAINT patch_sample_id_key UNIQUE (sample_id, patch_id)
 );
 
 CREATE INDEX patch_geom_idx ON rai4eo.patch USING gist (geom);
@@ -103,13 +109,15 @@ COMMENT ON COLUMN rai4eo.patch.country IS
 -- ---- images -----------------------------------------------------------------
 
 CREATE TABLE rai4eo.image (
-	image_id bigint PRIMARY KEY,
+	image_id bigint NOT NULL,
 	patch_id bigint NOT NULL REFERENCES rai4eo.patch ON DELETE CASCADE,
 	sensor text NOT NULL CHECK (sensor IN ('PF-SR', 'S2-SR')),
 	acquired date NOT NULL,
 	rast raster NOT NULL,
 	CONSTRAINT image_key UNIQUE (patch_id, sensor, acquired),
-	CONSTRAINT image_id_from_key CHECK (image_id = rai4eo.image_id_of(patch_id, sensor, acquired))
+	CONSTRAINT image_id_from_key CHECK (image_id = rai4eo.image_id_of(patch_id, sensor, acquired)),
+	-- image_id alone is unique (it encodes patch_id); patch_id is in the key for Citus.
+	CONSTRAINT image_pkey PRIMARY KEY (image_id, patch_id)
 );
 
 -- Reflectance pixels hardly compress with pglz, so trying only costs time: out of line
@@ -132,13 +140,106 @@ COMMENT ON COLUMN rai4eo.image.acquired IS
 COMMENT ON COLUMN rai4eo.image.rast IS
 'The pixels, in-db or out-db (a GeoTIFF path on the server); uint16 surface reflectance x 10000; PF-SR bands blue, green, red, nir; S2-SR bands B02 B03 B04 B08 B05 B06 B07 B8A B11 B12 B01 B09';
 
+-- ---- inserting without computing keys -----------------------------------------
+--
+-- patch_id and image_id are functions of other columns, which a column DEFAULT
+-- cannot express, and a generated column cannot be a Citus distribution column
+-- (nor can a BEFORE trigger on the table fill one in: Citus routes the row by
+-- its patch_id before any trigger runs).  So the derived keys are filled in by
+-- INSTEAD OF INSERT triggers on two views, which work the same on one node and
+-- on a Citus coordinator (the trigger's INSERT is then an ordinary distributed
+-- insert), for INSERT and COPY FROM alike.  Bulk loaders that compute the keys
+-- themselves (tools/load) write the tables directly.
+
+CREATE VIEW rai4eo.patch_input AS
+SELECT p.patch_id, p.sample_id, p.geom, p.country FROM rai4eo.patch p;
+
+COMMENT ON VIEW rai4eo.patch_input IS
+'Insert patches without computing patch_id: INSERT INTO rai4eo.patch_input (sample_id, geom, country) ... [RETURNING patch_id]; a patch_id given must equal rai4eo.patch_id_of(sample_id); reading it reads rai4eo.patch';
+
+CREATE FUNCTION rai4eo.patch_input_insert() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	pid bigint;
+BEGIN
+	IF NEW.sample_id IS NULL THEN
+		RAISE EXCEPTION 'a patch needs a sample_id' USING ERRCODE = 'not_null_violation';
+	END IF;
+	pid := rai4eo.patch_id_of(NEW.sample_id);
+	IF NEW.patch_id IS DISTINCT FROM pid AND NEW.patch_id IS NOT NULL THEN
+		RAISE EXCEPTION 'patch_id % does not belong to sample id "%"', NEW.patch_id, NEW.sample_id
+			USING ERRCODE = 'check_violation', DETAIL = format('rai4eo.patch_id_of(%L) = %s.', NEW.sample_id, pid);
+	END IF;
+	NEW.patch_id := pid;
+	INSERT INTO rai4eo.patch (patch_id, sample_id, geom, country)
+	VALUES (NEW.patch_id, NEW.sample_id, NEW.geom, NEW.country);
+	RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION rai4eo.patch_input_insert() IS
+'INSTEAD OF INSERT trigger of rai4eo.patch_input: derives patch_id from sample_id and inserts into rai4eo.patch';
+
+CREATE TRIGGER patch_input_insert INSTEAD OF INSERT ON rai4eo.patch_input
+	FOR EACH ROW EXECUTE FUNCTION rai4eo.patch_input_insert();
+
+CREATE VIEW rai4eo.image_input AS
+SELECT i.image_id, i.patch_id, rai4eo.sample_id_of(i.patch_id) AS sample_id, i.sensor, i.acquired, i.rast
+FROM rai4eo.image i;
+
+COMMENT ON VIEW rai4eo.image_input IS
+'Insert images without computing image_id: INSERT INTO rai4eo.image_input (sample_id or patch_id, sensor, acquired, rast) ... [RETURNING image_id]; given ones must agree with each other and with rai4eo.image_id_of; reading it reads rai4eo.image';
+
+CREATE FUNCTION rai4eo.image_input_insert() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	pid bigint := NEW.patch_id;
+	iid bigint;
+BEGIN
+	IF NEW.sample_id IS NOT NULL THEN
+		pid := rai4eo.patch_id_of(NEW.sample_id);
+		IF NEW.patch_id IS NOT NULL AND NEW.patch_id <> pid THEN
+			RAISE EXCEPTION 'patch_id % does not belong to sample id "%"', NEW.patch_id, NEW.sample_id
+				USING ERRCODE = 'check_violation', DETAIL = format('rai4eo.patch_id_of(%L) = %s.', NEW.sample_id, pid);
+		END IF;
+	END IF;
+	IF pid IS NULL OR NEW.sensor IS NULL OR NEW.acquired IS NULL THEN
+		RAISE EXCEPTION 'an image needs a sample_id or patch_id, a sensor and a date'
+			USING ERRCODE = 'not_null_violation';
+	END IF;
+	iid := rai4eo.image_id_of(pid, NEW.sensor, NEW.acquired);
+	IF NEW.image_id IS NOT NULL AND NEW.image_id <> iid THEN
+		RAISE EXCEPTION 'image_id % does not belong to patch %, % on %', NEW.image_id, pid, NEW.sensor, NEW.acquired
+			USING ERRCODE = 'check_violation', DETAIL = format('rai4eo.image_id_of(...) = %s.', iid);
+	END IF;
+	INSERT INTO rai4eo.image (image_id, patch_id, sensor, acquired, rast)
+	VALUES (iid, pid, NEW.sensor, NEW.acquired, NEW.rast);
+	NEW.image_id := iid;
+	NEW.patch_id := pid;
+	NEW.sample_id := rai4eo.sample_id_of(pid);
+	RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION rai4eo.image_input_insert() IS
+'INSTEAD OF INSERT trigger of rai4eo.image_input: derives image_id (and patch_id from sample_id) and inserts into rai4eo.image';
+
+CREATE TRIGGER image_input_insert INSTEAD OF INSERT ON rai4eo.image_input
+	FOR EACH ROW EXECUTE FUNCTION rai4eo.image_input_insert();
+
 -- ---- embeddings -------------------------------------------------------------
 
 CREATE TABLE rai4eo.embedding (
-	image_id bigint NOT NULL REFERENCES rai4eo.image ON DELETE CASCADE,
+	image_id bigint NOT NULL,
+	-- The image's patch, stored so that the table can be distributed like the others;
+	-- writers set it to image_id >> 18.
+	patch_id bigint NOT NULL,
 	model text NOT NULL REFERENCES rai4eo.model (name) ON DELETE CASCADE ON UPDATE CASCADE,
-	emb embedding NOT NULL,
-	PRIMARY KEY (image_id, model)
+	emb @extschema@.embedding NOT NULL,
+	CONSTRAINT embedding_patch_id_of_image CHECK (patch_id = image_id >> 18),
+	CONSTRAINT embedding_pkey PRIMARY KEY (image_id, model, patch_id),
+	CONSTRAINT embedding_image_fkey FOREIGN KEY (image_id, patch_id)
+		REFERENCES rai4eo.image (image_id, patch_id) ON DELETE CASCADE
 );
 
 -- Dropping a model cascades here, and refreshes scan one model's embeddings.
@@ -146,6 +247,7 @@ CREATE INDEX embedding_model_idx ON rai4eo.embedding (model);
 
 COMMENT ON TABLE rai4eo.embedding IS 'The embedding of an image under a model';
 COMMENT ON COLUMN rai4eo.embedding.image_id IS 'The image (its patch is image_id >> 18)';
+COMMENT ON COLUMN rai4eo.embedding.patch_id IS 'The image''s patch, image_id >> 18 (CHECKed): the distribution key';
 COMMENT ON COLUMN rai4eo.embedding.model IS 'The model (rai4eo.model.name) that produced it';
 COMMENT ON COLUMN rai4eo.embedding.emb IS 'The feature vector';
 

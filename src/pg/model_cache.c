@@ -59,6 +59,8 @@ static int	applied_blas_threads = 0;
 
 static SPIPlanPtr meta_plan = NULL;
 static SPIPlanPtr weights_plan = NULL;
+static char *plans_relation = NULL;	/* the table the two plans read */
+static SPIPlanPtr relation_plan = NULL;
 
 char *
 ResolveModelName(text *arg)
@@ -219,19 +221,55 @@ PrepareKept(const char *sql)
 }
 
 /*
- * Prepare the two lookups once per backend.  A kept plan is parsed under the
- * search_path of its first caller, so every operator and type is qualified.
+ * Prepare the two lookups, kept for the backend while the table they read stays
+ * the same.  That table is rai4eo.model, except on a Citus node holding a
+ * placement of it as a reference table: there it is the local shard
+ * (rai4eo.model_relation()).  A query on a shard that calls rai4eo_embed runs
+ * as a Citus task, and Citus refuses to plan a query on a distributed table
+ * inside a task ("cannot execute a distributed query from a query on a
+ * shard"); the local placement of a reference table holds every row, so
+ * reading it directly is both allowed and exact.  A kept plan is parsed under
+ * the search_path of its first caller, so every operator and type is qualified.
  */
 static void
 PreparePlans(void)
 {
+	char	   *rel;
+	char	   *sql;
+
+	if (relation_plan == NULL)
+	{
+		relation_plan = SPI_prepare("SELECT rai4eo.model_relation()", 0, NULL);
+		if (relation_plan == NULL || SPI_keepplan(relation_plan) != 0)
+			elog(ERROR, "could not prepare the model table lookup: %s", SPI_result_code_string(SPI_result));
+	}
+	if (SPI_execute_plan(relation_plan, NULL, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "model table lookup failed");
+	rel = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (rel == NULL)
+		elog(ERROR, "model table lookup returned NULL");
+	if (plans_relation != NULL && strcmp(plans_relation, rel) != 0)
+	{
+		SPI_freeplan(meta_plan);
+		SPI_freeplan(weights_plan);
+		meta_plan = weights_plan = NULL;
+		pfree(plans_relation);
+		plans_relation = NULL;
+	}
 	if (meta_plan == NULL)
-		meta_plan = PrepareKept("SELECT sha256, (config OPERATOR(pg_catalog.-) 'change_threshold'::pg_catalog.text)"
-								"::pg_catalog.text, arch FROM rai4eo.model WHERE name OPERATOR(pg_catalog.=) $1");
+	{
+		sql = psprintf("SELECT sha256, (config OPERATOR(pg_catalog.-) 'change_threshold'::pg_catalog.text)::pg_catalog.text,"
+					   " arch FROM %s WHERE name OPERATOR(pg_catalog.=) $1", rel);
+		meta_plan = PrepareKept(sql);
+	}
 	if (weights_plan == NULL)
-		weights_plan = PrepareKept("SELECT sha256, (config OPERATOR(pg_catalog.-) 'change_threshold'::pg_catalog.text)"
-								   "::pg_catalog.text, config::pg_catalog.text, weights"
-								   " FROM rai4eo.model WHERE name OPERATOR(pg_catalog.=) $1");
+	{
+		sql = psprintf("SELECT sha256, (config OPERATOR(pg_catalog.-) 'change_threshold'::pg_catalog.text)::pg_catalog.text,"
+					   " config::pg_catalog.text, weights FROM %s WHERE name OPERATOR(pg_catalog.=) $1", rel);
+		weights_plan = PrepareKept(sql);
+	}
+	if (plans_relation == NULL)
+		plans_relation = MemoryContextStrdup(TopMemoryContext, rel);
 }
 
 /* Raise "no such model", forgetting any engine built for that name */

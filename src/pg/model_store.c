@@ -4,8 +4,10 @@
  * resolved configuration in rai4eo.model.
  *
  * The row is written through SPI as the calling user, so the table's
- * privileges apply.  sha256 is computed by the table's trigger, which also
- * covers rows written by hand.  Replacing weights deletes the embeddings
+ * privileges apply.  sha256 is computed here, in the statement that writes
+ * the weights; the table's CHECK (sha256 = sha256(weights)) keeps rows written
+ * by hand honest (a CHECK, not a trigger: Citus makes such a table a
+ * reference table).  Replacing weights deletes the embeddings
  * computed with the old ones: they no longer describe the model.
  */
 #include "postgres.h"
@@ -128,7 +130,7 @@ StoreModel(FunctionCallInfo fcinfo, const char *name, bytea *weights)
 					 errhint("Pass replace => true to replace it (its embeddings are deleted if the weights change).")));
 		old_sha = DatumGetByteaPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		rc = SPI_execute_with_args("UPDATE rai4eo.model SET arch = $2, config = $3::pg_catalog.jsonb, weights = $4,"
-								   " parameters = $5, created = pg_catalog.now()"
+								   " sha256 = pg_catalog.sha256($4), parameters = $5, created = pg_catalog.now()"
 								   " WHERE name OPERATOR(pg_catalog.=) $1 RETURNING sha256",
 								   5, argtypes, values, NULL, false, 0);
 		if (rc != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
@@ -138,8 +140,8 @@ StoreModel(FunctionCallInfo fcinfo, const char *name, bytea *weights)
 	}
 	else
 	{
-		rc = SPI_execute_with_args("INSERT INTO rai4eo.model (name, arch, config, weights, parameters)"
-								   " VALUES ($1, $2, $3::pg_catalog.jsonb, $4, $5)",
+		rc = SPI_execute_with_args("INSERT INTO rai4eo.model (name, arch, config, weights, sha256, parameters)"
+								   " VALUES ($1, $2, $3::pg_catalog.jsonb, $4, pg_catalog.sha256($4), $5)",
 								   5, argtypes, values, NULL, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "model insert failed: %s", SPI_result_code_string(rc));

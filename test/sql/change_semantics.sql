@@ -37,7 +37,7 @@ RETURNS void LANGUAGE sql AS $$
 	VALUES (rai4eo.image_id_of(pid, sensor, day), pid, sensor, day,
 			ST_AddBand(ST_MakeEmptyRaster(1, 1, 0, 0, 1, -1, 0, 0, 32629), '16BUI'::text, 0))
 	ON CONFLICT DO NOTHING;
-	INSERT INTO rai4eo.embedding VALUES (rai4eo.image_id_of(pid, sensor, day), model, e) $$;
+	INSERT INTO rai4eo.embedding (image_id, patch_id, model, emb) VALUES (rai4eo.image_id_of(pid, sensor, day), pid, model, e) $$;
 
 CREATE TEMP TABLE p (name text PRIMARY KEY, id bigint);
 -- A B      cells of zone 29 around (1000, 7000): row 7000 on top

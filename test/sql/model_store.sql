@@ -189,7 +189,7 @@ INSERT INTO rai4eo.patch (patch_id, sample_id, geom)
 INSERT INTO rai4eo.image (image_id, patch_id, sensor, acquired, rast)
 	SELECT rai4eo.image_id_of(rai4eo.patch_id_of('29N_10E-20N_01_01'), 'PF-SR', '2018-01-03'),
 		   rai4eo.patch_id_of('29N_10E-20N_01_01'), 'PF-SR', '2018-01-03', r4 FROM r;
-INSERT INTO rai4eo.embedding (image_id, model, emb) SELECT image_id, 'tiny', rai4eo_embed(rast, 'tiny') FROM rai4eo.image;
+INSERT INTO rai4eo.embedding (image_id, patch_id, model, emb) SELECT image_id, patch_id, 'tiny', rai4eo_embed(rast, 'tiny') FROM rai4eo.image;
 CREATE TEMP TABLE before AS SELECT rai4eo_embed(r4, 'tiny') AS e FROM r;
 -- same weights again: embeddings stay
 SELECT rai4eo_load_model('tiny', w, '{"num_heads": 2, "scale": 0.01, "mean": [1, 2, 3, 4], "std": 0.5}', replace => true) FROM f;
@@ -201,11 +201,13 @@ SELECT rai4eo_embed(r4, 'tiny') <> (SELECT e FROM before) AS cache_rebuilt FROM 
 -- a configuration change (other than change_threshold) also rebuilds
 UPDATE rai4eo.model SET config = jsonb_set(config, '{std}', '[1, 1, 1, 1]') WHERE name = 'tiny';
 SELECT x[1][1][1] = ((100 + 7 + 3) * 0.01 - 1)::real AS new_std_used FROM (SELECT rai4eo_model_input(r4, 'tiny') AS x FROM r) q;
--- weights written by hand get a true sha256 from the trigger
-UPDATE rai4eo.model SET weights = (SELECT w FROM f) WHERE name = 'tiny';
-SELECT sha256 = sha256((SELECT w FROM f)) AS trigger_sha FROM rai4eo.model WHERE name = 'tiny';
+-- weights written by hand must come with their digest (CHECK model_sha256_of_weights: 23514)
+SELECT pg_temp.err($$UPDATE rai4eo.model SET weights = (SELECT w FROM f) WHERE name = 'tiny'$$);
+SELECT pg_temp.err($$INSERT INTO rai4eo.model (name, arch, weights, sha256) VALUES ('hand', 'vit', '\x00', sha256('\x01'))$$);
+UPDATE rai4eo.model SET weights = (SELECT w FROM f), sha256 = sha256((SELECT w FROM f)) WHERE name = 'tiny';
+SELECT sha256 = sha256((SELECT w FROM f)) AS hand_sha FROM rai4eo.model WHERE name = 'tiny';
 -- dropping cascades to embeddings; later calls fail cleanly
-INSERT INTO rai4eo.embedding (image_id, model, emb) SELECT image_id, 'tiny', rai4eo_embed(rast, 'tiny') FROM rai4eo.image;
+INSERT INTO rai4eo.embedding (image_id, patch_id, model, emb) SELECT image_id, patch_id, 'tiny', rai4eo_embed(rast, 'tiny') FROM rai4eo.image;
 SELECT rai4eo_drop_model('tiny');
 SELECT count(*) AS embeddings_after_drop FROM rai4eo.embedding;
 SELECT pg_temp.err($$SELECT rai4eo_embed(r4, 'tiny') FROM r$$);
@@ -240,7 +242,7 @@ SELECT name FROM rai4eo.models ORDER BY name;
 SELECT rai4eo_create_external_model('pixel_mean', 4, '{"description": "per-band mean reflectance"}');
 SELECT name, arch, parameters, input_bands, output_dims, size_bytes FROM rai4eo.models WHERE name = 'pixel_mean';
 SELECT config FROM rai4eo.model WHERE name = 'pixel_mean';
-INSERT INTO rai4eo.embedding (image_id, model, emb) SELECT image_id, 'pixel_mean', '[1,2,3,4]' FROM rai4eo.image;
+INSERT INTO rai4eo.embedding (image_id, patch_id, model, emb) SELECT image_id, patch_id, 'pixel_mean', '[1,2,3,4]' FROM rai4eo.image;
 SELECT count(*) AS external_embeddings FROM rai4eo.embedding WHERE model = 'pixel_mean';
 SELECT pg_temp.err($$SELECT rai4eo_embed(r4, 'pixel_mean') FROM r$$);
 SELECT pg_temp.err($$SELECT rai4eo_create_external_model('pixel_mean', 4)$$);
