@@ -336,7 +336,7 @@ SELECT pg_temp.wrap(r4) = (SELECT e FROM w_old) AS old_weights FROM r;
 SELECT rai4eo_load_model('bounds', w2, '{"num_heads": 2, "scale": 1e-6, "std": [1e-5, 1, 2, 3], "mean": -1e3}', replace => true) FROM f3;
 SELECT pg_temp.wrap(r4) <> (SELECT e FROM w_old) AS new_weights FROM r;
 CREATE TEMP TABLE w_new AS SELECT pg_temp.wrap(r4) AS e FROM r;
-UPDATE rai4eo.model SET weights = (SELECT w FROM f3) WHERE name = 'bounds';
+UPDATE rai4eo.model SET weights = (SELECT w FROM f3), sha256 = sha256((SELECT w FROM f3)) WHERE name = 'bounds';
 SELECT pg_temp.wrap(r4) = (SELECT e FROM w_old) AS manual_update_seen FROM r;
 COMMIT;
 SELECT rai4eo_drop_model('bounds');
