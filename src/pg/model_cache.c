@@ -28,6 +28,8 @@
 #include "executor/spi.h"
 #include "guc.h"
 #include "miscadmin.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "model_cache.h"
 #include "rai4eo/engine.h"
 #include "rai4eo/json.h"
@@ -237,17 +239,28 @@ PreparePlans(void)
 	char	   *rel;
 	char	   *sql;
 
-	if (relation_plan == NULL)
+	/*
+	 * A database still at 0.1.0 (library installed, ALTER EXTENSION UPDATE not
+	 * yet run) has no rai4eo.model_relation(): it cannot be on Citus either.
+	 */
+	if (relation_plan == NULL &&
+		!OidIsValid(LookupFuncName(list_make2(makeString("rai4eo"), makeString("model_relation")),
+								   0, NULL, true)))
+		rel = "rai4eo.model";
+	else
 	{
-		relation_plan = SPI_prepare("SELECT rai4eo.model_relation()", 0, NULL);
-		if (relation_plan == NULL || SPI_keepplan(relation_plan) != 0)
-			elog(ERROR, "could not prepare the model table lookup: %s", SPI_result_code_string(SPI_result));
+		if (relation_plan == NULL)
+		{
+			relation_plan = SPI_prepare("SELECT rai4eo.model_relation()", 0, NULL);
+			if (relation_plan == NULL || SPI_keepplan(relation_plan) != 0)
+				elog(ERROR, "could not prepare the model table lookup: %s", SPI_result_code_string(SPI_result));
+		}
+		if (SPI_execute_plan(relation_plan, NULL, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "model table lookup failed");
+		rel = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (rel == NULL)
+			elog(ERROR, "model table lookup returned NULL");
 	}
-	if (SPI_execute_plan(relation_plan, NULL, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "model table lookup failed");
-	rel = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	if (rel == NULL)
-		elog(ERROR, "model table lookup returned NULL");
 	if (plans_relation != NULL && strcmp(plans_relation, rel) != 0)
 	{
 		SPI_freeplan(meta_plan);
