@@ -18,7 +18,7 @@ R4_PACKAGES=(
 	make gcc clang libclang-rt-14-dev
 	postgresql-15 postgresql-server-dev-15 postgresql-15-postgis-3 postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl
-	libopenblas-dev
+	libopenblas-dev zlib1g-dev
 	gdal-bin python3 python3-numpy python3-gdal python3-torch python3-psycopg
 	# the review dashboard's browser test (tools/dashboard) and the GIS client tests
 	chromium chromium-driver python3-selenium python3-pil python3-geopandas python3-qgis
