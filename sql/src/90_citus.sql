@@ -129,7 +129,7 @@ BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_dist_partition p WHERE p.logicalrelid = 'rai4eo.patch'::regclass) THEN
 		PERFORM create_distributed_table('rai4eo.patch', 'patch_id');
 	END IF;
-	FOREACH t IN ARRAY ARRAY['rai4eo.patch_clc', 'rai4eo.image', 'rai4eo.embedding']::regclass[] LOOP
+	FOREACH t IN ARRAY ARRAY['rai4eo.patch_clc', 'rai4eo.image', 'rai4eo.embedding', 'rai4eo.review']::regclass[] LOOP
 		IF NOT EXISTS (SELECT 1 FROM pg_dist_partition p WHERE p.logicalrelid = t) THEN
 			PERFORM create_distributed_table(t, 'patch_id', colocate_with => 'rai4eo.patch');
 		END IF;
@@ -138,7 +138,7 @@ BEGIN
 		EXECUTE fks[i];
 	END LOOP;
 	-- The coordinator's own copies of rows now held by the shards.
-	FOREACH t IN ARRAY ARRAY['rai4eo.embedding', 'rai4eo.image', 'rai4eo.patch_clc', 'rai4eo.patch',
+	FOREACH t IN ARRAY ARRAY['rai4eo.review', 'rai4eo.embedding', 'rai4eo.image', 'rai4eo.patch_clc', 'rai4eo.patch',
 							 'rai4eo.model', 'rai4eo.clc_class']::regclass[] LOOP
 		PERFORM truncate_local_data_after_distributing_table(t);
 	END LOOP;
@@ -151,10 +151,11 @@ BEGIN
 				 pg_catalog.column_to_column_name(x.logicalrelid, x.partkey) AS partkey_name
 		  FROM pg_dist_partition x) p
 	WHERE p.logicalrelid IN ('rai4eo.model'::regclass, 'rai4eo.clc_class'::regclass, 'rai4eo.patch'::regclass,
-							 'rai4eo.patch_clc'::regclass, 'rai4eo.image'::regclass, 'rai4eo.embedding'::regclass)
+							 'rai4eo.patch_clc'::regclass, 'rai4eo.image'::regclass, 'rai4eo.embedding'::regclass,
+							 'rai4eo.review'::regclass)
 	ORDER BY p.partmethod DESC, p.logicalrelid::regclass::text;
 END
 $$;
 
 COMMENT ON FUNCTION rai4eo_distribute(integer) IS
-'On a Citus coordinator: make rai4eo.model and rai4eo.clc_class reference tables and distribute rai4eo.patch, patch_clc, image and embedding by patch_id, co-located (shard_count shards, default citus.shard_count); keeps every foreign key; idempotent; returns each table''s kind and co-location group';
+'On a Citus coordinator: make rai4eo.model and rai4eo.clc_class reference tables and distribute rai4eo.patch, patch_clc, image, embedding and review by patch_id, co-located (shard_count shards, default citus.shard_count); keeps every foreign key; idempotent; returns each table''s kind and co-location group';

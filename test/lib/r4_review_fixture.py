@@ -41,8 +41,8 @@ def make(db, workdir, grid=4, date_step=24, seed=1):
         c.execute("SELECT rai4eo_create_external_model(%s, 4, '{\"description\": \"per-band mean reflectance\"}')",
                   (MODEL,))
         c.execute("""
-            INSERT INTO rai4eo.embedding (image_id, model, emb)
-            SELECT image_id, %s,
+            INSERT INTO rai4eo.embedding (image_id, patch_id, model, emb)
+            SELECT image_id, patch_id, %s,
                    ARRAY[(ST_SummaryStats(rast, 1, true)).mean, (ST_SummaryStats(rast, 2, true)).mean,
                          (ST_SummaryStats(rast, 3, true)).mean, (ST_SummaryStats(rast, 4, true)).mean]::embedding
             FROM rai4eo.image WHERE sensor = 'PF-SR'""", (MODEL,))

@@ -21,8 +21,8 @@ SELECT rai4eo.image_id_of(p.patch_id, 'PF-SR', d), p.patch_id, 'PF-SR', d,
 FROM rai4eo.patch p, generate_series(date '2019-03-01', date '2019-03-04', '1 day') g(t),
 	 LATERAL (VALUES (g.t::date), (g.t::date - 365)) v(d);
 -- Patch _00_00 changes on every 2019 day, _01_00 on two of four, _02_00 and _03_00 never.
-INSERT INTO rai4eo.embedding (image_id, model, emb)
-SELECT i.image_id, 'rv', CASE WHEN extract(year FROM i.acquired) = 2019
+INSERT INTO rai4eo.embedding (image_id, patch_id, model, emb)
+SELECT i.image_id, i.patch_id, 'rv', CASE WHEN extract(year FROM i.acquired) = 2019
 	AND (p.sample_id LIKE '%\_00\_00' OR (p.sample_id LIKE '%\_01\_00' AND i.acquired >= '2019-03-03'))
 	THEN '[0,1]' ELSE '[1,0]' END::embedding
 FROM rai4eo.image i JOIN rai4eo.patch p USING (patch_id);

@@ -167,15 +167,16 @@ async function select(pid) {
   renderCandidates();
   const map = window.r4.map;
   if (map) map.setFilter("selected-line", ["==", ["get", "patch_key"], pid]);
-  const s = await api("/api/series?" + query({ patch_id: pid }));
+  const bands = $("bands").value;
+  const s = await api("/api/series?" + query({ patch_id: pid, bands }));
   $("detail").hidden = false;
   $("detail-title").textContent = s.sample_id + " · " + s.year;
   $("detail-facts").textContent = "score " + fmt(s.score, 4) + (s.changed ? " · changed" : " · unchanged") +
     (s.onset ? " · onset " + s.onset : "") + " · day threshold " + fmt(s.threshold, 4) + " · model " + s.model;
   drawChart(s);
-  const bands = $("bands").value;
+  const stretch = s.stretch ? { low: s.stretch[0], high: s.stretch[1] } : {};
   for (const [k, im] of [["before", s.before], ["after", s.after]]) {
-    $(k).src = im ? "/api/image.png?" + new URLSearchParams({ image_id: im.image_id, bands }) : "";
+    $(k).src = im ? "/api/image.png?" + new URLSearchParams(Object.assign({ image_id: im.image_id, bands }, stretch)) : "";
     $(k + "-cap").textContent = k + (im ? ": " + im.acquired : ": no image");
   }
   const c = state.candidates.find((x) => x.patch_id === pid);
@@ -208,7 +209,7 @@ function drawChart(s) {
   el("text", { x: L + 4, y: H - 4 }, "cosine distance to the image a year earlier, by day of year");
   if (s.threshold !== null) {
     el("line", { x1: L, y1: Y(s.threshold), x2: W - R, y2: Y(s.threshold), class: "threshold" });
-    el("text", { x: W - R - 70, y: Y(s.threshold) - 3 }, "threshold " + fmt(s.threshold, 4));
+    el("text", { x: L + 4, y: Y(s.threshold) - 3, fill: "#b42318" }, "threshold " + fmt(s.threshold, 4));
   }
   const colours = { [years[0]]: "#8a8a8a", [years[1]]: "#1f5fbf" };
   years.forEach((y, i) => {
