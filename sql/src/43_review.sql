@@ -31,3 +31,6 @@ COMMENT ON COLUMN rai4eo.review.verdict IS 'accept: the place changed in that ye
 COMMENT ON COLUMN rai4eo.review.reviewer IS 'Who gave the verdict (the database role by default)';
 COMMENT ON COLUMN rai4eo.review.reviewed_at IS 'When the verdict was given';
 COMMENT ON COLUMN rai4eo.review.note IS 'Free text of the reviewer';
+
+-- Verdicts are data people made: pg_dump keeps their rows like the corpus's.
+SELECT pg_catalog.pg_extension_config_dump('rai4eo.review', '');
