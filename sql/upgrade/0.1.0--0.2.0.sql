@@ -6,3 +6,7 @@
 
 -- yearly_change gains the decision columns score, changed and onset.
 DROP FUNCTION @extschema@.yearly_change(geometry, integer, text, double precision, text, integer, integer);
+
+-- rai4eo.model accepts the temporal classifiers (lstm, gru).
+ALTER TABLE rai4eo.model DROP CONSTRAINT model_arch_check,
+	ADD CONSTRAINT model_arch_check CHECK (arch IN ('vit', 'resnet', 'external', 'lstm', 'gru'));
