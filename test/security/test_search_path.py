@@ -104,7 +104,7 @@ CALLS = [
     ("ensemble calibrate", "SELECT * FROM {x}.rai4eo_calibrate_ensemble(ARRAY['ext', 'ext3']::pg_catalog.text[], 2019, "
                            "'public.truth'::pg_catalog.regclass, NULL::double precision[], ARRAY[0.5, 0.5]::double precision[])"),
     ("temporal load", "SELECT {x}.rai4eo_load_model('seq'::pg_catalog.text, pg_catalog.decode('" + TEMPORAL_HEX
-                      + "'::pg_catalog.text, 'hex'::pg_catalog.text), '{{\"input_model\": \"ext\"}}'::pg_catalog.jsonb, false)"),
+                      + "'::pg_catalog.text, 'hex'::pg_catalog.text), '{{\"input_model\": \"ext\"}}'::pg_catalog.jsonb, true)"),
     ("temporal sequence", "SELECT {x}.rai4eo_classify_sequence(ARRAY['[1,0]', '[0,1]']::{x}.embedding[], 'seq'::pg_catalog.text)"),
     ("temporal series", "SELECT {x}.rai4eo_classify_series(rai4eo.patch_id_of('29N_10E-20N_01_01'::pg_catalog.text), "
                         "'seq'::pg_catalog.text, '2019-01-01'::pg_catalog.date, '2019-12-31'::pg_catalog.date)"),
@@ -112,7 +112,9 @@ CALLS = [
                         "'seq'::pg_catalog.text, '2018-01-01'::pg_catalog.date, '2018-12-31'::pg_catalog.date)"),
     ("class transitions", "SELECT * FROM {x}.class_transitions(" + AOI + ", 2019, 'seq'::pg_catalog.text, 'ext'::pg_catalog.text, "
                           "0.5::double precision) ORDER BY 1"),
+    ("transition threshold", "SET rai4eo.change_threshold = '0.5'"),
     ("transition view", "SELECT id, from_class, to_class, onset FROM rai4eo.class_transition ORDER BY id"),
+    ("transition reset", "RESET rai4eo.change_threshold"),
     ("model stored", "SELECT name, config::pg_catalog.text FROM rai4eo.model ORDER BY name"),
 ]
 
