@@ -116,6 +116,8 @@ CALLS = [
     ("transition view", "SELECT id, from_class, to_class, onset FROM rai4eo.class_transition ORDER BY id"),
     ("transition reset", "RESET rai4eo.change_threshold"),
     ("model stored", "SELECT name, config::pg_catalog.text FROM rai4eo.model ORDER BY name"),
+    # last, so that running the list again starts from the same models
+    ("temporal drop", "SELECT {x}.rai4eo_drop_model('seq'::pg_catalog.text, false)"),
 ]
 
 # Routines reached only at install time.
