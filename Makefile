@@ -37,7 +37,7 @@ REGRESS_OPTS = --inputdir=test --outputdir=test/out --load-extension=postgis \
 
 PG_CPPFLAGS = -Iinclude -Isrc/pg
 PG_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
-SHLIB_LINK = -lopenblas -lm
+SHLIB_LINK = -lopenblas -lz -lm
 
 EXTRA_CLEAN = $(DATA_built) test/out build
 
@@ -66,7 +66,7 @@ $(UPGRADE_SCRIPTS): sql/$(EXTENSION)--%.sql: sql/upgrade/%.sql $(CODE_FRAGMENTS)
 	  'SET LOCAL check_function_bodies = off;'; \
 	  echo; echo "-- ---- $<"; cat $<; \
 	  for f in $(CODE_FRAGMENTS); do echo; echo "-- ---- $$f"; \
-	    sed -E 's/^CREATE (FUNCTION|PROCEDURE|VIEW) /CREATE OR REPLACE \1 /' $$f; done; } > $@
+	    sed -E 's/^CREATE (FUNCTION|PROCEDURE|VIEW|TRIGGER) /CREATE OR REPLACE \1 /' $$f; done; } > $@
 
 # ---- core unit tests (no PostgreSQL) under sanitizers ------------------------
 SAN_CC ?= cc
@@ -77,7 +77,7 @@ UNIT_BINS = $(patsubst test/unit/%.c,build/unit/%,$(UNIT_SRCS))
 
 build/unit/%: test/unit/%.c $(CORE_SRCS) $(wildcard include/rai4eo/*.h) test/unit/unit.h
 	@mkdir -p $(dir $@)
-	$(SAN_CC) $(SAN_FLAGS) -o $@ $(CORE_SRCS) $< -lopenblas -lm
+	$(SAN_CC) $(SAN_FLAGS) -o $@ $(CORE_SRCS) $< -lopenblas -lz -lm
 
 .PHONY: unit fuzz fuzz-build bench
 unit: $(UNIT_BINS)
@@ -95,11 +95,11 @@ SEED_BINS = $(patsubst test/fuzz/%.c,build/fuzz/%,$(SEED_SRCS))
 build/fuzz/fuzz_%: test/fuzz/fuzz_%.c $(CORE_SRCS) $(wildcard include/rai4eo/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-		-Iinclude -o $@ $(CORE_SRCS) $< -lopenblas -lm
+		-Iinclude -o $@ $(CORE_SRCS) $< -lopenblas -lz -lm
 
 build/fuzz/seeds_%: test/fuzz/seeds_%.c $(CORE_SRCS) $(wildcard include/rai4eo/*.h)
 	@mkdir -p $(dir $@)
-	$(SAN_CC) -std=gnu11 -g -O1 -Wall -Wextra -Werror -Iinclude -o $@ $(CORE_SRCS) $< -lopenblas -lm
+	$(SAN_CC) -std=gnu11 -g -O1 -Wall -Wextra -Werror -Iinclude -o $@ $(CORE_SRCS) $< -lopenblas -lz -lm
 
 fuzz-build: $(FUZZ_BINS) $(SEED_BINS)
 
@@ -125,5 +125,5 @@ BENCH_SRCS = $(sort $(wildcard bench/*_bench.c))
 BENCH_BINS = $(patsubst bench/%.c,build/bench/%,$(BENCH_SRCS))
 build/bench/%: bench/%.c $(CORE_SRCS) $(wildcard include/rai4eo/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude -o $@ $(CORE_SRCS) $< -lopenblas -lm
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude -o $@ $(CORE_SRCS) $< -lopenblas -lz -lm
 bench: $(BENCH_BINS)

@@ -31,8 +31,8 @@ FROM (SELECT 1000 + i % side AS gx, 7000 + i / side AS gy
 -- order as rai4eo_refresh_embeddings writes them.
 CREATE TEMP TABLE v AS SELECT i, (SELECT array_agg(random() - 0.5) FROM generate_series(1, 384) WHERE i >= 0)::real[]::embedding AS e
 	FROM generate_series(0, 999) i;
-INSERT INTO rai4eo.embedding (image_id, model, emb)
-SELECT rai4eo.image_id_of(p.patch_id, 'PF-SR', date '2018-01-03' + 5 * k), 'bench', v.e
+INSERT INTO rai4eo.embedding (image_id, patch_id, model, emb)
+SELECT rai4eo.image_id_of(p.patch_id, 'PF-SR', date '2018-01-03' + 5 * k), p.patch_id, 'bench', v.e
 FROM rai4eo.patch p, generate_series(0, 145) k, v
 WHERE v.i = (p.patch_id * 31 + k * 17) % 1000
 ORDER BY 1;

@@ -13,8 +13,8 @@ shift; [ $# -gt 0 ] && shift
 here=$(cd "$(dirname "$0")/.." && pwd)
 psql -v ON_ERROR_STOP=1 -q <<SQL
 SELECT rai4eo_create_external_model('px8', 8, replace => true);
-INSERT INTO rai4eo.embedding (image_id, model, emb)
-SELECT i.image_id, 'px8', ARRAY(SELECT v FROM generate_series(1, 4) b,
+INSERT INTO rai4eo.embedding (image_id, patch_id, model, emb)
+SELECT i.image_id, i.patch_id, 'px8', ARRAY(SELECT v FROM generate_series(1, 4) b,
 	LATERAL ST_SummaryStats(i.rast, b, true) s, LATERAL unnest(ARRAY[s.mean * 1e-4, s.stddev * 1e-4]) v)::embedding
 FROM rai4eo.image i WHERE i.sensor = 'PF-SR'
 ON CONFLICT DO NOTHING;

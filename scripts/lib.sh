@@ -17,7 +17,7 @@ R4_PACKAGES=(
 	make gcc clang libclang-rt-14-dev
 	postgresql-15 postgresql-server-dev-15 postgresql-15-postgis-3 postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl
-	libopenblas-dev
+	libopenblas-dev zlib1g-dev
 	gdal-bin python3 python3-numpy python3-gdal python3-torch python3-psycopg
 )
 

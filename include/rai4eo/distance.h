@@ -5,6 +5,9 @@
  * float across 16 independent lanes (explicit SIMD, so the summation order
  * is fixed and does not depend on compiler flags), finishing in double.
  * They are compiled for several instruction sets and picked at load time.
+ * Where float lanes would overflow or underflow (elements beyond ~1e19 or
+ * below ~1e-19) the result is recomputed in double: it is then exact to
+ * double rounding, never Infinity or NaN for finite inputs.
  */
 #ifndef RAI4EO_DISTANCE_H
 #define RAI4EO_DISTANCE_H
@@ -20,6 +23,13 @@ double		r4_dot(const float *a, const float *b, size_t n);
 
 /* Squared Euclidean distance between a and b. */
 double		r4_l2_squared(const float *a, const float *b, size_t n);
+
+/*
+ * v, or +-Infinity when |v| exceeds FLT_MAX: pgvector accumulates distances
+ * in float4, so its l2 distance and inner product are Infinity there; the
+ * glue applies this to give the same answers.
+ */
+double		r4_float_range(double v);
 
 /* Squared Euclidean norm of a. */
 double		r4_norm_squared(const float *a, size_t n);

@@ -19,6 +19,16 @@
 
 typedef struct R4Engine R4Engine;
 
+/* The largest raster (width x height) a model reads, whatever its input mode. */
+#define R4_MAX_INPUT_PIXELS (4096L * 4096L)
+
+/*
+ * Check, from its size alone, that a raster of W x H pixels can go through
+ * the model cfg describes (preprocessing, then the architecture's limits):
+ * R4_ERR_LIMIT before anything is decoded or allocated.
+ */
+R4Status	r4_engine_check_input(const R4ModelConfig *cfg, int H, int W, R4Error *err);
+
 /* Build the engine cfg->arch names; R4_ERR_UNSUPPORTED for an architecture not built in. */
 R4Status	r4_engine_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
 							R4Engine **out, R4Error *err);
@@ -41,6 +51,12 @@ const R4ModelConfig *r4_engine_config(const R4Engine *e);
 
 /* Number of weights the engine uses. */
 size_t		r4_engine_param_count(const R4Engine *e);
+
+/* Bytes of activation memory the engine holds between forward passes. */
+size_t		r4_engine_work_bytes(const R4Engine *e);
+
+/* Free that memory (a later forward pass allocates it again). */
+void		r4_engine_release_work(R4Engine *e);
 
 /* Release the engine; NULL is fine. */
 void		r4_engine_free(R4Engine *e);

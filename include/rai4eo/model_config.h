@@ -72,6 +72,15 @@
 #include "rai4eo/safetensors.h"
 
 #define R4_MAX_CHANNELS 256		/* more input channels: R4_ERR_LIMIT */
+
+/*
+ * Bounds on scale, mean and std (and on scale / std and mean / std), so that
+ * (pixel * scale - mean) / std of any 16-bit pixel stays a normal, finite
+ * float: a std of 1e-320 or a scale of 1e308 is refused when the model is
+ * resolved, not met as NaN at every embed.
+ */
+#define R4_NORM_MIN 1e-30
+#define R4_NORM_MAX 1e30
 #define R4_MAX_DEPTH 1024		/* more blocks: R4_ERR_LIMIT */
 #define R4_MAX_EMBED_DIM 65536	/* larger embed or MLP widths: R4_ERR_LIMIT */
 #define R4_MAX_PATCH 1024		/* larger patches: R4_ERR_LIMIT */

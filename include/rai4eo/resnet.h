@@ -97,6 +97,9 @@ size_t		r4_resnet_weight_bytes(const R4ResNet *m);
 /* Bytes currently held by the activation arena. */
 size_t		r4_resnet_work_bytes(const R4ResNet *m);
 
+/* Free the activation arena; the next forward pass regrows it. */
+void		r4_resnet_release_work(R4ResNet *m);
+
 /* Release the engine; NULL is fine. */
 void		r4_resnet_free(R4ResNet *m);
 

@@ -105,6 +105,13 @@ bool		r4_dtype_is_float(R4DType t);
  */
 R4Status	r4_tensor_to_f32(const R4StTensor *t, float *out, R4Error *err);
 
+/*
+ * r4_tensor_to_f32, then R4_ERR_INVALID naming the tensor and the element
+ * when a value is NaN or infinite: what engines load, since such a weight
+ * makes every output NaN.
+ */
+R4Status	r4_tensor_to_f32_finite(const R4StTensor *t, float *out, R4Error *err);
+
 /* Convert one IEEE half (as its 16 bits) to float, exactly. */
 float		r4_f16_to_f32(uint16_t h);
 

@@ -82,6 +82,9 @@ size_t		r4_vit_weight_bytes(const R4ViT *m);
 /* Bytes currently held by the activation arena and position-embedding cache. */
 size_t		r4_vit_work_bytes(const R4ViT *m);
 
+/* Free the activation arena and position cache; the next forward pass regrows them. */
+void		r4_vit_release_work(R4ViT *m);
+
 /* Release the engine; NULL is fine. */
 void		r4_vit_free(R4ViT *m);
 

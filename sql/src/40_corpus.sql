@@ -4,84 +4,25 @@
 --
 -- Every key is derived from the RapidAI4EO sample id, never drawn from a
 -- sequence, so loaders need no coordination and the tables can be distributed
--- by patch_id (Citus): patch, image and embedding rows of one patch share it,
--- and the only other foreign keys point at small reference tables (model,
--- clc_class).
-
--- ---- identifiers ------------------------------------------------------------
-
-CREATE FUNCTION rai4eo.patch_id_of(sample_id text) RETURNS bigint
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
-DECLARE
-	m text[];
-	e int;
-	n int;
-BEGIN
-	m := regexp_match(sample_id,
-		'^([1-9]|[1-5][0-9]|60)([NS])_(0|[1-9][0-9]{0,3})E-(0|[1-9][0-9]{0,3})N_([0-3][0-9])_([0-3][0-9])$');
-	IF m IS NOT NULL THEN
-		e := m[3]::int;
-		n := m[4]::int;
-	END IF;
-	IF m IS NULL OR e > 1023 OR n > 1023 THEN
-		RAISE EXCEPTION 'invalid sample id "%"', sample_id
-			USING ERRCODE = 'invalid_text_representation',
-				  HINT = 'A sample id is {zone}{N|S}_{E}E-{N}N_{col}_{row} with zone 1-60, E and N 0-1023 without leading zeros, col and row 00-39, e.g. 33N_16E-243N_39_05.';
-	END IF;
-	RETURN (((((m[1]::int * 2 + CASE m[2] WHEN 'N' THEN 0 ELSE 1 END)::bigint * 1024 + e)
-			 * 1024 + n) * 64 + m[5]::int) * 64 + m[6]::int);
-END
-$$;
-
-COMMENT ON FUNCTION rai4eo.patch_id_of(text) IS
-'patch_id of a RapidAI4EO sample id {zone}{N|S}_{E}E-{N}N_{col}_{row}: ((((zone*2 + hemi)*1024 + E)*1024 + N)*64 + col)*64 + row with hemi 0 for N, 1 for S; unique for valid ids, below 2^39';
-
-CREATE FUNCTION rai4eo.sample_id_of(patch_id bigint) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN format('%s%s_%sE-%sN_%s_%s',
-			  patch_id >> 33,
-			  CASE (patch_id >> 32) & 1 WHEN 0 THEN 'N' ELSE 'S' END,
-			  (patch_id >> 22) & 1023,
-			  (patch_id >> 12) & 1023,
-			  lpad(((patch_id >> 6) & 63)::text, 2, '0'),
-			  lpad((patch_id & 63)::text, 2, '0'));
-
-COMMENT ON FUNCTION rai4eo.sample_id_of(bigint) IS
-'Sample id of a patch_id: the inverse of rai4eo.patch_id_of';
-
-CREATE FUNCTION rai4eo.image_id_of(patch_id bigint, sensor text, acquired date) RETURNS bigint
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
-DECLARE
-	days int := acquired - date '2000-01-01';
-	code int := CASE sensor WHEN 'PF-SR' THEN 0 WHEN 'S2-SR' THEN 1 END;
-BEGIN
-	IF code IS NULL THEN
-		RAISE EXCEPTION 'unknown sensor "%"', sensor
-			USING ERRCODE = 'invalid_parameter_value', HINT = 'Sensors are PF-SR and S2-SR.';
-	END IF;
-	IF days < 0 OR days > 65535 THEN
-		RAISE EXCEPTION 'acquisition date % out of range', acquired
-			USING ERRCODE = 'datetime_field_overflow', HINT = 'Dates run from 2000-01-01 to 2179-06-06.';
-	END IF;
-	IF patch_id < 0 OR patch_id >= (1::bigint << 39) THEN
-		RAISE EXCEPTION 'patch_id % out of range', patch_id USING ERRCODE = 'numeric_value_out_of_range';
-	END IF;
-	RETURN (patch_id << 18) | (code::bigint << 16) | days;
-END
-$$;
-
-COMMENT ON FUNCTION rai4eo.image_id_of(bigint, text, date) IS
-'image_id of a patch''s image: patch_id * 2^18 + sensor code * 2^16 + days since 2000-01-01, with sensor code 0 for PF-SR and 1 for S2-SR; patch_id = image_id >> 18';
+-- by patch_id (Citus, sql/src/90_citus.sql): patch, patch_clc, image and
+-- embedding rows of one patch share it, every unique key and foreign key
+-- between them includes it (Citus refuses any other), and the only other
+-- foreign keys point at small reference tables (model, clc_class).  image_id
+-- stays the leading key column: the pairing's range scans over one patch's
+-- images are one index range.
 
 -- ---- patches ----------------------------------------------------------------
 
 CREATE TABLE rai4eo.patch (
 	patch_id bigint PRIMARY KEY,
-	sample_id text NOT NULL UNIQUE,
+	sample_id text NOT NULL,
 	geom geometry(Polygon) NOT NULL,
 	country text,
 	CONSTRAINT patch_id_from_sample_id CHECK (patch_id = rai4eo.patch_id_of(sample_id)),
-	CONSTRAINT patch_geom_has_srid CHECK (ST_SRID(geom) <> 0)
+	CONSTRAINT patch_geom_has_srid CHECK (ST_SRID(geom) <> 0),
+	-- patch_id is a function of sample_id, so this is UNIQUE (sample_id) in a form
+	-- Citus accepts (the distribution column in every unique key).
+	CONSTRAINT patch_sample_id_key UNIQUE (sample_id, patch_id)
 );
 
 CREATE INDEX patch_geom_idx ON rai4eo.patch USING gist (geom);
@@ -103,13 +44,15 @@ COMMENT ON COLUMN rai4eo.patch.country IS
 -- ---- images -----------------------------------------------------------------
 
 CREATE TABLE rai4eo.image (
-	image_id bigint PRIMARY KEY,
+	image_id bigint NOT NULL,
 	patch_id bigint NOT NULL REFERENCES rai4eo.patch ON DELETE CASCADE,
 	sensor text NOT NULL CHECK (sensor IN ('PF-SR', 'S2-SR')),
 	acquired date NOT NULL,
 	rast raster NOT NULL,
 	CONSTRAINT image_key UNIQUE (patch_id, sensor, acquired),
-	CONSTRAINT image_id_from_key CHECK (image_id = rai4eo.image_id_of(patch_id, sensor, acquired))
+	CONSTRAINT image_id_from_key CHECK (image_id = rai4eo.image_id_of(patch_id, sensor, acquired)),
+	-- image_id alone is unique (it encodes patch_id); patch_id is in the key for Citus.
+	CONSTRAINT image_pkey PRIMARY KEY (image_id, patch_id)
 );
 
 -- Reflectance pixels hardly compress with pglz, so trying only costs time: out of line
@@ -135,10 +78,16 @@ COMMENT ON COLUMN rai4eo.image.rast IS
 -- ---- embeddings -------------------------------------------------------------
 
 CREATE TABLE rai4eo.embedding (
-	image_id bigint NOT NULL REFERENCES rai4eo.image ON DELETE CASCADE,
+	image_id bigint NOT NULL,
+	-- The image's patch, stored so that the table can be distributed like the others;
+	-- writers set it to image_id >> 18.
+	patch_id bigint NOT NULL,
 	model text NOT NULL REFERENCES rai4eo.model (name) ON DELETE CASCADE ON UPDATE CASCADE,
-	emb embedding NOT NULL,
-	PRIMARY KEY (image_id, model)
+	emb @extschema@.embedding NOT NULL,
+	CONSTRAINT embedding_patch_id_of_image CHECK (patch_id = image_id >> 18),
+	CONSTRAINT embedding_pkey PRIMARY KEY (image_id, model, patch_id),
+	CONSTRAINT embedding_image_fkey FOREIGN KEY (image_id, patch_id)
+		REFERENCES rai4eo.image (image_id, patch_id) ON DELETE CASCADE
 );
 
 -- Dropping a model cascades here, and refreshes scan one model's embeddings.
@@ -146,6 +95,7 @@ CREATE INDEX embedding_model_idx ON rai4eo.embedding (model);
 
 COMMENT ON TABLE rai4eo.embedding IS 'The embedding of an image under a model';
 COMMENT ON COLUMN rai4eo.embedding.image_id IS 'The image (its patch is image_id >> 18)';
+COMMENT ON COLUMN rai4eo.embedding.patch_id IS 'The image''s patch, image_id >> 18 (CHECKed): the distribution key';
 COMMENT ON COLUMN rai4eo.embedding.model IS 'The model (rai4eo.model.name) that produced it';
 COMMENT ON COLUMN rai4eo.embedding.emb IS 'The feature vector';
 
@@ -265,40 +215,6 @@ COMMENT ON TABLE rai4eo.patch_clc IS
 'CLC 2018 label of a patch: the share of its footprint covered by each level-3 class (classes with share 0 have no row)';
 COMMENT ON COLUMN rai4eo.patch_clc.code IS 'CLC level-3 code';
 COMMENT ON COLUMN rai4eo.patch_clc.fraction IS 'Share of the patch area, 0 to 1 (label files in percent are divided by 100 when loaded)';
-
-CREATE VIEW rai4eo.patch_class7 AS
-SELECT p.patch_id, p.sample_id, p.geom,
-	   coalesce(f.artificial, 0)::real AS artificial,
-	   coalesce(f.agricultural, 0)::real AS agricultural,
-	   coalesce(f.forest, 0)::real AS forest,
-	   coalesce(f.shrub, 0)::real AS shrub,
-	   coalesce(f.bare, 0)::real AS bare,
-	   coalesce(f.wetlands, 0)::real AS wetlands,
-	   coalesce(f.water, 0)::real AS water,
-	   d.dominant
-FROM rai4eo.patch p
-CROSS JOIN LATERAL (
-	SELECT sum(pc.fraction) FILTER (WHERE c.class7 = 'artificial') AS artificial,
-		   sum(pc.fraction) FILTER (WHERE c.class7 = 'agricultural') AS agricultural,
-		   sum(pc.fraction) FILTER (WHERE c.class7 = 'forest') AS forest,
-		   sum(pc.fraction) FILTER (WHERE c.class7 = 'shrub') AS shrub,
-		   sum(pc.fraction) FILTER (WHERE c.class7 = 'bare') AS bare,
-		   sum(pc.fraction) FILTER (WHERE c.class7 = 'wetlands') AS wetlands,
-		   sum(pc.fraction) FILTER (WHERE c.class7 = 'water') AS water
-	FROM rai4eo.patch_clc pc
-	JOIN rai4eo.clc_class c ON c.code = pc.code
-	WHERE pc.patch_id = p.patch_id) f
-LEFT JOIN LATERAL (
-	SELECT u.class7 AS dominant
-	FROM unnest(ARRAY['artificial', 'agricultural', 'forest', 'shrub', 'bare', 'wetlands', 'water'],
-				ARRAY[f.artificial, f.agricultural, f.forest, f.shrub, f.bare, f.wetlands, f.water])
-		 WITH ORDINALITY AS u(class7, fraction, ord)
-	WHERE u.fraction > 0
-	ORDER BY u.fraction DESC, u.ord
-	LIMIT 1) d ON true;
-
-COMMENT ON VIEW rai4eo.patch_class7 IS
-'Per patch, the share of each of the seven coarse classes (0 when absent) and the dominant one (NULL for a patch without labels; ties go to the class listed first)';
 
 -- Loaded data belongs in pg_dump output; clc_class is created here, so it does not.
 SELECT pg_catalog.pg_extension_config_dump('rai4eo.patch', '');

@@ -43,7 +43,7 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT array_agg(e.emb ORDER BY e.image_id)
 	FROM rai4eo.embedding e
 	WHERE e.image_id BETWEEN rai4eo.image_id_of($1, $3, $4) AND rai4eo.image_id_of($1, $3, $5)
-	  AND e.model = $2
+	  AND e.model = $2 AND e.patch_id = $1
 $$;
 COMMENT ON FUNCTION rai4eo.series_embeddings(bigint, text, text, date, date) IS
 'The stored embeddings of a patch''s images of one sensor acquired first_day .. last_day under input_model, oldest first; NULL when there are none';
@@ -144,9 +144,9 @@ BEGIN
 	-- The years with embeddings: the first and last image of the patch, one index range
 	SELECT min(e.image_id) AS lo, max(e.image_id) AS hi INTO span
 	FROM rai4eo.embedding e
-	WHERE e.image_id BETWEEN rai4eo.image_id_of(patch_id, c.sensor, date '2000-01-01')
-						 AND rai4eo.image_id_of(patch_id, c.sensor, date '2179-06-06')
-	  AND e.model = c.input_model;
+	WHERE e.image_id BETWEEN rai4eo.image_id_of(patch_transitions.patch_id, c.sensor, date '2000-01-01')
+						 AND rai4eo.image_id_of(patch_transitions.patch_id, c.sensor, date '2179-06-06')
+	  AND e.model = c.input_model AND e.patch_id = patch_transitions.patch_id;
 	IF g IS NULL OR span.lo IS NULL THEN
 		RETURN;
 	END IF;

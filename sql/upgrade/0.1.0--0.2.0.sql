@@ -7,6 +7,51 @@
 -- yearly_change gains the decision columns score, changed and onset.
 DROP FUNCTION @extschema@.yearly_change(geometry, integer, text, double precision, text, integer, integer);
 
+-- heatmap_png is C now, with a legend argument; its PL/pgSQL helpers are gone.
+DROP FUNCTION @extschema@.heatmap_png(raster, integer, double precision, double precision, text, integer);
+DROP FUNCTION rai4eo.png_chunk(text, bytea);
+DROP FUNCTION rai4eo.adler32(bytea);
+DROP FUNCTION rai4eo.crc32(bytea);
+DROP FUNCTION rai4eo.crc32_table();
+
+-- ---- state: keys Citus accepts (every unique key holds patch_id), the digest by CHECK ----
+
+-- The model digest: a CHECK keeps every row honest (Citus refuses triggers on reference tables).
+DROP TRIGGER model_sha256 ON rai4eo.model;
+DROP FUNCTION rai4eo.model_set_sha256();
+ALTER TABLE rai4eo.model DROP CONSTRAINT model_sha256_check,
+	ADD CONSTRAINT model_sha256_of_weights CHECK (sha256 = pg_catalog.sha256(weights));
+
+ALTER TABLE rai4eo.patch DROP CONSTRAINT patch_sample_id_key,
+	ADD CONSTRAINT patch_sample_id_key UNIQUE (sample_id, patch_id);
+
+-- The embedding's foreign key points at the image's primary key, which gains patch_id.
+ALTER TABLE rai4eo.embedding DROP CONSTRAINT embedding_image_id_fkey;
+ALTER TABLE rai4eo.image DROP CONSTRAINT image_pkey,
+	ADD CONSTRAINT image_pkey PRIMARY KEY (image_id, patch_id);
+
+-- embedding.patch_id: on an upgraded database it is the last column (a fresh install has
+-- it second); name the columns when inserting.
+ALTER TABLE rai4eo.embedding ADD COLUMN patch_id bigint;
+UPDATE rai4eo.embedding SET patch_id = image_id >> 18;
+ALTER TABLE rai4eo.embedding ALTER COLUMN patch_id SET NOT NULL,
+	ADD CONSTRAINT embedding_patch_id_of_image CHECK (patch_id = image_id >> 18),
+	DROP CONSTRAINT embedding_pkey,
+	ADD CONSTRAINT embedding_pkey PRIMARY KEY (image_id, model, patch_id),
+	ADD CONSTRAINT embedding_image_fkey FOREIGN KEY (image_id, patch_id)
+		REFERENCES rai4eo.image (image_id, patch_id) ON DELETE CASCADE;
+
+-- Loaded data belongs in pg_dump output.
+SELECT pg_catalog.pg_extension_config_dump('rai4eo.patch', '');
+SELECT pg_catalog.pg_extension_config_dump('rai4eo.image', '');
+SELECT pg_catalog.pg_extension_config_dump('rai4eo.embedding', '');
+SELECT pg_catalog.pg_extension_config_dump('rai4eo.patch_clc', '');
+
+-- Column comments of the state fragments that changed.
+COMMENT ON COLUMN rai4eo.embedding.patch_id IS 'The image''s patch, image_id >> 18 (CHECKed): the distribution key';
+COMMENT ON COLUMN rai4eo.embedding.model IS 'The model (rai4eo.model.name) that produced it';
+COMMENT ON COLUMN rai4eo.model.sha256 IS 'sha256(weights), kept true by the CHECK model_sha256_of_weights (writers set it: rai4eo_load_model does); the per-backend model cache is keyed by it';
+
 -- rai4eo.model accepts the temporal classifiers (lstm, gru).
 ALTER TABLE rai4eo.model DROP CONSTRAINT model_arch_check,
 	ADD CONSTRAINT model_arch_check CHECK (arch IN ('vit', 'resnet', 'external', 'lstm', 'gru'));

@@ -6,9 +6,17 @@
  * rounding is the same on every target.  target_clones builds an AVX2+FMA
  * variant next to the baseline one; glibc's ifunc resolver picks one when
  * the library is loaded, so the same .so runs on any x86-64.
+ *
+ * Float lanes overflow for elements beyond about 1.8e19 (their squares pass
+ * FLT_MAX) and lose everything below about 1e-19 (their squares underflow).
+ * Every kernel therefore checks its fast result and, when it is not finite
+ * or is so small that underflow may have eaten it, recomputes in double,
+ * where no product of two floats can overflow or underflow: exact where the
+ * lanes fail, and free on ordinary data (a comparison per call).
  */
 #include "rai4eo/distance.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -47,10 +55,23 @@ hsum(const v8f *v)
 	return s;
 }
 
+/*
+ * Below this a fast sum of squares or products may have lost terms to
+ * underflow (float's normal range ends at 1.2e-38): recompute.
+ */
+#define R4_DIST_TINY 1e-30
+
+/* True when a fast result can be trusted. */
+static inline int
+trusted(double v, int signed_value)
+{
+	return isfinite(v) && (signed_value ? fabs(v) : v) >= R4_DIST_TINY;
+}
+
 R4_TARGET_CLONES
-void
-r4_dot_norms(const float *a, const float *b, size_t n,
-			 double *dot, double *norm_a, double *norm_b)
+static void
+dot_norms_fast(const float *a, const float *b, size_t n,
+			   double *dot, double *norm_a, double *norm_b)
 {
 	v8f			d0 = {0}, d1 = {0}, a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
 	size_t		i = 0;
@@ -86,8 +107,8 @@ r4_dot_norms(const float *a, const float *b, size_t n,
 }
 
 R4_TARGET_CLONES
-double
-r4_dot(const float *a, const float *b, size_t n)
+static double
+dot_fast(const float *a, const float *b, size_t n)
 {
 	v8f			s0 = {0}, s1 = {0};
 	size_t		i = 0;
@@ -106,8 +127,8 @@ r4_dot(const float *a, const float *b, size_t n)
 }
 
 R4_TARGET_CLONES
-double
-r4_l2_squared(const float *a, const float *b, size_t n)
+static double
+l2_squared_fast(const float *a, const float *b, size_t n)
 {
 	v8f			s0 = {0}, s1 = {0};
 	size_t		i = 0;
@@ -132,10 +153,70 @@ r4_l2_squared(const float *a, const float *b, size_t n)
 	return s;
 }
 
+void
+r4_dot_norms(const float *a, const float *b, size_t n,
+			 double *dot, double *norm_a, double *norm_b)
+{
+	double		d = 0.0, na = 0.0, nb = 0.0;
+
+	dot_norms_fast(a, b, n, dot, norm_a, norm_b);
+	if (trusted(*norm_a, 0) && trusted(*norm_b, 0) && isfinite(*dot))
+		return;
+	for (size_t i = 0; i < n; i++)
+	{
+		d += (double) a[i] * b[i];
+		na += (double) a[i] * a[i];
+		nb += (double) b[i] * b[i];
+	}
+	*dot = d;
+	*norm_a = na;
+	*norm_b = nb;
+}
+
+double
+r4_dot(const float *a, const float *b, size_t n)
+{
+	double		s = dot_fast(a, b, n);
+
+	if (trusted(s, 1))
+		return s;
+	s = 0.0;
+	for (size_t i = 0; i < n; i++)
+		s += (double) a[i] * b[i];
+	return s;
+}
+
+double
+r4_l2_squared(const float *a, const float *b, size_t n)
+{
+	double		s = l2_squared_fast(a, b, n);
+
+	if (trusted(s, 0))
+		return s;
+	s = 0.0;
+	for (size_t i = 0; i < n; i++)
+	{
+		double		d = (double) a[i] - b[i];
+
+		s += d * d;
+	}
+	return s;
+}
+
 double
 r4_norm_squared(const float *a, size_t n)
 {
 	return r4_dot(a, a, n);
+}
+
+double
+r4_float_range(double v)
+{
+	if (v > FLT_MAX)
+		return INFINITY;
+	if (v < -FLT_MAX)
+		return -INFINITY;
+	return v;
 }
 
 double
@@ -145,6 +226,7 @@ r4_cosine_from_parts(double dot, double norm_a, double norm_b)
 
 	if (norm_a == 0.0 || norm_b == 0.0)
 		return NAN;
+	/* Squared norms of floats lie in [1e-90, 2e81]: their product fits a double */
 	sim = dot / sqrt(norm_a * norm_b);
 	/* Rounding can push |sim| a hair past 1 for parallel vectors. */
 	if (sim > 1.0)

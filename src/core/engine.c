@@ -3,6 +3,7 @@
  * architecture's own implementation.
  */
 #include "rai4eo/engine.h"
+#include "rai4eo/preprocess.h"
 
 #include "rai4eo/resnet.h"
 
@@ -13,6 +14,37 @@ struct R4Engine
 	R4ResNet   *resnet;
 	R4Head	   *head;			/* NULL when the model has no head in use */
 };
+
+R4Status
+r4_engine_check_input(const R4ModelConfig *cfg, int H, int W, R4Error *err)
+{
+	int			oh,
+				ow;
+
+	if ((long long) H * W > R4_MAX_INPUT_PIXELS)
+		return r4_fail(err, R4_ERR_LIMIT, "raster of %d x %d pixels exceeds the limit of %ld pixels",
+					   W, H, R4_MAX_INPUT_PIXELS);
+	r4_preprocess_output_size(cfg, H, W, &oh, &ow);
+	switch (cfg->arch)
+	{
+		case R4_ARCH_VIT:
+			if (cfg->patch_size > 0 &&
+				(long long) (oh / cfg->patch_size) * (ow / cfg->patch_size) + 1 > R4_VIT_MAX_TOKENS)
+				return r4_fail(err, R4_ERR_LIMIT,
+							   "raster of %d x %d pixels makes %lld tokens; the limit is %d",
+							   W, H, (long long) (oh / cfg->patch_size) * (ow / cfg->patch_size) + 1,
+							   R4_VIT_MAX_TOKENS);
+			break;
+		case R4_ARCH_RESNET:
+			if ((long long) oh * ow > R4_RESNET_MAX_PIXELS)
+				return r4_fail(err, R4_ERR_LIMIT, "input of %d x %d pixels exceeds the limit of %d pixels",
+							   ow, oh, R4_RESNET_MAX_PIXELS);
+			break;
+		default:
+			break;
+	}
+	return R4_OK;
+}
 
 R4Status
 r4_engine_build(const R4SafeTensors *st, const R4ModelConfig *cfg, R4Engine **out, R4Error *err)
@@ -100,6 +132,29 @@ r4_engine_param_count(const R4Engine *e)
 		default:
 			return head;
 	}
+}
+
+size_t
+r4_engine_work_bytes(const R4Engine *e)
+{
+	switch (e->arch)
+	{
+		case R4_ARCH_VIT:
+			return r4_vit_work_bytes(e->vit);
+		case R4_ARCH_RESNET:
+			return r4_resnet_work_bytes(e->resnet);
+		default:
+			return 0;
+	}
+}
+
+void
+r4_engine_release_work(R4Engine *e)
+{
+	if (e->vit != NULL)
+		r4_vit_release_work(e->vit);
+	if (e->resnet != NULL)
+		r4_resnet_release_work(e->resnet);
 }
 
 void

@@ -160,13 +160,13 @@ r4_head_build(const R4SafeTensors *st, bool multilabel, R4Head **out, R4Error *e
 	for (int i = 0; i < n; i++)
 	{
 		h->w[i] = h->block + off;
-		if ((rc = r4_tensor_to_f32(l[i].w, h->w[i], err)) != R4_OK)
+		if ((rc = r4_tensor_to_f32_finite(l[i].w, h->w[i], err)) != R4_OK)
 			goto fail;
 		off += (size_t) h->dims[i] * h->dims[i + 1];
 		if (l[i].b != NULL)
 		{
 			h->b[i] = h->block + off;
-			if ((rc = r4_tensor_to_f32(l[i].b, h->b[i], err)) != R4_OK)
+			if ((rc = r4_tensor_to_f32_finite(l[i].b, h->b[i], err)) != R4_OK)
 				goto fail;
 			off += h->dims[i + 1];
 		}

@@ -221,12 +221,18 @@ value_channels(const ConfigValue *cv, const char *key, int in_chans,
 	else
 		return r4_fail(err, R4_ERR_INVALID, "\"%s\" in the %s must be a number or a list of numbers",
 					   key, cv->origin);
-	if (positive)
-		for (int c = 0; c < in_chans; c++)
-			if (!(out[c] > 0.0))
-				return r4_fail(err, R4_ERR_INVALID,
-							   "\"%s\" in the %s must be greater than zero (channel %d is %g)",
-							   key, cv->origin, c + 1, out[c]);
+	for (int c = 0; c < in_chans; c++)
+	{
+		if (positive && !(out[c] > 0.0))
+			return r4_fail(err, R4_ERR_INVALID,
+						   "\"%s\" in the %s must be greater than zero (channel %d is %g)",
+						   key, cv->origin, c + 1, out[c]);
+		if (positive ? (out[c] < R4_NORM_MIN || out[c] > R4_NORM_MAX) : fabs(out[c]) > R4_NORM_MAX)
+			return r4_fail(err, R4_ERR_INVALID,
+						   "\"%s\" in the %s is %g for channel %d; it must lie in [%g, %g]",
+						   key, cv->origin, out[c], c + 1, positive ? R4_NORM_MIN : -R4_NORM_MAX,
+						   R4_NORM_MAX);
+	}
 	return R4_OK;
 }
 
@@ -270,14 +276,11 @@ value_bands(const ConfigValue *cv, int in_chans, int *bands, R4Error *err)
 static R4Status
 value_bool(const ConfigValue *cv, const char *key, bool *out, R4Error *err)
 {
-	int64_t		v;
-
+	/* JSON booleans only: 1 or "yes" would be a guess at what was meant */
 	if (cv->v->type == R4J_TRUE || cv->v->type == R4J_FALSE)
 		*out = cv->v->type == R4J_TRUE;
-	else if (cv->v->type == R4J_NUMBER && r4_json_get_int64(cv->v, &v) && (v == 0 || v == 1))
-		*out = v == 1;
 	else
-		return r4_fail(err, R4_ERR_INVALID, "\"%s\" in the %s must be true or false",
+		return r4_fail(err, R4_ERR_INVALID, "\"%s\" in the %s must be true or false (a JSON boolean)",
 					   key, cv->origin);
 	return R4_OK;
 }
@@ -800,6 +803,9 @@ apply_common_keys(const R4SafeTensors *st, const R4Json *config, R4ModelConfig *
 		rc = value_number(cv.v, &cv, "scale", &cfg->scale, err);
 		if (rc == R4_OK && cfg->scale == 0.0)
 			rc = r4_fail(err, R4_ERR_INVALID, "\"scale\" in the %s must not be zero", cv.origin);
+		else if (rc == R4_OK && (fabs(cfg->scale) < R4_NORM_MIN || fabs(cfg->scale) > R4_NORM_MAX))
+			rc = r4_fail(err, R4_ERR_INVALID, "\"scale\" in the %s is %g; its magnitude must lie in [%g, %g]",
+						 cv.origin, cfg->scale, R4_NORM_MIN, R4_NORM_MAX);
 		DONE();
 	}
 
@@ -1590,6 +1596,16 @@ r4_model_config_resolve(const R4SafeTensors *st, const R4Json *config,
 		rc = apply_head_keys(st, config, &cfg, err);
 	if (rc != R4_OK)
 		return rc;
+	/* Each bound alone still lets scale / std reach 1e60 */
+	for (int c = 0; c < cfg.in_chans; c++)
+		if (fabs(cfg.scale / cfg.std[c]) > R4_NORM_MAX || fabs(cfg.mean[c] / cfg.std[c]) > R4_NORM_MAX)
+		{
+			r4_fail(err, R4_ERR_INVALID,
+					"channel %d normalises to overflow: scale %g, mean %g, std %g", c + 1,
+					cfg.scale, cfg.mean[c], cfg.std[c]);
+			return r4_fail_detail(err, "scale / std and mean / std must stay within %g in magnitude.",
+								  R4_NORM_MAX);
+		}
 	*out = cfg;
 	return R4_OK;
 }

@@ -378,7 +378,7 @@ r4_resnet_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
 			size_t		padded = 0;
 
 			cv->w = base + off;
-			if ((rc = r4_tensor_to_f32(r4_safetensors_find(st, slots[i].weight), cv->w, err)) != R4_OK)
+			if ((rc = r4_tensor_to_f32_finite(r4_safetensors_find(st, slots[i].weight), cv->w, err)) != R4_OK)
 				goto fail;
 			(void) align_floats(wn, &padded);
 			off += padded;
@@ -390,7 +390,7 @@ r4_resnet_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
 				char		name[MAX_NAME + 16];
 
 				snprintf(name, sizeof(name), "%s.%s", slots[i].bn, entries[e]);
-				if ((rc = r4_tensor_to_f32(r4_safetensors_find(st, name),
+				if ((rc = r4_tensor_to_f32_finite(r4_safetensors_find(st, name),
 										   bn + (size_t) e * cv->cout, err)) != R4_OK)
 					goto fail;
 			}
@@ -448,6 +448,14 @@ size_t
 r4_resnet_work_bytes(const R4ResNet *m)
 {
 	return m->arena_floats * sizeof(float);
+}
+
+void
+r4_resnet_release_work(R4ResNet *m)
+{
+	r4_free(m->arena);
+	m->arena = NULL;
+	m->arena_floats = 0;
 }
 
 /* A feature map: channel c of image b starts at data + c * sc + b * sb. */

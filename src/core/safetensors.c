@@ -12,6 +12,7 @@
 #include "rai4eo/safetensors.h"
 
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "rai4eo/json.h"
@@ -612,5 +613,25 @@ r4_tensor_to_f32(const R4StTensor *t, float *out, R4Error *err)
 			return r4_fail(err, R4_ERR_INTERNAL, "dtype %s marked float but not converted",
 						   r4_dtype_name(t->dtype));
 	}
+	return R4_OK;
+}
+
+R4Status
+r4_tensor_to_f32_finite(const R4StTensor *t, float *out, R4Error *err)
+{
+	R4Status	rc = r4_tensor_to_f32(t, out, err);
+
+	if (rc != R4_OK)
+		return rc;
+	for (size_t i = 0; i < t->numel; i++)
+		if (!isfinite(out[i]))
+		{
+			char		name[NAME_EXCERPT];
+
+			r4_text_excerpt(t->name, strlen(t->name), name, sizeof(name));
+			r4_fail(err, R4_ERR_INVALID, "tensor \"%s\" holds %s at element %zu",
+					name, isnan(out[i]) ? "NaN" : "an infinite value", i);
+			return r4_fail_detail(err, "Every weight must be a finite number: such a model gives NaN for every input.");
+		}
 	return R4_OK;
 }

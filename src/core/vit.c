@@ -227,7 +227,7 @@ r4_vit_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
 			size_t		padded = 0;
 
 			*slots[i].dst = base + off;
-			rc = r4_tensor_to_f32(t, base + off, err);
+			rc = r4_tensor_to_f32_finite(t, base + off, err);
 			if (rc != R4_OK)
 				goto fail;
 			(void) align_floats(t->numel, &padded);
@@ -283,6 +283,18 @@ size_t
 r4_vit_work_bytes(const R4ViT *m)
 {
 	return (m->arena_floats + m->pos_cache_floats) * sizeof(float);
+}
+
+void
+r4_vit_release_work(R4ViT *m)
+{
+	r4_free(m->arena);
+	m->arena = NULL;
+	m->arena_floats = 0;
+	r4_free(m->pos_cache);
+	m->pos_cache = NULL;
+	m->pos_cache_floats = 0;
+	m->pos_valid = false;
 }
 
 /*

@@ -25,6 +25,9 @@
 /* Images per engine call in the batched form: large enough to reach GEMM speed */
 #define EMBED_MAX_BATCH 16
 
+/* ... but a batch's input buffer stays below this (large rasters go fewer at a time) */
+#define EMBED_MAX_BATCH_BYTES ((size_t) 256 * 1024 * 1024)
+
 typedef struct EmbedCallSite
 {
 	ModelHandle model;
@@ -52,6 +55,21 @@ GetCallSite(FunctionCallInfo fcinfo, Oid raster_type)
 	return cs;
 }
 
+/* The model's size limits, checked from the raster header before decoding */
+static void
+CheckRasterSize(void *arg, int nbands, int width, int height)
+{
+	CachedModel *m = (CachedModel *) arg;
+	R4Error		err;
+
+	r4_error_clear(&err);
+	if (r4_engine_check_input(&m->cfg, height, width, &err) != R4_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s: model \"%s\" cannot read it", err.message, m->name),
+				 errdetail("Rasters are refused from their size before being decoded; split the raster into tiles.")));
+}
+
 /* The model for this row: the handle re-validates only when the name changes */
 static CachedModel *
 GetModel(FunctionCallInfo fcinfo, EmbedCallSite *cs, int argno)
@@ -61,6 +79,8 @@ GetModel(FunctionCallInfo fcinfo, EmbedCallSite *cs, int argno)
 
 	snprintf(cs->purpose, sizeof(cs->purpose), "model \"%s\"", m->name);
 	cs->raster.purpose = cs->purpose;
+	cs->raster.check_size = CheckRasterSize;
+	cs->raster.check_arg = m;
 	return m;
 }
 
@@ -246,7 +266,8 @@ RunArray(FunctionCallInfo fcinfo, Want want)
 	int			batch_idx[EMBED_MAX_BATCH];
 	int			nb = 0,
 				bh = 0,
-				bw = 0;
+				bw = 0,
+				batch_cap = EMBED_MAX_BATCH;
 	size_t		per_image = 0;
 	int			current = 0;
 	ErrorContextCallback errcb;
@@ -290,7 +311,7 @@ RunArray(FunctionCallInfo fcinfo, Want want)
 		}
 
 		/* Flush when the size changes, the batch is full, or at the end */
-		if (nb > 0 && (i == n || (input != NULL && (h != bh || w != bw)) || nb == EMBED_MAX_BATCH))
+		if (nb > 0 && (i == n || (input != NULL && (h != bh || w != bw)) || nb == batch_cap))
 		{
 			current = batch_idx[0] + 1;
 			RunModel(m, want, batch, nb, bh, bw, out);
@@ -307,7 +328,11 @@ RunArray(FunctionCallInfo fcinfo, Want want)
 			if (batch != NULL)
 				pfree(batch);
 			per_image = (size_t) m->cfg.in_chans * h * w;
-			if (r4_mul_size(per_image, EMBED_MAX_BATCH * sizeof(float), &total) != 0)
+			/* Room for the images still to come, within EMBED_MAX_BATCH_BYTES */
+			batch_cap = Min(EMBED_MAX_BATCH, n - i);
+			while (batch_cap > 1 && per_image * sizeof(float) * batch_cap > EMBED_MAX_BATCH_BYTES)
+				batch_cap--;
+			if (r4_mul_size(per_image, batch_cap * sizeof(float), &total) != 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 						 errmsg("raster too large")));

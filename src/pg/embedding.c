@@ -11,9 +11,9 @@
 #include "catalog/pg_type.h"
 #include "common/shortest_dec.h"
 #include "embedding.h"
+#include "rai4eo/vector_text.h"
 #include "lib/stringinfo.h"
 #include "libpq/pqformat.h"
-#include "parser/scansup.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
@@ -29,6 +29,26 @@ InitEmbedding(int dim)
 	SET_VARSIZE(result, EMBEDDING_SIZE(dim));
 	result->dim = dim;
 	return result;
+}
+
+Embedding *
+EmbeddingFromDatum(Datum d)
+{
+	Embedding  *e = (Embedding *) PG_DETOAST_DATUM(d);
+
+	/*
+	 * Every reader trusts dim to size its loops: a value whose length does not
+	 * match (written by a binary-coercible cast, or corrupt on disk) would
+	 * read far past itself.
+	 */
+	if (VARSIZE(e) < offsetof(Embedding, x) || e->dim < 1 || e->dim > EMBEDDING_MAX_DIM ||
+		VARSIZE(e) != EMBEDDING_SIZE(e->dim))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("embedding value is corrupt: %u bytes for %d dimensions",
+						(unsigned) VARSIZE(e), VARSIZE(e) >= offsetof(Embedding, x) ? e->dim : 0),
+				 errdetail("An embedding of n dimensions takes %zu + 4 n bytes.", offsetof(Embedding, x))));
+	return e;
 }
 
 /* Ensure a dimension count is usable */
@@ -82,80 +102,64 @@ InvalidEmbeddingSyntax(const char *lit, const char *detail)
 			 errdetail("%s", detail)));
 }
 
-/* Skip ASCII whitespace the way PostgreSQL's scanner defines it */
-static inline char *
-SkipSpace(char *p)
+/* Raise the error for a non-finite element */
+static void
+NonFiniteElement(bool nan)
 {
-	while (scanner_isspace(*p))
-		p++;
-	return p;
+	float		v = nan ? NAN : INFINITY;
+
+	EmbeddingCheckElements(&v, 1);
 }
 
+/* Parsing itself is the core's (vector_text.c, fuzzed); this picks the SQLSTATE */
 PG_FUNCTION_INFO_V1(embedding_in);
 Datum
 embedding_in(PG_FUNCTION_ARGS)
 {
 	char	   *lit = PG_GETARG_CSTRING(0);
 	int32		typmod = PG_GETARG_INT32(2);
-	int			cap = 64;
+	float	   *x = palloc(sizeof(float) * EMBEDDING_MAX_DIM);
 	int			dim = 0;
-	float	   *x = palloc(sizeof(float) * cap);
-	char	   *p = SkipSpace(lit);
+	R4VecProblem problem;
 	Embedding  *result;
 
-	if (*p != '[')
-		InvalidEmbeddingSyntax(lit, "Embedding contents must start with \"[\".");
-	p = SkipSpace(p + 1);
-
-	if (*p == ']')
-		EmbeddingCheckDim(0);
-
-	for (;;)
+	switch (r4_vec_parse_text(lit, x, EMBEDDING_MAX_DIM, &dim, &problem))
 	{
-		char	   *end;
-		float		val;
-
-		if (dim == EMBEDDING_MAX_DIM)
-			EmbeddingCheckDim(dim + 1);
-		if (*p == ',' || *p == ']' || *p == '\0')
+		case R4V_OK:
+			break;
+		case R4V_NO_BRACKET:
+			InvalidEmbeddingSyntax(lit, "Embedding contents must start with \"[\".");
+			break;
+		case R4V_NOT_A_NUMBER:
 			InvalidEmbeddingSyntax(lit, "Each element must be a number.");
-
-		errno = 0;
-		val = strtof(p, &end);
-		if (end == p)
-			InvalidEmbeddingSyntax(lit, "Each element must be a number.");
-
-		/* Like float4in: overflow, and underflow to zero, are errors */
-		if (errno == ERANGE && (val == 0.0f || isinf(val)))
+			break;
+		case R4V_BAD_SEPARATOR:
+			InvalidEmbeddingSyntax(lit, "Elements must be separated by \",\" and the list closed by \"]\".");
+			break;
+		case R4V_JUNK_AFTER:
+			InvalidEmbeddingSyntax(lit, "Junk after closing right bracket.");
+			break;
+		case R4V_EMPTY:
+			EmbeddingCheckDim(0);
+			break;
+		case R4V_TOO_MANY:
+			EmbeddingCheckDim(EMBEDDING_MAX_DIM + 1);
+			break;
+		case R4V_OUT_OF_RANGE:
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 					 errmsg("\"%s\" is out of range for type embedding",
-							pnstrdup(p, end - p))));
-		if (isnan(val) || isinf(val))
-			EmbeddingCheckElements(&val, 1);
-
-		if (dim == cap)
-		{
-			cap *= 2;
-			x = repalloc(x, sizeof(float) * cap);
-		}
-		x[dim++] = val;
-
-		p = SkipSpace(end);
-		if (*p == ',')
-			p = SkipSpace(p + 1);
-		else if (*p == ']')
+							pnstrdup(lit + problem.pos, problem.len))));
 			break;
-		else
-			InvalidEmbeddingSyntax(lit, "Elements must be separated by \",\" and the list closed by \"]\".");
+		case R4V_NAN:
+		case R4V_INFINITE:
+			NonFiniteElement(problem.error == R4V_NAN);
+			break;
+		default:
+			elog(ERROR, "unexpected embedding parse result %d", (int) problem.error);
 	}
 
-	p = SkipSpace(p + 1);
-	if (*p != '\0')
-		InvalidEmbeddingSyntax(lit, "Junk after closing right bracket.");
-
 	EmbeddingCheckExpectedDim(typmod, dim);
-
 	result = InitEmbedding(dim);
 	memcpy(result->x, x, sizeof(float) * dim);
 	pfree(x);
@@ -236,21 +240,44 @@ embedding_recv(PG_FUNCTION_ARGS)
 {
 	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
 	int32		typmod = PG_GETARG_INT32(2);
-	int16		dim = pq_getmsgint(buf, sizeof(int16));
-	int16		unused = pq_getmsgint(buf, sizeof(int16));
+	float	   *x = palloc(sizeof(float) * EMBEDDING_MAX_DIM);
+	int			dim = 0;
+	size_t		consumed = 0;
+	R4VecProblem problem;
 	Embedding  *result;
 
-	EmbeddingCheckDim(dim);
+	switch (r4_vec_parse_binary((const uint8 *) buf->data + buf->cursor, buf->len - buf->cursor,
+								x, EMBEDDING_MAX_DIM, &dim, &consumed, &problem))
+	{
+		case R4V_OK:
+			break;
+		case R4V_SHORT:
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("insufficient data left in message")));
+			break;
+		case R4V_EMPTY:
+		case R4V_TOO_MANY:
+			EmbeddingCheckDim(problem.value);
+			break;
+		case R4V_RESERVED:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+					 errmsg("expected reserved field to be 0, not %d", problem.value)));
+			break;
+		case R4V_NAN:
+		case R4V_INFINITE:
+			NonFiniteElement(problem.error == R4V_NAN);
+			break;
+		default:
+			elog(ERROR, "unexpected embedding parse result %d", (int) problem.error);
+	}
+	buf->cursor += consumed;
 	EmbeddingCheckExpectedDim(typmod, dim);
-	if (unused != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("expected reserved field to be 0, not %d", unused)));
 
 	result = InitEmbedding(dim);
-	for (int i = 0; i < dim; i++)
-		result->x[i] = pq_getmsgfloat4(buf);
-	EmbeddingCheckElements(result->x, dim);
+	memcpy(result->x, x, sizeof(float) * dim);
+	pfree(x);
 	PG_RETURN_EMBEDDING_P(result);
 }
 

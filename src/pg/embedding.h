@@ -21,9 +21,15 @@ typedef struct Embedding
 } Embedding;
 
 #define EMBEDDING_SIZE(_dim)		(offsetof(Embedding, x) + sizeof(float) * (_dim))
-#define DatumGetEmbedding(x)		((Embedding *) PG_DETOAST_DATUM(x))
+#define DatumGetEmbedding(x)		EmbeddingFromDatum(x)
 #define PG_GETARG_EMBEDDING_P(x)	DatumGetEmbedding(PG_GETARG_DATUM(x))
 #define PG_RETURN_EMBEDDING_P(x)	PG_RETURN_POINTER(x)
+
+/*
+ * Detoast an embedding datum and check that its size matches its dimension
+ * count (XX001 data_corrupted otherwise).
+ */
+Embedding  *EmbeddingFromDatum(Datum d);
 
 /* Allocate a zeroed embedding of dim dimensions in CurrentMemoryContext. */
 Embedding  *InitEmbedding(int dim);

@@ -32,7 +32,8 @@ l2_distance(PG_FUNCTION_ARGS)
 	Embedding  *b = PG_GETARG_EMBEDDING_P(1);
 
 	CheckDims(a, b);
-	PG_RETURN_FLOAT8(sqrt(r4_l2_squared(a->x, b->x, a->dim)));
+	/* pgvector's sum of squares is a float4: Infinity past FLT_MAX */
+	PG_RETURN_FLOAT8(sqrt(r4_float_range(r4_l2_squared(a->x, b->x, a->dim))));
 }
 
 PG_FUNCTION_INFO_V1(inner_product);
@@ -43,7 +44,7 @@ inner_product(PG_FUNCTION_ARGS)
 	Embedding  *b = PG_GETARG_EMBEDDING_P(1);
 
 	CheckDims(a, b);
-	PG_RETURN_FLOAT8(r4_dot(a->x, b->x, a->dim));
+	PG_RETURN_FLOAT8(r4_float_range(r4_dot(a->x, b->x, a->dim)));
 }
 
 /* Negative inner product, so that ascending order means most similar first */
@@ -55,7 +56,7 @@ embedding_negative_inner_product(PG_FUNCTION_ARGS)
 	Embedding  *b = PG_GETARG_EMBEDDING_P(1);
 
 	CheckDims(a, b);
-	PG_RETURN_FLOAT8(-r4_dot(a->x, b->x, a->dim));
+	PG_RETURN_FLOAT8(-r4_float_range(r4_dot(a->x, b->x, a->dim)));
 }
 
 PG_FUNCTION_INFO_V1(cosine_similarity);
@@ -227,16 +228,45 @@ embedding_cmp(PG_FUNCTION_ARGS)
 
 /*
  * The avg state is a float8[]: element 0 counts the rows, the rest are the
- * running sums.  It starts as '{0}'.
+ * running sums.  It starts as '{0}'.  The support functions are callable
+ * from SQL with any float8[], so every state is checked: a count that is a
+ * whole number >= 0, '{0}' alone when it is 0, else 1 to EMBEDDING_MAX_DIM
+ * finite sums.
  */
 static float8 *
-CheckStateArray(ArrayType *statearray, int *n)
+CheckStateArray(FunctionCallInfo fcinfo, ArrayType *statearray, int *n)
 {
+	float8	   *state;
+	int			len;
+
 	if (ARR_NDIM(statearray) != 1 || ARR_DIMS(statearray)[0] < 1 ||
 		ARR_HASNULL(statearray) || ARR_ELEMTYPE(statearray) != FLOAT8OID)
-		elog(ERROR, "embedding aggregate state is not a float8 array of at least one element");
-	*n = ARR_DIMS(statearray)[0];
-	return (float8 *) ARR_DATA_PTR(statearray);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid embedding aggregate state"),
+				 errdetail("The state is a one-dimensional float8 array without NULLs: the row count, then the sums.")));
+	len = ARR_DIMS(statearray)[0];
+	state = (float8 *) ARR_DATA_PTR(statearray);
+	if (!(state[0] >= 0 && state[0] <= 9007199254740992.0 && state[0] == floor(state[0])))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid embedding aggregate state"),
+				 errdetail("The row count %g is not a whole number from 0 to 2^53.", state[0])));
+	if (state[0] == 0 ? len != 1 : (len < 2 || len - 1 > EMBEDDING_MAX_DIM))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid embedding aggregate state"),
+				 errdetail("A state of %g rows has %d sums; it needs %s.", state[0], len - 1,
+						   state[0] == 0 ? "none" : "1 to 16000")));
+	/* Inside an aggregate the state is one we built: skip the O(dim) scan */
+	for (int i = AggCheckCallContext(fcinfo, NULL) ? len : 1; i < len; i++)
+		if (!isfinite(state[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid embedding aggregate state"),
+					 errdetail("Sum %d is not finite.", i)));
+	*n = len;
+	return state;
 }
 
 /* Build a fresh state array of dim sums plus the count */
@@ -261,7 +291,7 @@ embedding_accum(PG_FUNCTION_ARGS)
 	ArrayType  *statearray = PG_GETARG_ARRAYTYPE_P(0);
 	Embedding  *emb = PG_GETARG_EMBEDDING_P(1);
 	int			n;
-	float8	   *state = CheckStateArray(statearray, &n);
+	float8	   *state = CheckStateArray(fcinfo, statearray, &n);
 	float8	   *sums;
 
 	if (state[0] == 0)
@@ -295,8 +325,8 @@ embedding_combine(PG_FUNCTION_ARGS)
 	ArrayType  *sb = PG_GETARG_ARRAYTYPE_P(1);
 	int			na,
 				nb;
-	float8	   *a = CheckStateArray(sa, &na);
-	float8	   *b = CheckStateArray(sb, &nb);
+	float8	   *a = CheckStateArray(fcinfo, sa, &na);
+	float8	   *b = CheckStateArray(fcinfo, sb, &nb);
 
 	if (b[0] == 0)
 		PG_RETURN_ARRAYTYPE_P(AggCheckCallContext(fcinfo, NULL) ? sa : MakeState(a[0], a + 1, na - 1));
@@ -321,7 +351,7 @@ embedding_avg(PG_FUNCTION_ARGS)
 {
 	ArrayType  *statearray = PG_GETARG_ARRAYTYPE_P(0);
 	int			n;
-	float8	   *state = CheckStateArray(statearray, &n);
+	float8	   *state = CheckStateArray(fcinfo, statearray, &n);
 	Embedding  *result;
 
 	/* No rows: SQL's avg of nothing is NULL */

@@ -1,8 +1,11 @@
 /*
  * model_cache.h — models as a backend uses them: looked up by name in
- * rai4eo.model, built once, kept per backend and re-validated once per call
- * site (that is, once per statement), so a model replaced or dropped in
- * another session is noticed by the next statement.
+ * rai4eo.model, built once and kept per backend.  A transaction that runs a
+ * model holds its lock (share mode) until it ends and reads the row once
+ * under it; rai4eo_load_model replaces a row only under the exclusive lock.
+ * So an embedding computed and stored in one transaction always comes from
+ * the weights stored when it commits, and a model replaced or dropped in
+ * another session is noticed by this session's next transaction.
  */
 #ifndef RAI4EO_PG_MODEL_CACHE_H
 #define RAI4EO_PG_MODEL_CACHE_H
@@ -23,6 +26,8 @@ typedef struct CachedModel
 	R4Engine   *engine;
 	R4ModelConfig cfg;
 	uint64		generation;		/* changes whenever the slot is rebuilt or emptied */
+	LocalTransactionId validated_lxid;	/* transaction that last read the row under the lock */
+	CommandId	validated_cid;	/* and its command then: a later write of ours (a manual UPDATE) re-reads */
 } CachedModel;
 
 /* What one call site remembers between rows */
@@ -37,6 +42,16 @@ typedef struct ModelHandle
 /* The model argument resolved: the name, or rai4eo.default_model when NULL. */
 char	   *ResolveModelName(text *arg);
 
+/*
+ * Take the lock of model name until the transaction ends: share mode before
+ * computing with it, exclusive before replacing its row.  Returns true when
+ * this (sub)transaction did not hold it yet.
+ */
+bool		ModelLock(const char *name, bool exclusive);
+
+/* Drop this backend's engine for name (after this session replaced it). */
+void		ModelForget(const char *name);
+
 /* Raise 42704 unless rai4eo.model has a row called name. */
 void		ModelCheckExists(const char *name);
 
@@ -44,8 +59,8 @@ void		ModelCheckExists(const char *name);
 void		ModelHandleInit(ModelHandle *h, MemoryContext mcxt);
 
 /*
- * The built model called name, validated against rai4eo.model once per
- * handle (42704 if there is no such model).
+ * The built model called name (42704 if there is no such model), under its
+ * share lock, validated against rai4eo.model once per transaction.
  */
 CachedModel *ModelHandleGet(ModelHandle *h, const char *name);
 

@@ -4,8 +4,10 @@
  * resolved configuration in rai4eo.model.
  *
  * The row is written through SPI as the calling user, so the table's
- * privileges apply.  sha256 is computed by the table's trigger, which also
- * covers rows written by hand.  Replacing weights deletes the embeddings
+ * privileges apply.  sha256 is computed here, in the statement that writes
+ * the weights; the table's CHECK (sha256 = sha256(weights)) keeps rows written
+ * by hand honest (a CHECK, not a trigger: Citus makes such a table a
+ * reference table).  Replacing weights deletes the embeddings
  * computed with the old ones: they no longer describe the model.
  */
 #include "postgres.h"
@@ -14,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -24,6 +27,7 @@
 #include "temporal.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #define MODEL_NAME_MAX 200
@@ -53,6 +57,29 @@ GetModelName(FunctionCallInfo fcinfo)
 	return name;
 }
 
+/*
+ * Refuse a caller who could not write the row before anything large is read,
+ * validated or built: INSERT on rai4eo.model, and UPDATE too when replacing.
+ */
+static void
+CheckStorePrivileges(bool replace)
+{
+	Oid			nsp = get_namespace_oid("rai4eo", false);
+	Oid			rel = get_relname_relid("model", nsp);
+	AclMode		need = ACL_INSERT | (replace ? ACL_UPDATE : 0);
+
+	if (!OidIsValid(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"rai4eo.model\" does not exist")));
+	if (pg_class_aclmask(rel, GetUserId(), need, ACLMASK_ALL) != need)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table model"),
+				 errdetail("Storing a model needs INSERT on rai4eo.model%s.",
+						   replace ? ", and UPDATE to replace one" : "")));
+}
+
 /* Validate and store; returns the name */
 static Datum
 StoreModel(FunctionCallInfo fcinfo, const char *name, bytea *weights)
@@ -69,6 +96,7 @@ StoreModel(FunctionCallInfo fcinfo, const char *name, bytea *weights)
 	const char *arch;
 	int			rc;
 
+	CheckStorePrivileges(replace);
 	/* Temporal classifiers (lstm, gru) are validated by their own file, src/pg/temporal.c */
 	if (!TemporalModelValidate((const uint8 *) VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights),
 							   config_in, &arch, &config, &parameters))
@@ -77,6 +105,13 @@ StoreModel(FunctionCallInfo fcinfo, const char *name, bytea *weights)
 							   config_in, &cfg, &parameters);
 		arch = r4_arch_name(cfg.arch);
 	}
+
+	/*
+	 * Wait for every transaction computing with this model to end, and keep
+	 * new ones out until this one does (model_cache.c): no embedding of the
+	 * old weights can be inserted after the DELETE below.
+	 */
+	ModelLock(name, true);
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = CStringGetTextDatum(arch);
@@ -103,16 +138,18 @@ StoreModel(FunctionCallInfo fcinfo, const char *name, bytea *weights)
 					 errhint("Pass replace => true to replace it (its embeddings are deleted if the weights change).")));
 		old_sha = DatumGetByteaPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		rc = SPI_execute_with_args("UPDATE rai4eo.model SET arch = $2, config = $3::pg_catalog.jsonb, weights = $4,"
-								   " parameters = $5, created = pg_catalog.now()"
+								   " sha256 = pg_catalog.sha256($4), parameters = $5, created = pg_catalog.now()"
 								   " WHERE name OPERATOR(pg_catalog.=) $1 RETURNING sha256",
 								   5, argtypes, values, NULL, false, 0);
 		if (rc != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
 			elog(ERROR, "model update failed: %s", SPI_result_code_string(rc));
+		/* This session's own call sites must not keep the old engine */
+		ModelForget(name);
 	}
 	else
 	{
-		rc = SPI_execute_with_args("INSERT INTO rai4eo.model (name, arch, config, weights, parameters)"
-								   " VALUES ($1, $2, $3::pg_catalog.jsonb, $4, $5)",
+		rc = SPI_execute_with_args("INSERT INTO rai4eo.model (name, arch, config, weights, sha256, parameters)"
+								   " VALUES ($1, $2, $3::pg_catalog.jsonb, $4, pg_catalog.sha256($4), $5)",
 								   5, argtypes, values, NULL, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "model insert failed: %s", SPI_result_code_string(rc));
@@ -151,6 +188,8 @@ rai4eo_load_model(PG_FUNCTION_ARGS)
 	char	   *name = GetModelName(fcinfo);
 
 	RequireArg(fcinfo, 1, "weights");
+	/* Before the (maybe huge) argument is detoasted */
+	CheckStorePrivileges(!PG_ARGISNULL(3) && PG_GETARG_BOOL(3));
 	return StoreModel(fcinfo, name, PG_GETARG_BYTEA_PP(1));
 }
 
@@ -223,6 +262,7 @@ rai4eo_load_model_file(PG_FUNCTION_ARGS)
 				 errdetail("Only superusers and members of pg_read_server_files may call rai4eo_load_model_file()."),
 				 errhint("Anyone may pass the file's contents to rai4eo_load_model(name, weights bytea), e.g. from a client library, or with psql's \\lo_import and lo_get().")));
 	RequireArg(fcinfo, 1, "path");
+	CheckStorePrivileges(!PG_ARGISNULL(3) && PG_GETARG_BOOL(3));
 	path = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	return StoreModel(fcinfo, name, ReadServerFile(path));
 }

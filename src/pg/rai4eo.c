@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include <math.h>
+#include <unistd.h>
 
 #include "fmgr.h"
 #include "guc.h"
@@ -58,6 +59,26 @@ CheckChangeThreshold(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * Cap rai4eo.blas_threads at the cores this machine has: more threads only
+ * contend, and 256 once gave one backend 64 threads and 9 GB of address space
+ * that a cancel could not stop.
+ */
+static bool
+CheckBlasThreads(int *newval, void **extra, GucSource source)
+{
+	long		cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (cores < 1)
+		cores = 1;
+	if (*newval > cores)
+	{
+		GUC_check_errdetail("rai4eo.blas_threads is capped at the %ld cores of this machine.", cores);
+		return false;
+	}
+	return true;
+}
+
 void
 _PG_init(void)
 {
@@ -86,6 +107,6 @@ _PG_init(void)
 							&rai4eo_blas_threads,
 							1, 1, 256,
 							PGC_USERSET, 0,
-							NULL, NULL, NULL);
+							CheckBlasThreads, NULL, NULL);
 	MarkGUCPrefixReserved("rai4eo");
 }

@@ -41,7 +41,7 @@ GetCallSiteReader(FunctionCallInfo fcinfo, int argno)
 
 	if (rd == NULL)
 	{
-		rd = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(RasterReader));
+		rd = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(RasterReader));
 		RasterReaderInit(rd, get_fn_expr_argtype(fcinfo->flinfo, argno), fcinfo->flinfo->fn_mcxt);
 		fcinfo->flinfo->fn_extra = rd;
 	}
@@ -167,6 +167,9 @@ RasterReadDatum(RasterReader *cache, Datum rast, const int *bands, int nbands,
 	}
 	if (bands == NULL)
 		nbands = r.nbands;
+	/* Limits are known from the header: refuse before decoding anything */
+	if (cache->check_size != NULL)
+		cache->check_size(cache->check_arg, nbands, r.width, r.height);
 
 	if (r4_raster_has_outdb(&r, bands, nbands))
 	{
@@ -199,6 +202,19 @@ RasterReadDatum(RasterReader *cache, Datum rast, const int *bands, int nbands,
 	r4_raster_free(&wkb_raster);
 	if ((Pointer) datum != DatumGetPointer(rast))
 		pfree(datum);
+}
+
+/* rai4eo_raster_values builds one Datum per value: refuse what cannot fit */
+static void
+CheckArraySize(void *arg, int nbands, int width, int height)
+{
+	size_t		count = (size_t) nbands * height * width;
+
+	if (count > MaxAllocSize / sizeof(Datum))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("raster too large for an array: %zu values", count),
+				 errdetail("An array holds at most %zu values.", (size_t) (MaxAllocSize / sizeof(Datum)))));
 }
 
 /* Read band numbers from an int[] argument; NULL array means all bands */
@@ -255,13 +271,10 @@ rai4eo_raster_values(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(1))
 		bands = GetBandNumbers(PG_GETARG_ARRAYTYPE_P(1), &nbands);
 
+	GetCallSiteReader(fcinfo, 0)->check_size = CheckArraySize;
 	RasterReadPixels(fcinfo, 0, bands, nbands, &px);
 
 	count = (size_t) px.nbands * px.height * px.width;
-	if (count > MaxAllocSize / sizeof(Datum))
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("raster too large for an array: %zu values", count)));
 	datums = palloc(count * sizeof(Datum));
 	nulls = palloc(count * sizeof(bool));
 	for (size_t i = 0; i < count; i++)

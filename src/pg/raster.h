@@ -30,6 +30,9 @@ typedef struct RasterReader
 	bool		have_asbinary;
 	FmgrInfo	asbinary;		/* ST_AsBinary(raster, outasin boolean) */
 	const char *purpose;
+	/* Called with the raster's size before anything is decoded; may raise */
+	void		(*check_size) (void *arg, int nbands, int width, int height);
+	void	   *check_arg;
 } RasterReader;
 
 /* Set up a reader for values of raster_type (InvalidOid: look up "raster"). */

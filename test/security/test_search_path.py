@@ -94,6 +94,14 @@ CALLS = [
                        "::pg_catalog.text"),
     ("heatmap_png", "SELECT pg_catalog.md5({x}.heatmap_png({x}.yearly_heatmap(" + AOI + ", 2019, 'ext'::pg_catalog.text, "
                     "0.5::double precision)))"),
+    ("heatmap legend", "SELECT pg_catalog.md5({x}.heatmap_png({x}.yearly_heatmap(" + AOI + ", 2019, 'ext'::pg_catalog.text, "
+                       "0.5::double precision), 1, 0::double precision, 1::double precision, 'viridis'::pg_catalog.text, "
+                       "4, true))"),
+    ("quicklook", "SELECT pg_catalog.md5({x}.rai4eo_quicklook(i.rast)) FROM rai4eo.image i ORDER BY i.image_id LIMIT 1"),
+    ("world aoi", "SELECT patch_id FROM rai4eo.aoi_patches({g}.ST_MakeEnvelope(-180::double precision, "
+                  "-90::double precision, 180::double precision, 90::double precision, 4326), NULL::integer) ORDER BY 1"),
+    ("aoi in srid", "SELECT {g}.ST_AsText(rai4eo.aoi_in_srid({g}.ST_MakeEnvelope(-10::double precision, "
+                    "40::double precision, -9::double precision, 41::double precision, 4326), 32629))"),
     ("calibrate", "SELECT * FROM {x}.rai4eo_calibrate_threshold('ext'::pg_catalog.text, 2019, 'public.truth'::pg_catalog.regclass)"),
     ("threshold", "SELECT rai4eo.change_threshold('ext'::pg_catalog.text, NULL::double precision)"),
     ("qgis view", "SELECT * FROM rai4eo.patch_change ORDER BY id"),

@@ -24,8 +24,8 @@ CREATE TEMP TABLE d AS SELECT k, DATE '2019-03-01' + 10 * k AS day FROM generate
 INSERT INTO rai4eo.image (image_id, patch_id, sensor, acquired, rast)
 SELECT rai4eo.image_id_of(p.patch_id, 'PF-SR', x.day), p.patch_id, 'PF-SR', x.day, ST_MakeEmptyRaster(1, 1, 0, 0, 1)
 FROM rai4eo.patch p, (SELECT day FROM d UNION ALL SELECT day - 365 FROM d) x;
-INSERT INTO rai4eo.embedding (image_id, model, emb)
-SELECT i.image_id, m.model,
+INSERT INTO rai4eo.embedding (image_id, patch_id, model, emb)
+SELECT i.image_id, i.patch_id, m.model,
 	   CASE WHEN extract(year FROM i.acquired) = 2018 THEN '[1,0]'
 			WHEN (m.model = 'unsup' AND ((c = 1 AND k <= 2) OR (c = 2 AND k = 1)))
 			  OR (m.model = 'sup' AND c = 1) THEN '[0,1]'

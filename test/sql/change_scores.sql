@@ -23,7 +23,7 @@ CREATE FUNCTION pg_temp.year(pid bigint, y int, e text[], model text DEFAULT 'sm
 	SELECT rai4eo.image_id_of(pid, 'PF-SR', make_date(y, m, 15)), pid, 'PF-SR', make_date(y, m, 15),
 		   ST_AddBand(ST_MakeEmptyRaster(1, 1, 0, 0, 1, -1, 0, 0, 32629), '16BUI'::text, 0)
 	FROM generate_series(1, cardinality(e)) m ON CONFLICT DO NOTHING;
-	INSERT INTO rai4eo.embedding SELECT rai4eo.image_id_of(pid, 'PF-SR', make_date(y, m, 15)), model, e[m]::embedding
+	INSERT INTO rai4eo.embedding (image_id, patch_id, model, emb) SELECT rai4eo.image_id_of(pid, 'PF-SR', make_date(y, m, 15)), pid, model, e[m]::embedding
 	FROM generate_series(1, cardinality(e)) m $$;
 -- 2019 with [0,1] in the listed months and [1,0] elsewhere
 CREATE FUNCTION pg_temp.months(high int[], hi text DEFAULT '[0,1]') RETURNS text[] LANGUAGE sql AS $$

@@ -44,7 +44,8 @@ SELECT pg_temp.err($$SELECT '[-Infinity]'::embedding$$);
 -- out of range for float4: 22003
 SELECT '[4e38]'::embedding;
 SELECT pg_temp.err($$SELECT '[-1e39]'::embedding$$);
-SELECT pg_temp.err($$SELECT '[1e-50]'::embedding$$);
+-- underflow rounds towards zero, as in pgvector (which uses strtof the same way)
+SELECT '[1e-50]'::embedding, '[1e-46,1]'::embedding, '[-1e-46]'::embedding, '[1e-45]'::embedding;
 
 -- dimension limits: 16000 is fine, 16001 is 54000
 SELECT embedding_dims(('[' || array_to_string(array_fill(1, ARRAY[16000]), ',') || ']')::embedding);

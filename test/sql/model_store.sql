@@ -189,7 +189,7 @@ INSERT INTO rai4eo.patch (patch_id, sample_id, geom)
 INSERT INTO rai4eo.image (image_id, patch_id, sensor, acquired, rast)
 	SELECT rai4eo.image_id_of(rai4eo.patch_id_of('29N_10E-20N_01_01'), 'PF-SR', '2018-01-03'),
 		   rai4eo.patch_id_of('29N_10E-20N_01_01'), 'PF-SR', '2018-01-03', r4 FROM r;
-INSERT INTO rai4eo.embedding (image_id, model, emb) SELECT image_id, 'tiny', rai4eo_embed(rast, 'tiny') FROM rai4eo.image;
+INSERT INTO rai4eo.embedding (image_id, patch_id, model, emb) SELECT image_id, patch_id, 'tiny', rai4eo_embed(rast, 'tiny') FROM rai4eo.image;
 CREATE TEMP TABLE before AS SELECT rai4eo_embed(r4, 'tiny') AS e FROM r;
 -- same weights again: embeddings stay
 SELECT rai4eo_load_model('tiny', w, '{"num_heads": 2, "scale": 0.01, "mean": [1, 2, 3, 4], "std": 0.5}', replace => true) FROM f;
@@ -201,11 +201,13 @@ SELECT rai4eo_embed(r4, 'tiny') <> (SELECT e FROM before) AS cache_rebuilt FROM 
 -- a configuration change (other than change_threshold) also rebuilds
 UPDATE rai4eo.model SET config = jsonb_set(config, '{std}', '[1, 1, 1, 1]') WHERE name = 'tiny';
 SELECT x[1][1][1] = ((100 + 7 + 3) * 0.01 - 1)::real AS new_std_used FROM (SELECT rai4eo_model_input(r4, 'tiny') AS x FROM r) q;
--- weights written by hand get a true sha256 from the trigger
-UPDATE rai4eo.model SET weights = (SELECT w FROM f) WHERE name = 'tiny';
-SELECT sha256 = sha256((SELECT w FROM f)) AS trigger_sha FROM rai4eo.model WHERE name = 'tiny';
+-- weights written by hand must come with their digest (CHECK model_sha256_of_weights: 23514)
+SELECT pg_temp.err($$UPDATE rai4eo.model SET weights = (SELECT w FROM f) WHERE name = 'tiny'$$);
+SELECT pg_temp.err($$INSERT INTO rai4eo.model (name, arch, weights, sha256) VALUES ('hand', 'vit', '\x00', sha256('\x01'))$$);
+UPDATE rai4eo.model SET weights = (SELECT w FROM f), sha256 = sha256((SELECT w FROM f)) WHERE name = 'tiny';
+SELECT sha256 = sha256((SELECT w FROM f)) AS hand_sha FROM rai4eo.model WHERE name = 'tiny';
 -- dropping cascades to embeddings; later calls fail cleanly
-INSERT INTO rai4eo.embedding (image_id, model, emb) SELECT image_id, 'tiny', rai4eo_embed(rast, 'tiny') FROM rai4eo.image;
+INSERT INTO rai4eo.embedding (image_id, patch_id, model, emb) SELECT image_id, patch_id, 'tiny', rai4eo_embed(rast, 'tiny') FROM rai4eo.image;
 SELECT rai4eo_drop_model('tiny');
 SELECT count(*) AS embeddings_after_drop FROM rai4eo.embedding;
 SELECT pg_temp.err($$SELECT rai4eo_embed(r4, 'tiny') FROM r$$);
@@ -240,7 +242,7 @@ SELECT name FROM rai4eo.models ORDER BY name;
 SELECT rai4eo_create_external_model('pixel_mean', 4, '{"description": "per-band mean reflectance"}');
 SELECT name, arch, parameters, input_bands, output_dims, size_bytes FROM rai4eo.models WHERE name = 'pixel_mean';
 SELECT config FROM rai4eo.model WHERE name = 'pixel_mean';
-INSERT INTO rai4eo.embedding (image_id, model, emb) SELECT image_id, 'pixel_mean', '[1,2,3,4]' FROM rai4eo.image;
+INSERT INTO rai4eo.embedding (image_id, patch_id, model, emb) SELECT image_id, patch_id, 'pixel_mean', '[1,2,3,4]' FROM rai4eo.image;
 SELECT count(*) AS external_embeddings FROM rai4eo.embedding WHERE model = 'pixel_mean';
 SELECT pg_temp.err($$SELECT rai4eo_embed(r4, 'pixel_mean') FROM r$$);
 SELECT pg_temp.err($$SELECT rai4eo_create_external_model('pixel_mean', 4)$$);
@@ -283,3 +285,58 @@ SELECT pg_temp.err($$SELECT rai4eo_load_model('x', pg_temp.vit_file(32, 2, 8, 4,
 SELECT rai4eo_load_model('cls_again', pg_temp.vit_file(32, 2, 8, 4, 4, classes => 3), (SELECT config FROM rai4eo.model WHERE name = 'cls'));
 SELECT (SELECT config FROM rai4eo.model WHERE name = 'cls') = (SELECT config FROM rai4eo.model WHERE name = 'cls_again') AS same_config;
 SELECT rai4eo_drop_model(n) FROM unnest(ARRAY['cls', 'cls_again', 'cls_probs', 'no_head']) n;
+
+-- ---- reliability: what is refused before work, and the cache within a transaction --------------
+CREATE TEMP TABLE f3 AS SELECT pg_temp.vit_file(32, 2, 8, 4, 4) AS w, pg_temp.vit_file(32, 2, 8, 4, 4, seed => 2) AS w2;
+-- NaN or infinite weights, degenerate normalisation, wrong JSON types: 22023 at load
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', overlay(w placing pg_temp.le4('NaN') from length(w) - 3 for 4), '{"num_heads": 2}') FROM f3$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', overlay(w placing pg_temp.le4('-Infinity') from length(w) - 3 for 4), '{"num_heads": 2}') FROM f3$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', w, '{"num_heads": 2, "std": 1e-320}') FROM f3$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', w, '{"num_heads": 2, "std": [1, 1, 1e-31, 1]}') FROM f3$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', w, '{"num_heads": 2, "std": 1e31}') FROM f3$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', w, '{"num_heads": 2, "scale": 1e308}') FROM f3$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', w, '{"num_heads": 2, "scale": 1e-31}') FROM f3$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', w, '{"num_heads": 2, "mean": 2e30}') FROM f3$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', w, '{"num_heads": 2, "scale": 1e20, "std": 1e-20}') FROM f3$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', w, '{"num_heads": 2, "head": 1}') FROM f3$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', w, '{"num_heads": 2, "avgpool": 0}') FROM f3$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('x', pg_temp.vit_file(32, 2, 8, 4, 4, meta => '{"avgpool": "1"}'), '{"num_heads": 2}')$$);
+SELECT count(*) AS none_stored FROM rai4eo.model WHERE name = 'x';
+-- the bounds themselves are fine
+SELECT rai4eo_load_model('bounds', w, '{"num_heads": 2, "scale": 1e-6, "std": [1e-5, 1, 2, 3], "mean": -1e3}') FROM f3;
+SELECT embedding_dims(rai4eo_embed(r4, 'bounds')) AS embeds FROM r;
+-- rai4eo.blas_threads is capped at the machine's cores
+SELECT pg_temp.err($$SET rai4eo.blas_threads = 256$$);
+-- a raster too large for the model is refused from its header (4 x 1032 x 1032: 16,642 tokens)
+CREATE TEMP TABLE big AS SELECT ST_AddBand(ST_MakeEmptyRaster(1032, 1032, 0, 0, 1), ARRAY[ROW(1, '8BUI', 7, NULL), ROW(2, '8BUI', 7, NULL), ROW(3, '8BUI', 7, NULL), ROW(4, '8BUI', 7, NULL)]::addbandarg[]) AS r;
+SELECT pg_temp.err($$SELECT rai4eo_embed(r, 'bounds') FROM big$$);
+SELECT pg_temp.err($$SELECT rai4eo_embed(ARRAY[r], 'bounds') FROM big$$);
+-- privileges come before validation: an unprivileged caller gets 42501 even for a malformed file
+CREATE ROLE regress_rai4eo_nowrite;
+SET ROLE regress_rai4eo_nowrite;
+SELECT pg_temp.err($$SELECT rai4eo_load_model('z', '\x0102')$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('bounds', '\x0102', replace => true)$$);
+RESET ROLE;
+GRANT INSERT ON rai4eo.model TO regress_rai4eo_nowrite;
+SET ROLE regress_rai4eo_nowrite;
+SELECT pg_temp.err($$SELECT rai4eo_load_model('bounds', '\x0102', replace => true)$$);
+SELECT pg_temp.err($$SELECT rai4eo_load_model('z', '\x0102')$$);
+RESET ROLE;
+REVOKE INSERT ON rai4eo.model FROM regress_rai4eo_nowrite;
+DROP ROLE regress_rai4eo_nowrite;
+-- a PL/pgSQL call site keeps its state for the transaction: a replace in the same
+-- transaction must still reach it (and a manual UPDATE of the weights too)
+CREATE FUNCTION pg_temp.wrap(x raster) RETURNS embedding LANGUAGE plpgsql AS $$
+BEGIN
+	RETURN rai4eo_embed(x, 'bounds');
+END $$;
+CREATE TEMP TABLE w_old AS SELECT rai4eo_embed(r4, 'bounds') AS e FROM r;
+BEGIN;
+SELECT pg_temp.wrap(r4) = (SELECT e FROM w_old) AS old_weights FROM r;
+SELECT rai4eo_load_model('bounds', w2, '{"num_heads": 2, "scale": 1e-6, "std": [1e-5, 1, 2, 3], "mean": -1e3}', replace => true) FROM f3;
+SELECT pg_temp.wrap(r4) <> (SELECT e FROM w_old) AS new_weights FROM r;
+CREATE TEMP TABLE w_new AS SELECT pg_temp.wrap(r4) AS e FROM r;
+UPDATE rai4eo.model SET weights = (SELECT w FROM f3), sha256 = sha256((SELECT w FROM f3)) WHERE name = 'bounds';
+SELECT pg_temp.wrap(r4) = (SELECT e FROM w_old) AS manual_update_seen FROM r;
+COMMIT;
+SELECT rai4eo_drop_model('bounds');

@@ -76,8 +76,8 @@ INSERT INTO rai4eo.image (image_id, patch_id, sensor, acquired, rast)
 SELECT rai4eo.image_id_of(p.id, 'PF-SR', d), p.id, 'PF-SR', d,
 	   ST_AddBand(ST_MakeEmptyRaster(1, 1, 0, 0, 1, -1, 0, 0, 32629), '16BUI'::text, 0)
 FROM p, generate_series(0, 35) k, unnest(ARRAY[date '2018-01-05' + 10 * k, date '2019-01-05' + 10 * k]) d;
-INSERT INTO rai4eo.embedding (image_id, model, emb)
-SELECT i.image_id, 'ext', CASE
+INSERT INTO rai4eo.embedding (image_id, patch_id, model, emb)
+SELECT i.image_id, i.patch_id, 'ext', CASE
 	WHEN p.name = 'cut' AND i.acquired >= '2019-06-01' THEN '[0,1]'
 	WHEN p.name = 'regrown' AND i.acquired < '2019-08-01' THEN '[0,1]'
 	ELSE '[1,0]' END::embedding

@@ -275,7 +275,7 @@ class TrainSupervisedTest(unittest.TestCase):
 
     def test_vit_export_matches_rai4eo_classify(self):
         if not self.has_function("rai4eo_classify"):
-            self.skipTest("rai4eo_classify is not installed in this build of rai4eo")
+            self.fail("rai4eo_classify is not installed in this build of rai4eo")
         r, ck, ex, _ = self.vit_run()
         self.assertIn("registered model sup_vit:", r.stdout)
         tensors, meta = safetensors_io.load_file(ex, "torch")
@@ -366,7 +366,7 @@ class TrainSupervisedTest(unittest.TestCase):
             for key in ("precision", "recall"):
                 self.assertTrue(m[key] is None or 0 <= m[key] <= 1, m)
         if not self.has_function("rai4eo_classify"):
-            self.skipTest("rai4eo_classify is not installed in this build of rai4eo")
+            self.fail("rai4eo_classify is not installed in this build of rai4eo")
         net = RN.resnet_from_state_dict({k: v for k, v in tensors.items() if not k.startswith("head.")})
         pixels = self.pf_pixels()
         with torch.no_grad():
@@ -403,7 +403,7 @@ class TrainSupervisedTest(unittest.TestCase):
         self.assertEqual((meta["arch"], meta["img_size"], meta["input"]), ("resnet", "48", "native"))
         self.assertEqual(json.loads(meta["mean"]), state["normalisation"]["mean"])
         if not self.has_function("rai4eo_embed"):
-            self.skipTest("rai4eo_embed is not installed in this build of rai4eo")
+            self.fail("rai4eo_embed is not installed in this build of rai4eo")
         self.assertIn("registered model byol_rn", r.stdout)
         net = RN.resnet_from_state_dict(tensors)
         pixels = self.pf_pixels()
@@ -432,7 +432,7 @@ class TrainSupervisedTest(unittest.TestCase):
         """--init from the registered BYOL model with a frozen backbone: the export's backbone
         is BYOL's encoder bit for bit, with BYOL's preprocessing; only the head trained."""
         if not self.has_function("rai4eo_load_model"):
-            self.skipTest("rai4eo_load_model is not installed in this build of rai4eo")
+            self.fail("rai4eo_load_model is not installed in this build of rai4eo")
         _, _, byol_ex, _ = self.byol_run()
         ex = self.path("probe.safetensors")
         r = self.train("supervised", *COMMON, "--init", "byol_rn", "--freeze-backbone", "--steps", 2,

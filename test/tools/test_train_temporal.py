@@ -78,8 +78,8 @@ class WithDatabase(unittest.TestCase):
             for iid, pid in rows:
                 base = np.array([1, 0, 0.3]) if (pid >> 6) % 2 == 0 else np.array([0, 1, -0.3])
                 e = base + rng.normal(0, 0.25, 3)
-                cur.execute("INSERT INTO rai4eo.embedding VALUES (%s, 'ext', %s::embedding)",
-                            (iid, "[%s]" % ",".join(repr(float(v)) for v in e)))
+                cur.execute("INSERT INTO rai4eo.embedding (image_id, patch_id, model, emb) "
+                            "VALUES (%s, %s, 'ext', %s::embedding)", (iid, pid, "[%s]" % ",".join(repr(float(v)) for v in e)))
         cls.tmp = tempfile.mkdtemp()
 
     @classmethod

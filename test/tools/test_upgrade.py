@@ -74,6 +74,8 @@ UNION ALL
 SELECT 'type', t.oid::regtype::text, coalesce(obj_description(t.oid, 'pg_type'), '')
 FROM members m JOIN pg_type t ON t.oid = m.objid WHERE m.classid = 'pg_type'::regclass
 UNION ALL
+SELECT 'dumped', c::regclass::text, '' FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'rai4eo'
+UNION ALL
 SELECT 'schema', n.nspname, coalesce(n.nspacl::text, '') || ' ' || coalesce(obj_description(n.oid, 'pg_namespace'), '')
 FROM pg_namespace n WHERE n.nspname = 'rai4eo'
 """

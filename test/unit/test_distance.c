@@ -88,10 +88,43 @@ test_error_record(void)
 	}
 }
 
+/* Float lanes overflow past ~1.8e19 and underflow below ~1e-19: results stay exact. */
+static void
+test_overflow_and_underflow(void)
+{
+	static float a[40], b[40], t[40];
+	double		d, na, nb;
+
+	for (int n = 1; n <= 40; n++)
+	{
+		for (int i = 0; i < n; i++)
+		{
+			a[i] = 3e38f;
+			b[i] = i % 2 ? -3e38f : 3e38f;
+			t[i] = 1e-30f;
+		}
+		CHECK_NEAR(sqrt(r4_norm_squared(a, n)) / (3e38 * sqrt(n)), 1.0, 1e-7);
+		CHECK_NEAR(r4_cosine_similarity(a, a, n), 1.0, 1e-12);
+		CHECK_NEAR(r4_cosine_similarity(t, t, n), 1.0, 1e-12);
+		CHECK_NEAR(sqrt(r4_norm_squared(t, n)) / (1e-30 * sqrt(n)), 1.0, 1e-7);
+		CHECK_NEAR(r4_dot(a, b, n) / ((double) 3e38f * 3e38f), n % 2 ? 1.0 : 0.0, 1e-12);
+		if (n == 1)
+			CHECK(r4_l2_squared(a, b, n) == 0.0);
+		else
+			CHECK_NEAR(r4_l2_squared(a, b, n) / (4.0 * (double) 3e38f * 3e38f * (n / 2)), 1.0, 1e-12);
+		r4_dot_norms(a, t, n, &d, &na, &nb);
+		CHECK(isfinite(d) && isfinite(na) && nb > 0);
+	}
+	CHECK(isinf(r4_float_range(4e38)) && r4_float_range(4e38) > 0);
+	CHECK(isinf(r4_float_range(-4e38)) && r4_float_range(-4e38) < 0);
+	CHECK(r4_float_range(3e38) == 3e38);
+}
+
 int
 main(void)
 {
 	RUN(test_matches_reference);
+	RUN(test_overflow_and_underflow);
 	RUN(test_cosine_edges);
 	RUN(test_error_record);
 	return unit_summary("distance");

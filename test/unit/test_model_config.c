@@ -342,7 +342,7 @@ test_config_overrides_metadata(void)
 	meta(&m, "n_last_blocks", "2");
 	meta(&m, "bands", "[1,2");	/* broken, but the configuration replaces it */
 	meta(&m, "change_threshold", "0.5");
-	meta(&m, "avgpool", "1");
+	meta(&m, "avgpool", "true");
 	CHECK_EQ_INT(resolve(&m, "{\"n_last_blocks\": 1, \"bands\": [2, 3], \"change_threshold\": null}",
 						 &c, &e), R4_OK);
 	CHECK_EQ_INT(c.n_last_blocks, 1);
