@@ -58,6 +58,20 @@ $$;
 COMMENT ON FUNCTION rai4eo.top_class(real[], jsonb) IS
 'The most probable class of a probability vector (the first on ties) and its probability; NULLs for NULL';
 
+CREATE FUNCTION rai4eo.class_shift(before real[], after real[], classes jsonb, OUT from_class text,
+	OUT to_class text, OUT from_probability real, OUT to_probability real)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT (SELECT classes ->> (k.i - 1)::integer FROM unnest(before, after) WITH ORDINALITY k(b, a, i)
+			ORDER BY k.b - k.a DESC, k.i LIMIT 1),
+		   (SELECT classes ->> (k.i - 1)::integer FROM unnest(before, after) WITH ORDINALITY k(b, a, i)
+			ORDER BY k.a - k.b DESC, k.i LIMIT 1),
+		   (SELECT k.b FROM unnest(before, after) WITH ORDINALITY k(b, a, i) ORDER BY k.b - k.a DESC, k.i LIMIT 1),
+		   (SELECT k.a FROM unnest(before, after) WITH ORDINALITY k(b, a, i) ORDER BY k.a - k.b DESC, k.i LIMIT 1)
+	WHERE before IS NOT NULL AND after IS NOT NULL
+$$;
+COMMENT ON FUNCTION rai4eo.class_shift(real[], real[], jsonb) IS
+'The class whose probability fell most from before to after (from, with its probability before) and the one that rose most (to, with its probability after; the first on ties); NULLs when either is NULL';
+
 -- ---- a patch over a period ------------------------------------------------------------
 
 CREATE FUNCTION rai4eo_classify_series(patch_id bigint, model text, first_day date, last_day date) RETURNS real[]
@@ -94,7 +108,7 @@ COMMENT ON FUNCTION rai4eo_classify_series_labels(bigint, text, date, date) IS
 
 CREATE FUNCTION class_transitions(aoi geometry, year integer, classifier text, model text DEFAULT NULL,
 	threshold float8 DEFAULT NULL, sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2, srid integer DEFAULT NULL,
-	after_onset boolean DEFAULT true)
+	after_onset boolean DEFAULT true, rule text DEFAULT 'top')
 RETURNS TABLE (patch_id bigint, sample_id text, geom geometry, from_class text, to_class text,
 	from_probability real, to_probability real, onset date)
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
@@ -105,6 +119,10 @@ BEGIN
 		RAISE EXCEPTION 'classifier must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	SELECT * INTO c FROM rai4eo.temporal_input(classifier);
+	IF rule IS NULL OR rule NOT IN ('top', 'shift') THEN
+		RAISE EXCEPTION 'unknown transition rule "%"', rule USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Rules are top (the most probable class of each period) and shift (the class that lost most, the one that gained most).';
+	END IF;
 	IF year IS NULL THEN
 		RETURN;
 	END IF;
@@ -113,21 +131,28 @@ BEGIN
 			DETAIL = 'Images are dated 2000-01-01 to 2179-06-06; a transition needs the year before.';
 	END IF;
 	RETURN QUERY
-		SELECT y.patch_id, y.sample_id, y.geom, f.class, t.class, f.probability, t.probability, y.onset
+		SELECT y.patch_id, y.sample_id, y.geom,
+			   CASE rule WHEN 'top' THEN f.class ELSE d.from_class END,
+			   CASE rule WHEN 'top' THEN t.class ELSE d.to_class END,
+			   CASE rule WHEN 'top' THEN f.probability ELSE d.from_probability END,
+			   CASE rule WHEN 'top' THEN t.probability ELSE d.to_probability END,
+			   y.onset
 		FROM @extschema@.yearly_change(aoi, year, coalesce(model, c.input_model), threshold, sensor, tolerance, srid) y
-		LEFT JOIN LATERAL rai4eo.top_class(@extschema@.rai4eo_classify_sequence(
-			rai4eo.series_embeddings(y.patch_id, c.input_model, c.sensor, make_date(year - 1, 1, 1),
-									 make_date(year - 1, 12, 31)), c.model_name), c.classes) f ON true
-		LEFT JOIN LATERAL rai4eo.top_class(@extschema@.rai4eo_classify_sequence(
-			rai4eo.series_embeddings(y.patch_id, c.input_model, c.sensor,
-									 CASE WHEN after_onset AND y.onset IS NOT NULL THEN y.onset ELSE make_date(year, 1, 1) END,
-									 make_date(year, 12, 31)), c.model_name), c.classes) t ON true
-		WHERE y.changed
+		CROSS JOIN LATERAL (SELECT
+			@extschema@.rai4eo_classify_sequence(rai4eo.series_embeddings(y.patch_id, c.input_model, c.sensor,
+				make_date(year - 1, 1, 1), make_date(year - 1, 12, 31)), c.model_name) AS before,
+			@extschema@.rai4eo_classify_sequence(rai4eo.series_embeddings(y.patch_id, c.input_model, c.sensor,
+				CASE WHEN after_onset AND y.onset IS NOT NULL THEN y.onset ELSE make_date(year, 1, 1) END,
+				make_date(year, 12, 31)), c.model_name) AS after
+			WHERE y.changed OFFSET 0) q
+		LEFT JOIN LATERAL rai4eo.top_class(q.before, c.classes) f ON true
+		LEFT JOIN LATERAL rai4eo.top_class(q.after, c.classes) t ON true
+		LEFT JOIN LATERAL rai4eo.class_shift(q.before, q.after, c.classes) d ON true
 		ORDER BY y.patch_id;
 END
 $$;
-COMMENT ON FUNCTION class_transitions(geometry, integer, text, text, float8, text, integer, integer, boolean) IS
-'From -> to classes of the patches of an AOI whose yearly change decision (yearly_change with model, NULL: the classifier''s input_model) is changed: from = the most probable class of the temporal classifier over the year before, to = over the year from the change''s onset (after_onset, when an onset is known) or the whole year; with both probabilities and the onset. Join patch_id with rai4eo.patch_clc for the CLC labels.';
+COMMENT ON FUNCTION class_transitions(geometry, integer, text, text, float8, text, integer, integer, boolean, text) IS
+'From -> to classes of the patches of an AOI whose yearly change decision (yearly_change with model, NULL: the classifier''s input_model) is changed: from = the most probable class of the temporal classifier over the year before, to = over the year from the change''s onset (after_onset, when an onset is known) or the whole year; rule top: the most probable class of each period, rule shift: the class whose probability fell most (from) and the one that rose most (to); with both probabilities and the onset. Join patch_id with rai4eo.patch_clc for the CLC labels.';
 
 -- ---- QGIS layer -----------------------------------------------------------------------------
 

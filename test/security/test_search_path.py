@@ -120,6 +120,9 @@ CALLS = [
                         "'seq'::pg_catalog.text, '2018-01-01'::pg_catalog.date, '2018-12-31'::pg_catalog.date)"),
     ("class transitions", "SELECT * FROM {x}.class_transitions(" + AOI + ", 2019, 'seq'::pg_catalog.text, 'ext'::pg_catalog.text, "
                           "0.5::double precision) ORDER BY 1"),
+    ("class transitions shift", "SELECT * FROM {x}.class_transitions(" + AOI + ", 2019, 'seq'::pg_catalog.text, "
+                                "'ext'::pg_catalog.text, 0.5::double precision, 'PF-SR'::pg_catalog.text, 2, NULL::integer, "
+                                "true, 'shift'::pg_catalog.text) ORDER BY 1"),
     ("transition threshold", "SET rai4eo.change_threshold = '0.5'"),
     ("transition view", "SELECT id, from_class, to_class, onset FROM rai4eo.class_transition ORDER BY id"),
     ("transition reset", "RESET rai4eo.change_threshold"),

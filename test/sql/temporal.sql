@@ -102,6 +102,14 @@ ORDER BY p.name;
 SELECT p.name, t.from_class, t.to_class
 FROM class_transitions(ST_MakeEnvelope(480000, 4200000, 481800, 4200600, 32629), 2019, 'gru_fb', threshold => 0.5,
 					   after_onset => false) t JOIN p ON p.id = t.patch_id ORDER BY p.name;
+-- rule shift: the class that lost most and the one that gained most (a partial change keeps its top class)
+SELECT p.name, t.from_class, t.to_class, round(t.from_probability::numeric, 4) AS from_p, round(t.to_probability::numeric, 4) AS to_p
+FROM class_transitions(ST_MakeEnvelope(480000, 4200000, 481800, 4200600, 32629), 2019, 'gru_fb', threshold => 0.5,
+					   rule => 'shift') t JOIN p ON p.id = t.patch_id ORDER BY p.name;
+SELECT * FROM rai4eo.class_shift('{0.9,0.1,0.2}', '{0.8,0.1,0.6}', '["forest", "water", "shrub"]');
+SELECT * FROM rai4eo.class_shift('{0.5,0.5}', '{0.5,0.5}', '["a", "b"]');
+SELECT (rai4eo.class_shift(NULL, '{0.5,0.5}', '["a", "b"]')).from_class IS NULL AS null_gives_nulls;
+SELECT pg_temp.err($$SELECT * FROM class_transitions(ST_MakeEnvelope(0, 0, 1, 1, 32629), 2019, 'gru_fb', rule => 'max')$$);
 SELECT count(*) FROM class_transitions(ST_MakeEnvelope(480000, 4200000, 481800, 4200600, 32629), 2018, 'gru_fb', threshold => 0.5);
 SELECT pg_temp.err($$SELECT * FROM class_transitions(ST_MakeEnvelope(0, 0, 1, 1, 32629), 2019, NULL)$$);
 SELECT pg_temp.err($$SELECT * FROM class_transitions(ST_MakeEnvelope(0, 0, 1, 1, 32629), 2019, 'lstm1')$$);
