@@ -37,19 +37,24 @@ for label, x in (("temporal", r), ("mono-temporal", r["mono_temporal"])):
     print("%-14s micro F1 %.3f  macro F1 %.3f  per class: %s" % (label, x["micro"]["f1"], x["macro"]["f1"],
           ", ".join("%s %s" % (m["class"], "-" if m["f1"] is None else "%.3f" % m["f1"]) for m in x["per_class"])))
 PY
-psql -v ON_ERROR_STOP=1 <<'SQL'
+for rule in top shift; do
+echo "transitions of the truly changed patches decided changed, rule $rule:"
+psql -v ON_ERROR_STOP=1 -v rule=$rule <<'SQL'
 \pset footer off
 WITH t AS (
 	SELECT c.kind, x.from_class, x.to_class,
-		   x.from_class || '->' || x.to_class = CASE c.kind
-			WHEN 'forest_to_shrub' THEN 'forest->shrub' WHEN 'agriculture_to_construction' THEN 'agricultural->artificial'
-			WHEN 'water_to_bare' THEN 'water->bare' WHEN 'bare_to_water' THEN 'bare->water' END AS matches
+		   x.from_class = split_part(e.pair, '->', 1) AS from_ok,
+		   x.from_class || '->' || x.to_class = e.pair AS matches
 	FROM class_transitions((SELECT ST_SetSRID(ST_Extent(geom)::geometry, min(ST_SRID(geom))) FROM rai4eo.patch),
-						   2019, 'clc7_lstm') x
+						   2019, 'clc7_lstm', rule => :'rule') x
 	JOIN public.temporal_changed c USING (patch_id)
+	CROSS JOIN LATERAL (SELECT CASE c.kind
+			WHEN 'forest_to_shrub' THEN 'forest->shrub' WHEN 'agriculture_to_construction' THEN 'agricultural->artificial'
+			WHEN 'water_to_bare' THEN 'water->bare' WHEN 'bare_to_water' THEN 'bare->water' END AS pair) e
 	WHERE c.changed)
-SELECT coalesce(kind, 'all') AS kind, count(*) AS changed_and_found, count(*) FILTER (WHERE matches) AS pair_matches,
-	   round(avg(matches::int), 3) AS share,
+SELECT coalesce(kind, 'all') AS kind, count(*) AS changed_and_found, count(*) FILTER (WHERE from_ok) AS from_matches,
+	   count(*) FILTER (WHERE matches) AS pair_matches, round(avg(matches::int), 3) AS share,
 	   string_agg(DISTINCT from_class || '->' || to_class, ', ') AS pairs_seen
 FROM t GROUP BY ROLLUP (kind) ORDER BY kind NULLS LAST;
 SQL
+done
