@@ -128,6 +128,12 @@ SELECT rai4eo_load_model('gru_fb', '\xd0010000000000007b225f5f6d657461646174615f
 SELECT rai4eo_classify_series((SELECT id FROM p WHERE name = 'stable'), 'gru_fb', '2019-01-01', '2019-12-31');
 SELECT * FROM rai4eo_classify_series_labels((SELECT id FROM p WHERE name = 'stable'), 'gru_fb', '2019-01-01', '2019-12-31');
 
+-- Image inference refuses a temporal classifier
+SELECT pg_temp.err($$SELECT rai4eo_embed(ST_AddBand(ST_MakeEmptyRaster(1, 1, 0, 0, 1, -1, 0, 0, 32629), '16BUI'::text, 0), 'gru_fb')$$);
+\set VERBOSITY sqlstate
+CALL rai4eo_refresh_embeddings('gru_fb');
+\set VERBOSITY default
+
 -- Leave the shared regression database as it was
 DELETE FROM rai4eo.patch WHERE patch_id IN (SELECT id FROM p);
 SELECT rai4eo_drop_model(m) FROM unnest(ARRAY['lstm1', 'gru_fb', 'ext']) m;
