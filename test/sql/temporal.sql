@@ -35,7 +35,7 @@ SELECT s AS sequence, p AS probabilities, pg_temp.lstm_ref(s) AS reference,
 FROM (VALUES (ARRAY[1.0]::float8[]), (ARRAY[1.0, -0.5]), (ARRAY[0.25, 0.5, -1.0])) v(s)
 CROSS JOIN LATERAL (SELECT rai4eo_classify_sequence(
 	ARRAY(SELECT ('[' || x || ']')::embedding FROM unnest(s) WITH ORDINALITY w(x, k) ORDER BY k), 'lstm1')) q(p);
-SELECT name, arch, parameters, output_dims, classes FROM rai4eo.models ORDER BY name;
+SELECT name, arch, parameters, output_dims, classes FROM rai4eo.models WHERE arch IN ('lstm', 'gru') ORDER BY name;
 SELECT config FROM rai4eo.model WHERE name = 'lstm1';
 
 -- A 2-unit GRU (gates r z n) that forgets at once (z = sig(-30)) and keeps h = tanh(4 x) of the
