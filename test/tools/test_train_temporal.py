@@ -137,8 +137,12 @@ class WithDatabase(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         r = self.train("--steps", "20", "--arch", "gru", "--until", "8", "--checkpoint", ck)
         self.assertEqual(r.returncode, 0, r.stderr)
-        r = self.train("--steps", "20", "--arch", "gru", "--checkpoint", ck, "--resume", "--export", part)
+        rep = os.path.join(self.tmp, "resumed.json")
+        r = self.train("--steps", "20", "--arch", "gru", "--checkpoint", ck, "--resume", "--export", part,
+                       "--report", rep)
         self.assertEqual(r.returncode, 0, r.stderr)
+        with open(rep) as f:
+            self.assertEqual(json.load(f)["steps"], 20)      # the report of the resumed run is written
         a, _ = safetensors_io.load_file(whole)
         b, _ = safetensors_io.load_file(part)
         self.assertEqual(sorted(a), sorted(b))

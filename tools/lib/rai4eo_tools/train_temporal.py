@@ -184,11 +184,15 @@ def export_metadata(a, classes):
 def run(a, given):
     prog = "train temporal"
     log = T.stderr_logger(prog)
+    # what to report and where belong to this invocation, not to the resumed run
+    own = {k: getattr(a, k) for k in ("report", "threshold")}
     try:
         ckpt, start, until, device, threads = T.begin_run(a, given, "temporal", log)
     except T.RunError as e:
         log(str(e))
         return 2
+    for k, v in own.items():
+        setattr(a, k, v)
     conn = T.open_database(a.dsn, log)
     if conn is None:
         return 2
