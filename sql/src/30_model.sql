@@ -4,7 +4,7 @@
 
 CREATE TABLE rai4eo.model (
 	name		text PRIMARY KEY CHECK (name <> ''),
-	arch		text NOT NULL CHECK (arch IN ('vit', 'resnet', 'external')),
+	arch		text NOT NULL CHECK (arch IN ('vit', 'resnet', 'external', 'lstm', 'gru')),
 	config		jsonb NOT NULL DEFAULT '{}',
 	weights		bytea NOT NULL,
 	-- The per-backend model cache trusts the digest: a CHECK, not a trigger, keeps

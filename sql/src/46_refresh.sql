@@ -116,6 +116,11 @@ BEGIN
 			USING ERRCODE = 'feature_not_supported',
 				  HINT = 'Insert its embeddings into rai4eo.embedding directly.';
 	END IF;
+	IF (SELECT x.arch FROM rai4eo.model x WHERE x.name = m) IN ('lstm', 'gru') THEN
+		RAISE EXCEPTION 'model "%" is a temporal classifier: it reads sequences of embeddings, not images', m
+			USING ERRCODE = 'wrong_object_type',
+				  HINT = 'Use rai4eo_classify_series() or rai4eo_classify_sequence().';
+	END IF;
 	IF sensor IS NOT NULL AND sensor NOT IN ('PF-SR', 'S2-SR') THEN
 		RAISE EXCEPTION 'unknown sensor "%"', sensor USING ERRCODE = 'invalid_parameter_value',
 			HINT = 'Sensors are PF-SR and S2-SR, or NULL for both.';

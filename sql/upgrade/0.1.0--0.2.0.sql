@@ -52,6 +52,10 @@ COMMENT ON COLUMN rai4eo.embedding.patch_id IS 'The image''s patch, image_id >> 
 COMMENT ON COLUMN rai4eo.embedding.model IS 'The model (rai4eo.model.name) that produced it';
 COMMENT ON COLUMN rai4eo.model.sha256 IS 'sha256(weights), kept true by the CHECK model_sha256_of_weights (writers set it: rai4eo_load_model does); the per-backend model cache is keyed by it';
 
+-- rai4eo.model accepts the temporal classifiers (lstm, gru).
+ALTER TABLE rai4eo.model DROP CONSTRAINT model_arch_check,
+	ADD CONSTRAINT model_arch_check CHECK (arch IN ('vit', 'resnet', 'external', 'lstm', 'gru'));
+
 -- ---- state: the analysts' verdicts (43_review.sql)
 
 CREATE TABLE rai4eo.review (

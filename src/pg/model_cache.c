@@ -428,6 +428,11 @@ ModelHandleGet(ModelHandle *h, const char *name)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("model \"%s\" holds external embeddings: the database cannot compute them", name),
 				 errhint("Insert its embeddings into rai4eo.embedding directly.")));
+	if (arch != NULL && (strcmp(arch, "lstm") == 0 || strcmp(arch, "gru") == 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("model \"%s\" is a temporal classifier: it reads sequences of embeddings, not images", name),
+				 errhint("Use rai4eo_classify_series() or rai4eo_classify_sequence().")));
 
 	m = FindSlot(name, true);
 	if (m->engine == NULL || sha == NULL || VARSIZE_ANY_EXHDR(sha) != 32 ||

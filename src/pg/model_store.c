@@ -24,6 +24,7 @@
 #include "miscadmin.h"
 #include "model_cache.h"
 #include "storage/fd.h"
+#include "temporal.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -92,11 +93,18 @@ StoreModel(FunctionCallInfo fcinfo, const char *name, bytea *weights)
 	Oid			argtypes[5] = {TEXTOID, TEXTOID, TEXTOID, BYTEAOID, INT8OID};
 	Datum		values[5];
 	bytea	   *old_sha = NULL;
+	const char *arch;
 	int			rc;
 
 	CheckStorePrivileges(replace);
-	config = ModelValidate((const uint8 *) VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights),
-						   config_in, &cfg, &parameters);
+	/* Temporal classifiers (lstm, gru) are validated by their own file, src/pg/temporal.c */
+	if (!TemporalModelValidate((const uint8 *) VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights),
+							   config_in, &arch, &config, &parameters))
+	{
+		config = ModelValidate((const uint8 *) VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights),
+							   config_in, &cfg, &parameters);
+		arch = r4_arch_name(cfg.arch);
+	}
 
 	/*
 	 * Wait for every transaction computing with this model to end, and keep
@@ -106,7 +114,7 @@ StoreModel(FunctionCallInfo fcinfo, const char *name, bytea *weights)
 	ModelLock(name, true);
 
 	values[0] = CStringGetTextDatum(name);
-	values[1] = CStringGetTextDatum(r4_arch_name(cfg.arch));
+	values[1] = CStringGetTextDatum(arch);
 	values[2] = CStringGetTextDatum(config);
 	values[3] = PointerGetDatum(weights);
 	values[4] = Int64GetDatum(parameters);

@@ -43,6 +43,17 @@ POLY_ARRAY = {"anyarray", "anycompatiblearray"}
 # Operators the parser looks up by name for syntax: BETWEEN, IN, CASE x WHEN, LIKE, ||, IS DISTINCT FROM.
 SYNTAX_OPERATORS = {"=", "<>", "<", ">", "<=", ">=", "~~", "~~*", "||"}
 
+
+
+def _temporal_hex():
+    """A tiny GRU with attention on the fixture's 2-d "ext" embeddings, as safetensors hex."""
+    from rai4eo_tools import safetensors_io
+    from rai4eo_tools import temporal_reference
+    m = temporal_reference.random_model("gru", 2, 3, 1, 2, attention=True, seed=1)
+    return safetensors_io.serialize(m.export_state(), {"arch": "gru", "classes": '["stable", "changed"]'}).hex()
+
+
+TEMPORAL_HEX = _temporal_hex()
 AOI = "{g}.ST_MakeEnvelope(240000::double precision, 480000::double precision, 242400::double precision, " \
       "482400::double precision, 32629)"
 
@@ -117,7 +128,24 @@ CALLS = [
                          "NULL::double precision[], ARRAY[0.5, 0.5]::double precision[])::pg_catalog.text"),
     ("ensemble calibrate", "SELECT * FROM {x}.rai4eo_calibrate_ensemble(ARRAY['ext', 'ext3']::pg_catalog.text[], 2019, "
                            "'public.truth'::pg_catalog.regclass, NULL::double precision[], ARRAY[0.5, 0.5]::double precision[])"),
+    ("temporal load", "SELECT {x}.rai4eo_load_model('seq'::pg_catalog.text, pg_catalog.decode('" + TEMPORAL_HEX
+                      + "'::pg_catalog.text, 'hex'::pg_catalog.text), '{{\"input_model\": \"ext\"}}'::pg_catalog.jsonb, true)"),
+    ("temporal sequence", "SELECT {x}.rai4eo_classify_sequence(ARRAY['[1,0]', '[0,1]']::{x}.embedding[], 'seq'::pg_catalog.text)"),
+    ("temporal series", "SELECT {x}.rai4eo_classify_series(rai4eo.patch_id_of('29N_10E-20N_01_01'::pg_catalog.text), "
+                        "'seq'::pg_catalog.text, '2019-01-01'::pg_catalog.date, '2019-12-31'::pg_catalog.date)"),
+    ("temporal labels", "SELECT * FROM {x}.rai4eo_classify_series_labels(rai4eo.patch_id_of('29N_10E-20N_01_01'::pg_catalog.text), "
+                        "'seq'::pg_catalog.text, '2018-01-01'::pg_catalog.date, '2018-12-31'::pg_catalog.date)"),
+    ("class transitions", "SELECT * FROM {x}.class_transitions(" + AOI + ", 2019, 'seq'::pg_catalog.text, 'ext'::pg_catalog.text, "
+                          "0.5::double precision) ORDER BY 1"),
+    ("class transitions shift", "SELECT * FROM {x}.class_transitions(" + AOI + ", 2019, 'seq'::pg_catalog.text, "
+                                "'ext'::pg_catalog.text, 0.5::double precision, 'PF-SR'::pg_catalog.text, 2, NULL::integer, "
+                                "true, 'shift'::pg_catalog.text) ORDER BY 1"),
+    ("transition threshold", "SET rai4eo.change_threshold = '0.5'"),
+    ("transition view", "SELECT id, from_class, to_class, onset FROM rai4eo.class_transition ORDER BY id"),
+    ("transition reset", "RESET rai4eo.change_threshold"),
     ("model stored", "SELECT name, config::pg_catalog.text FROM rai4eo.model ORDER BY name"),
+    # last, so that running the list again starts from the same models
+    ("temporal drop", "SELECT {x}.rai4eo_drop_model('seq'::pg_catalog.text, false)"),
 ]
 
 # Routines reached only at install time.
