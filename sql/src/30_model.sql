@@ -19,7 +19,7 @@ ALTER TABLE rai4eo.model ALTER COLUMN weights SET STORAGE EXTERNAL;
 
 COMMENT ON TABLE rai4eo.model IS 'Feature extractors and classifiers: safetensors weights plus the resolved configuration';
 COMMENT ON COLUMN rai4eo.model.name IS 'Model name, used by rai4eo_embed(rast, model) and the embedding table';
-COMMENT ON COLUMN rai4eo.model.arch IS 'Architecture: vit or resnet, or external for embeddings computed outside the database';
+COMMENT ON COLUMN rai4eo.model.arch IS 'Architecture: vit or resnet (images), lstm or gru (temporal classifiers over embedding sequences), or external for embeddings computed outside the database';
 COMMENT ON COLUMN rai4eo.model.config IS 'Configuration: bands, scale/mean/std, input mode, feature recipe, change_threshold, ...';
 COMMENT ON COLUMN rai4eo.model.weights IS 'The safetensors file, stored uncompressed';
 COMMENT ON COLUMN rai4eo.model.sha256 IS 'sha256(weights), kept true by the CHECK model_sha256_of_weights (writers set it: rai4eo_load_model does); the per-backend model cache is keyed by it';

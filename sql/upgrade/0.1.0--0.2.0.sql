@@ -83,3 +83,4 @@ COMMENT ON COLUMN rai4eo.review.note IS 'Free text of the reviewer';
 
 -- Verdicts are data people made: pg_dump keeps their rows like the corpus's.
 SELECT pg_catalog.pg_extension_config_dump('rai4eo.review', '');
+COMMENT ON COLUMN rai4eo.model.arch IS 'Architecture: vit or resnet (images), lstm or gru (temporal classifiers over embedding sequences), or external for embeddings computed outside the database';
