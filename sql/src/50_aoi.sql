@@ -60,8 +60,10 @@ BEGIN
 	-- PROJ takes longitudes and latitudes out of range without an error and
 	-- returns nonsense: check them here.
 	IF src_proj ~ '\+proj=longlat\M'
-	   AND (@postgis@.ST_XMin(aoi) < -180 OR @postgis@.ST_XMax(aoi) > 180
-			OR @postgis@.ST_YMin(aoi) < -90 OR @postgis@.ST_YMax(aoi) > 90) THEN
+	   -- ST_XMin takes a box3d: convert explicitly, so that no overload taking a
+	   -- geometry (planted where PostGIS lives) is a better match.
+	   AND (@postgis@.ST_XMin(@postgis@.Box3D(aoi)) < -180 OR @postgis@.ST_XMax(@postgis@.Box3D(aoi)) > 180
+			OR @postgis@.ST_YMin(@postgis@.Box3D(aoi)) < -90 OR @postgis@.ST_YMax(@postgis@.Box3D(aoi)) > 90) THEN
 		RAISE EXCEPTION 'the AOI''s coordinates are outside longitude -180 .. 180 and latitude -90 .. 90'
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = format('Its extent is %s (SRID %s).', @postgis@.Box2D(aoi)::text, src),
