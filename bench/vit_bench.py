@@ -38,7 +38,7 @@ CASES = [(224, 224, 1), (224, 224, 16), (200, 200, 1), (200, 200, 16)]
 def build(cc: str, out: Path) -> None:
     cmd = [cc, "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(ROOT / "include")]
     cmd += [str(ROOT / "src" / "core" / s) for s in CORE]
-    cmd += [str(ROOT / "bench" / "vit_bench.c"), "-lopenblas", "-lm", "-o", str(out)]
+    cmd += [str(ROOT / "bench" / "vit_bench.c"), "-lopenblas", "-lz", "-lm", "-o", str(out)]
     subprocess.run(cmd, check=True)
 
 

@@ -58,7 +58,7 @@ def build_cli(workdir: Path) -> str:
     cmd = [os.environ.get("CC", "cc"), "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror",
            "-I", str(ROOT / "include")]
     cmd += [str(ROOT / "src" / "core" / s) for s in CORE_SOURCES]
-    cmd += [str(ROOT / "test" / "parity" / "model_cli.c"), "-lopenblas", "-lm", "-o", str(exe)]
+    cmd += [str(ROOT / "test" / "parity" / "model_cli.c"), "-lopenblas", "-lz", "-lm", "-o", str(exe)]
     subprocess.run(cmd, check=True)
     return str(exe)
 

@@ -58,7 +58,7 @@ def build_cli(workdir):
     cmd = [os.environ.get("CC", "cc"), "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror",
            "-I", os.path.join(ROOT, "include")]
     cmd += [os.path.join(ROOT, "src", "core", s) for s in CORE_SOURCES]
-    cmd += [os.path.join(ROOT, "test", "parity", "model_cli.c"), "-lopenblas", "-lm", "-o", exe]
+    cmd += [os.path.join(ROOT, "test", "parity", "model_cli.c"), "-lopenblas", "-lz", "-lm", "-o", exe]
     subprocess.run(cmd, check=True)
     return exe
 

@@ -401,7 +401,7 @@ class TrainTest(unittest.TestCase):
             cli = self.path("model_cli")
             srcs = sorted(glob.glob(os.path.join(ROOT, "src", "core", "*.c")))
             b = subprocess.run([cc, "-std=gnu11", "-O1", "-I", os.path.join(ROOT, "include")] + srcs
-                               + [os.path.join(ROOT, "test", "parity", "model_cli.c"), "-lopenblas", "-lm", "-o", cli],
+                               + [os.path.join(ROOT, "test", "parity", "model_cli.c"), "-lopenblas", "-lz", "-lm", "-o", cli],
                                capture_output=True, text=True)
             if b.returncode != 0:
                 self.fail("cannot build model_cli: %s" % b.stderr[-500:])
