@@ -43,24 +43,30 @@ COMMENT ON FUNCTION rai4eo.ensemble_args(text[], float8[], float8[]) IS
 CREATE FUNCTION ensemble_yearly_change(aoi geometry, year integer, models text[], weights float8[] DEFAULT NULL,
 	thresholds float8[] DEFAULT NULL, sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2, srid integer DEFAULT NULL)
 RETURNS TABLE (patch_id bigint, sample_id text, geom geometry, models_compared integer, change_rate float8,
-	member_rates float8[])
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET jit = off AS $$
+	member_rates float8[], score float8, changed boolean, onset date)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 #variable_conflict use_column
 BEGIN
 	RETURN QUERY
 	WITH m AS (SELECT * FROM rai4eo.ensemble_args(models, weights, thresholds)),
-	y AS (SELECT m.member, m.weight, c.patch_id, c.sample_id, c.geom, c.days_compared, c.change_rate
-		  FROM m CROSS JOIN LATERAL yearly_change(aoi, year, m.model, m.threshold, sensor, tolerance, srid) c)
-	SELECT y.patch_id, min(y.sample_id), (array_agg(y.geom))[1],
-		   count(*) FILTER (WHERE y.days_compared > 0)::integer,
-		   sum(y.weight * y.change_rate) FILTER (WHERE y.days_compared > 0)
-			   / NULLIF(sum(y.weight) FILTER (WHERE y.days_compared > 0), 0),
-		   array_agg(y.change_rate ORDER BY y.member)
-	FROM y GROUP BY y.patch_id;
+	y AS (SELECT m.member, m.weight, c.patch_id, c.sample_id, c.geom, c.days_compared, c.change_rate, c.changed, c.onset
+		  FROM m CROSS JOIN LATERAL @extschema@.yearly_change(aoi, year, m.model, m.threshold, sensor, tolerance, srid) c),
+	e AS (SELECT y.patch_id, min(y.sample_id) AS sample_id, (array_agg(y.geom))[1] AS geom,
+				 count(*) FILTER (WHERE y.days_compared > 0)::integer AS n,
+				 sum(y.weight * y.change_rate) FILTER (WHERE y.days_compared > 0)
+					 / NULLIF(sum(y.weight) FILTER (WHERE y.days_compared > 0), 0) AS rate,
+				 array_agg(y.change_rate ORDER BY y.member) AS rates,
+				 sum(y.weight * y.changed::integer) FILTER (WHERE y.changed IS NOT NULL)
+					 / NULLIF(sum(y.weight) FILTER (WHERE y.changed IS NOT NULL), 0) AS vote,
+				 min(y.onset) FILTER (WHERE y.changed) AS first_onset
+		  FROM y GROUP BY y.patch_id)
+	SELECT e.patch_id, e.sample_id, e.geom, e.n, e.rate, e.rates, e.vote, e.vote > 0.5,
+		   CASE WHEN e.vote > 0.5 THEN e.first_onset END
+	FROM e;
 END
 $$;
 COMMENT ON FUNCTION ensemble_yearly_change(geometry, integer, text[], float8[], float8[], text, integer, integer) IS
-'Yearly change of several models combined per patch: the weighted mean of the members'' change rates over the members that compared at least one day there; member_rates in model order (NULL where a member compared nothing)';
+'Yearly change of several models combined per patch: the weighted mean of the members'' change rates over the members that compared at least one day there; member_rates in model order (NULL where a member compared nothing); score = the weighted share of the members whose own decision (yearly_change''s changed) says changed, changed = score > 0.5 (a weighted majority), onset = the earliest onset of those members';
 
 -- ST_MapAlgebra callback: the weighted mean of the non-nodata member values of one cell
 CREATE FUNCTION rai4eo.ensemble_cell(value double precision[][][], pos integer[][], VARIADIC weights text[])

@@ -134,6 +134,17 @@ FROM rai4eo.model WHERE name = 'sm';
 SELECT c.name, y.days_changed, round(y.score::numeric, 6) AS score, y.changed, y.onset
 FROM yearly_change(ST_MakeEnvelope(1920000, 4200000, 1924800, 4200600, 32629), 2019, 'sm') y JOIN cal c ON c.id = y.patch_id
 ORDER BY c.name;
+-- the QGIS view carries the same decision (default model)
+SET rai4eo.default_model = 'sm';
+SELECT c.name, v.year, v.days_changed, round(v.score::numeric, 6) AS score, v.changed, v.onset
+FROM rai4eo.patch_change v JOIN cal c ON c.id = v.patch_id ORDER BY c.name, v.year;
+RESET rai4eo.default_model;
+-- an ensemble of the model with itself (weights 3 and 1; the second at threshold 1, where no day
+-- exceeds, decides unchanged): the weighted share of members
+-- deciding changed, changed above one half, the earliest member onset
+SELECT c.name, round(e.score::numeric, 6) AS score, e.changed, e.onset
+FROM ensemble_yearly_change(ST_MakeEnvelope(1920000, 4200000, 1924800, 4200600, 32629), 2019, '{sm,sm}', '{3,1}', '{NULL,1}') e
+JOIN cal c ON c.id = e.patch_id ORDER BY c.name;
 -- restricted to rate: the best rate cut misclassifies U1 or C1
 SELECT method, threshold, round(cut::numeric, 6) AS cut, round(cv_f1::numeric, 6) AS cv_f1, round(fit_f1::numeric, 6) AS fit_f1, chosen
 FROM rai4eo_calibrate('sm', 2019, 'truth', methods => '{rate}', store => false);
