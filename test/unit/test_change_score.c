@@ -1,0 +1,118 @@
+/*
+ * test_change_score.c — the series kernels of change detection against
+ * values worked out by hand (and a brute-force change point in double).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "rai4eo/change_score.h"
+#include "unit.h"
+
+static void
+test_persistence(void)
+{
+	const double d[] = {0, 1, 0, 1, 1, 1, 0, 1};
+	double		s;
+
+	CHECK_EQ_INT(r4_change_persistence(d, 8, 0.5, 3, &s), 3);
+	CHECK_NEAR(s, 4.0 / 8, 1e-15);
+	CHECK_EQ_INT(r4_change_persistence(d, 8, 0.5, 1, &s), 1);
+	CHECK_NEAR(s, 5.0 / 8, 1e-15);
+	CHECK_EQ_INT(r4_change_persistence(d, 8, 0.5, 4, &s), -1);
+	CHECK_NEAR(s, 0, 0);
+	/* exceeding means strictly greater */
+	CHECK_EQ_INT(r4_change_persistence(d, 8, 1.0, 1, &s), -1);
+	CHECK_EQ_INT(r4_change_persistence(d, 0, 0.5, 1, &s), -1);
+	CHECK_EQ_INT(r4_change_persistence(d, 8, 0.5, 0, &s), -1);
+}
+
+/* brute force: the split maximising s (n - s) / n (mean after - mean before)^2 where it rises */
+static long
+change_point_reference(const double *d, size_t n)
+{
+	long		best = 0;
+	double		gain = 0;
+
+	for (size_t s = 1; s < n; s++)
+	{
+		double		a = 0,
+					b = 0;
+
+		for (size_t i = 0; i < s; i++)
+			b += d[i];
+		for (size_t i = s; i < n; i++)
+			a += d[i];
+		b /= s;
+		a /= n - s;
+		if (a > b && (double) s * (n - s) / n * (a - b) * (a - b) > gain)
+		{
+			gain = (double) s * (n - s) / n * (a - b) * (a - b);
+			best = (long) s;
+		}
+	}
+	return best;
+}
+
+static void
+test_change_point(void)
+{
+	const double step[] = {0, 0, 0, 1, 1, 1};
+	const double falling[] = {1, 1, 0};
+	double		noisy[40];
+	unsigned	x = 12345;
+
+	CHECK_EQ_INT(r4_change_point(step, 6), 3);
+	CHECK_EQ_INT(r4_change_point(falling, 3), 0);
+	CHECK_EQ_INT(r4_change_point(step, 1), 0);
+	CHECK_EQ_INT(r4_change_point(step, 0), -1);
+	for (int i = 0; i < 40; i++)
+	{
+		x = x * 1103515245u + 12345u;
+		noisy[i] = (i >= 25 ? 0.6 : 0.1) + (double) (x >> 16) / 65536.0 * 0.3;
+	}
+	CHECK_EQ_INT(r4_change_point(noisy, 40), change_point_reference(noisy, 40));
+	CHECK_EQ_INT(r4_change_point(noisy, 40), 25);
+}
+
+static void
+test_robust_z(void)
+{
+	double		t[] = {5, 3, 4},
+				b[] = {4, 1, 3, 2},
+				z;
+	double		t2[] = {0.5},
+				b2[] = {0.1, 0.1};
+
+	CHECK_EQ_INT(r4_robust_z(t, 3, b, 4, 0.001, &z), 0);
+	CHECK_NEAR(z, 1.5 / 1.4826, 1e-12);
+	CHECK_EQ_INT(r4_robust_z(t2, 1, b2, 2, 0.001, &z), 0);
+	CHECK_NEAR(z, 400, 1e-9);
+	CHECK_EQ_INT(r4_robust_z(t2, 0, b2, 2, 0.001, &z), -1);
+}
+
+static void
+test_nearest(void)
+{
+	const float a[] = {0, 1},
+				b[] = {1, 0.1f},
+				c[] = {2, 0.2f},
+				zero[] = {0, 0};
+	const float *centres[] = {a, b, c};
+	const float *zeros[] = {zero};
+
+	CHECK_EQ_INT(r4_nearest_centre((const float[]) {1, 0}, centres, 3, 2), 1);
+	CHECK_EQ_INT(r4_nearest_centre((const float[]) {0.1f, 1}, centres, 3, 2), 0);
+	CHECK_EQ_INT(r4_nearest_centre(zero, centres, 3, 2), -1);
+	CHECK_EQ_INT(r4_nearest_centre((const float[]) {1, 0}, zeros, 1, 2), -1);
+}
+
+int
+main(void)
+{
+	RUN(test_persistence);
+	RUN(test_change_point);
+	RUN(test_robust_z);
+	RUN(test_nearest);
+	return unit_summary("change_score");
+}
