@@ -12,7 +12,7 @@
 
 CREATE FUNCTION rai4eo.ensemble_args(models text[], weights float8[], thresholds float8[])
 RETURNS TABLE (member integer, model text, weight float8, threshold float8)
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF models IS NULL OR cardinality(models) = 0 THEN
 		RAISE EXCEPTION 'an ensemble needs at least one model' USING ERRCODE = 'invalid_parameter_value';
@@ -71,7 +71,7 @@ COMMENT ON FUNCTION ensemble_yearly_change(geometry, integer, text[], float8[], 
 -- ST_MapAlgebra callback: the weighted mean of the non-nodata member values of one cell
 CREATE FUNCTION rai4eo.ensemble_cell(value double precision[][][], pos integer[][], VARIADIC weights text[])
 RETURNS double precision
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT sum(value[i][1][1] * weights[i]::float8) / NULLIF(sum(weights[i]::float8), 0)
 	FROM generate_subscripts(value, 1) i
 	WHERE value[i][1][1] IS NOT NULL
@@ -79,41 +79,61 @@ $$;
 COMMENT ON FUNCTION rai4eo.ensemble_cell(double precision[], integer[], text[]) IS
 'ST_MapAlgebra callback for ensemble_yearly_heatmap: weighted mean of the members'' values of one cell, NULL when none has one';
 
+-- ST_MapAlgebra callback: 1 where the weighted vote is a majority (> 0.5), else 0
+CREATE FUNCTION rai4eo.ensemble_majority(value double precision[][][], pos integer[][], VARIADIC userargs text[] DEFAULT NULL)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT CASE WHEN value[1][1][1] > 0.5 THEN 1 ELSE 0 END::float8
+$$;
+COMMENT ON FUNCTION rai4eo.ensemble_majority(double precision[], integer[], text[]) IS
+'ST_MapAlgebra callback for ensemble_yearly_heatmap: 1 where the members'' weighted vote is above one half, else 0 (NULL stays nodata)';
+
 CREATE FUNCTION ensemble_yearly_heatmap(aoi geometry, year integer, models text[], weights float8[] DEFAULT NULL,
 	thresholds float8[] DEFAULT NULL, sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2, srid integer DEFAULT NULL)
 RETURNS raster
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET jit = off AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 DECLARE
-	args rastbandarg[];
+	heat @postgis@.raster[];
+	rates @postgis@.rastbandarg[];
+	votes @postgis@.rastbandarg[];
 	w text[];
+	r @postgis@.raster;
+	v @postgis@.raster;
 BEGIN
 	-- Every member's heatmap covers the same patches of the AOI, so the grids coincide.
-	SELECT array_agg(ROW(yearly_heatmap(aoi, year, m.model, m.threshold, sensor, tolerance, srid), 1)::rastbandarg ORDER BY m.member),
+	SELECT array_agg(@extschema@.yearly_heatmap(aoi, year, m.model, m.threshold, sensor, tolerance, srid) ORDER BY m.member),
 		   array_agg(m.weight::text ORDER BY m.member)
-	  INTO args, w
+	  INTO heat, w
 	FROM rai4eo.ensemble_args(models, weights, thresholds) m;
-	IF (SELECT bool_or((a).rast IS NULL) FROM unnest(args) a) THEN
+	IF (SELECT bool_or(h IS NULL) FROM unnest(heat) h) THEN
 		RETURN NULL;
 	END IF;
-	RETURN ST_MapAlgebra(args, 'rai4eo.ensemble_cell(double precision[], integer[], text[])'::regprocedure,
-						 '32BF', 'FIRST', NULL, 0, 0, VARIADIC w);
+	-- band 1 of the members: change rate; band 5: their decision (changed 1, not 0)
+	rates := ARRAY(SELECT ROW(h, 1)::@postgis@.rastbandarg FROM unnest(heat) WITH ORDINALITY u(h, i) ORDER BY i);
+	votes := ARRAY(SELECT ROW(h, 5)::@postgis@.rastbandarg FROM unnest(heat) WITH ORDINALITY u(h, i) ORDER BY i);
+	r := @postgis@.ST_MapAlgebra(rates, 'rai4eo.ensemble_cell(double precision[], integer[], text[])'::regprocedure,
+								 '32BF', 'FIRST', NULL, 0, 0, VARIADIC w);
+	v := @postgis@.ST_MapAlgebra(votes, 'rai4eo.ensemble_cell(double precision[], integer[], text[])'::regprocedure,
+								 '32BF', 'FIRST', NULL, 0, 0, VARIADIC w);
+	RETURN @postgis@.ST_AddBand(r, ARRAY[v, @postgis@.ST_MapAlgebra(ARRAY[ROW(v, 1)::@postgis@.rastbandarg],
+		'rai4eo.ensemble_majority(double precision[], integer[], text[])'::regprocedure, '32BF', 'FIRST')]);
 END
 $$;
 COMMENT ON FUNCTION ensemble_yearly_heatmap(geometry, integer, text[], float8[], float8[], text, integer, integer) IS
-'The ensemble''s yearly change rate as a raster on yearly_heatmap''s grid (one 600 m pixel per patch, 32BF, nodata -9999 where no member compared anything)';
+'The ensemble as a raster on yearly_heatmap''s grid (one 600 m pixel per patch, 32BF, nodata -9999 where no member compared anything): band 1 the ensemble change rate, band 2 its score (the weighted share of members deciding changed), band 3 changed (score > 0.5: 1, else 0), as ensemble_yearly_change';
 
 CREATE FUNCTION rai4eo_calibrate_ensemble(models text[], year integer, truth regclass, weights float8[] DEFAULT NULL,
 	thresholds float8[] DEFAULT NULL, sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2)
 RETURNS TABLE (rate_cut float8, "precision" float8, recall float8, f1 float8, true_positives integer,
 	false_positives integer, false_negatives integer, true_negatives integer, chosen boolean)
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET jit = off AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 #variable_conflict use_column
 BEGIN
 	RETURN QUERY EXECUTE format($q$
 		WITH t AS (SELECT patch_id, changed FROM %s WHERE changed IS NOT NULL),
 		e AS (SELECT t.changed, y.change_rate
 			  FROM t JOIN rai4eo.patch p USING (patch_id)
-			  CROSS JOIN LATERAL ensemble_yearly_change(p.geom, $1, $2, $3, $4, $5, $6) y
+			  CROSS JOIN LATERAL @extschema@.ensemble_yearly_change(p.geom, $1, $2, $3, $4, $5, $6) y
 			  WHERE y.patch_id = t.patch_id AND y.change_rate IS NOT NULL),
 		c AS (SELECT DISTINCT change_rate AS cut FROM e UNION SELECT 0),
 		s AS (SELECT c.cut,

@@ -68,7 +68,7 @@ class DemoTest(unittest.TestCase):
 
     def test_geotiff_is_georeferenced_on_the_patch_grid(self):
         ds = gdal.Open(os.path.join(self.out, "heatmap_2019.tif"))
-        self.assertEqual((ds.RasterXSize, ds.RasterYSize, ds.RasterCount), (GRID, GRID, 3))
+        self.assertEqual((ds.RasterXSize, ds.RasterYSize, ds.RasterCount), (GRID, GRID, 6))
         xmin, ymax = self.conn.execute("SELECT min(ST_XMin(geom)), max(ST_YMax(geom)) FROM rai4eo.patch").fetchone()
         gt = ds.GetGeoTransform()
         self.assertEqual(gt, (xmin, 600.0, 0.0, ymax, 0.0, -600.0))
@@ -84,13 +84,20 @@ class DemoTest(unittest.TestCase):
         self.assertTrue(np.all(days[valid] >= 1))
         # each pixel is the patch under it: compare with yearly_change of the trained model
         rows = self.conn.execute(
-            "SELECT ST_XMin(geom), ST_YMax(geom), change_rate FROM yearly_change("
+            "SELECT ST_XMin(geom), ST_YMax(geom), change_rate, score, changed, extract(doy FROM onset) FROM yearly_change("
             "(SELECT ST_Envelope(ST_Collect(geom)) FROM rai4eo.patch), 2019, 'dino_trained') "
             "WHERE days_compared > 0").fetchall()
         self.assertEqual(len(rows), int(valid.sum()))
-        for x, y, r in rows:
+        score, changed, onset = (ds.GetRasterBand(b).ReadAsArray() for b in (4, 5, 6))
+        self.assertEqual([ds.GetRasterBand(b).GetDescription() for b in range(1, 7)],
+                         ["change_rate", "mean_distance", "days_compared", "score", "changed", "onset_doy"])
+        for x, y, r, sc, ch, on in rows:
             col, row = int(round((x - xmin) / 600)), int(round((ymax - y) / 600))
             self.assertAlmostEqual(float(rate[row, col]), r, places=6)
+            # bands 4-6: the model's decision (score, changed, onset day of year where changed)
+            self.assertAlmostEqual(float(score[row, col]), float(np.float32(sc)), places=5)
+            self.assertEqual(int(changed[row, col]), int(ch))
+            self.assertEqual(float(onset[row, col]), float(on) if ch else nd)
 
     def test_png_decodes_with_planted_changes_outlined(self):
         ds = gdal.Open(os.path.join(self.out, "heatmap_2019.png"))
