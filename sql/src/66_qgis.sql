@@ -24,13 +24,11 @@ CROSS JOIN LATERAL (
 	FROM rai4eo.daily_distances(p.patch_id, c.model, 'PF-SR', date '2000-01-01', date '2179-06-06', 2) d
 	GROUP BY 1) y
 CROSS JOIN LATERAL rai4eo.patch_series(p.patch_id, c.model, 'PF-SR', make_date(y.year, 1, 1), make_date(y.year, 12, 31),
-									   2, c.threshold, c.centres) s
-LEFT JOIN LATERAL (SELECT q.* FROM rai4eo.patch_composites(p.patch_id, c.model, 'PF-SR', y.year) q
-				   WHERE c.method IN ('annual', 'seasonal', 'zscore')) k ON true
+									   2, c.threshold, c.centres, c.method IN ('annual', 'seasonal', 'zscore')) s
 CROSS JOIN LATERAL (SELECT
 	CASE c.method WHEN 'rate' THEN rai4eo.change_persistence(s.distances, c.score_threshold, 1)
 				  WHEN 'persistence' THEN rai4eo.change_persistence(s.distances, c.score_threshold, c.k)
-				  WHEN 'annual' THEN k.annual WHEN 'seasonal' THEN k.seasonal WHEN 'zscore' THEN k.zscore
+				  WHEN 'annual' THEN s.composite[1] WHEN 'seasonal' THEN s.composite[2] WHEN 'zscore' THEN s.composite[3]
 				  WHEN 'cluster' THEN rai4eo.change_persistence(s.state_changes, 0.5, c.k) END AS score,
 	s.days[CASE c.method WHEN 'persistence' THEN rai4eo.change_onset(s.distances, c.score_threshold, c.k)
 						 WHEN 'cluster' THEN rai4eo.change_onset(s.state_changes, 0.5, c.k)

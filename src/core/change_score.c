@@ -124,3 +124,119 @@ r4_nearest_centre(const float *x, const float *const *centres, size_t k, size_t 
 	}
 	return best;
 }
+
+/* 1 - cosine of two double vectors; NaN when either is zero */
+static double
+cos_change_d(const double *a, const double *b, size_t dim)
+{
+	double		dot = 0,
+				na = 0,
+				nb = 0;
+
+	for (size_t i = 0; i < dim; i++)
+	{
+		dot += a[i] * b[i];
+		na += a[i] * a[i];
+		nb += b[i] * b[i];
+	}
+	if (na == 0 || nb == 0)
+		return NAN;
+	{
+		double		c = dot / sqrt(na * nb);
+
+		c = c > 1 ? 1 : (c < -1 ? -1 : c);
+		return 1 - c;
+	}
+}
+
+/* 1 - cosine of a float vector and a double vector */
+static double
+cos_change_fd(const float *a, const double *b, size_t dim)
+{
+	double		dot = 0,
+				na = 0,
+				nb = 0;
+
+	for (size_t i = 0; i < dim; i++)
+	{
+		dot += a[i] * b[i];
+		na += (double) a[i] * a[i];
+		nb += b[i] * b[i];
+	}
+	if (na == 0 || nb == 0)
+		return NAN;
+	{
+		double		c = dot / sqrt(na * nb);
+
+		c = c > 1 ? 1 : (c < -1 ? -1 : c);
+		return 1 - c;
+	}
+}
+
+int
+r4_pair_composites(const float *y, const float *p, const int *month, size_t n, size_t dim,
+				   double floor, double *scratch, double *annual, double *seasonal, double *z)
+{
+	double	   *my = scratch;			/* 13 sums of y: months 1..12, then the year */
+	double	   *mp = scratch + 13 * dim;	/* the same for p */
+	double	   *test = scratch + 26 * dim;
+	double	   *base = test + n;
+	size_t		nt = 0,
+				nb = 0,
+				months = 0;
+	double		sum = 0;
+	int			seen[13] = {0};
+
+	if (n == 0)
+		return -1;
+	for (size_t i = 0; i < 26 * dim; i++)
+		scratch[i] = 0;
+	for (size_t i = 0; i < n; i++)
+	{
+		int			m = month[i] - 1;
+		const float *yi = y + i * dim,
+				   *pi = p + i * dim;
+
+		if (m < 0 || m > 11)
+			continue;			/* not a calendar month: left out */
+		seen[m] = 1;
+		for (size_t j = 0; j < dim; j++)
+		{
+			my[m * dim + j] += yi[j];
+			mp[m * dim + j] += pi[j];
+		}
+	}
+	for (int m = 0; m < 12; m++)
+	{
+		double		c;
+
+		if (!seen[m])
+			continue;
+		for (size_t j = 0; j < dim; j++)
+		{
+			my[12 * dim + j] += my[m * dim + j];
+			mp[12 * dim + j] += mp[m * dim + j];
+		}
+		c = cos_change_d(my + m * dim, mp + m * dim, dim);
+		if (!isnan(c))
+		{
+			sum += c;
+			months++;
+		}
+	}
+	*annual = cos_change_d(my + 12 * dim, mp + 12 * dim, dim);
+	*seasonal = months ? sum / (double) months : NAN;
+	for (size_t i = 0; i < n; i++)
+	{
+		double		dt = cos_change_fd(y + i * dim, mp + 12 * dim, dim),
+					db = cos_change_fd(p + i * dim, mp + 12 * dim, dim);
+
+		if (!isnan(dt))
+			test[nt++] = dt;
+		if (!isnan(db))
+			base[nb++] = db;
+	}
+	if (r4_robust_z(test, nt, base, nb, floor, z) < 0)
+		*z = NAN;
+	return 0;
+}

@@ -11,6 +11,8 @@
 #include "embedding.h"
 #include "rai4eo/change_score.h"
 #include "utils/array.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
 #include "utils/lsyscache.h"
 
 /* The elements of a float8[] as a palloc'd array; NULL elements are refused. */
@@ -109,44 +111,189 @@ rai4eo_robust_z(PG_FUNCTION_ARGS)
 	PG_RETURN_FLOAT8(z);
 }
 
-PG_FUNCTION_INFO_V1(rai4eo_nearest_state);
-Datum
-rai4eo_nearest_state(PG_FUNCTION_ARGS)
+/*
+ * The centres of nearest_state, deconstructed once per call site: a query
+ * passes the same array for every row, so it is kept in fn_extra with a copy
+ * of its bytes and reused while the bytes match.
+ */
+typedef struct CentreCache
 {
-	Embedding  *x = PG_GETARG_EMBEDDING_P(0);
-	ArrayType  *a = PG_GETARG_ARRAYTYPE_P(1);
+	Size		size;
+	char	   *bytes;
+	int			k;
+	int			dim;
+	const float **centres;
+} CentreCache;
+
+static CentreCache *
+centre_cache(FunctionCallInfo fcinfo, ArrayType *a)
+{
+	CentreCache *c = (CentreCache *) fcinfo->flinfo->fn_extra;
+	Size		size = VARSIZE(a);
+	MemoryContext old;
 	Oid			elem = ARR_ELEMTYPE(a);
 	int16		typlen;
 	bool		typbyval;
 	char		typalign;
 	Datum	   *datums;
 	bool	   *nulls;
-	int			k;
-	const float **centres;
-	long		best;
+	ArrayType  *copy;
 
+	if (c != NULL && c->size == size && memcmp(c->bytes, a, size) == 0)
+		return c;
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	if (c == NULL)
+		c = palloc0(sizeof(CentreCache));
+	c->size = 0;
+	c->bytes = palloc(size);
+	memcpy(c->bytes, a, size);
+	copy = (ArrayType *) c->bytes;
 	get_typlenbyvalalign(elem, &typlen, &typbyval, &typalign);
-	deconstruct_array(a, elem, typlen, typbyval, typalign, &datums, &nulls, &k);
-	if (k == 0)
-		PG_RETURN_NULL();
-	centres = palloc(sizeof(float *) * k);
-	for (int i = 0; i < k; i++)
+	deconstruct_array(copy, elem, typlen, typbyval, typalign, &datums, &nulls, &c->k);
+	c->centres = palloc(sizeof(float *) * (c->k > 0 ? c->k : 1));
+	c->dim = -1;
+	for (int i = 0; i < c->k; i++)
 	{
-		Embedding  *c;
+		Embedding  *e;
 
 		if (nulls[i])
+		{
+			MemoryContextSwitchTo(old);
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("cluster centres must not be NULL")));
-		c = DatumGetEmbedding(datums[i]);
-		if (c->dim != x->dim)
+		}
+		e = DatumGetEmbedding(datums[i]);	/* detoasted into fn_mcxt when stored out of line */
+		if (c->dim >= 0 && e->dim != c->dim)
+		{
+			MemoryContextSwitchTo(old);
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("different embedding dimensions %d and %d", x->dim, c->dim)));
-		centres[i] = c->x;
+					 errmsg("cluster centres have different dimensions %d and %d", c->dim, e->dim)));
+		}
+		c->dim = e->dim;
+		c->centres[i] = e->x;
 	}
-	best = r4_nearest_centre(x->x, centres, (size_t) k, (size_t) x->dim);
+	MemoryContextSwitchTo(old);
+	c->size = size;				/* valid only once complete */
+	fcinfo->flinfo->fn_extra = c;
+	return c;
+}
+
+PG_FUNCTION_INFO_V1(rai4eo_nearest_state);
+Datum
+rai4eo_nearest_state(PG_FUNCTION_ARGS)
+{
+	Embedding  *x = PG_GETARG_EMBEDDING_P(0);
+	CentreCache *c = centre_cache(fcinfo, PG_GETARG_ARRAYTYPE_P(1));
+	long		best;
+
+	if (c->k == 0)
+		PG_RETURN_NULL();
+	if (c->dim != x->dim)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("different embedding dimensions %d and %d", x->dim, c->dim)));
+	best = r4_nearest_centre(x->x, c->centres, (size_t) c->k, (size_t) x->dim);
 	if (best < 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT32((int32) best + 1);
+}
+
+/*
+ * pair_composites(date, embedding, embedding) aggregate: keeps the pairs of
+ * one patch (both embeddings and the day's month) and computes the annual,
+ * seasonal and z composites of r4_pair_composites at the end, in one pass
+ * over the pairs.
+ */
+typedef struct PairState
+{
+	int			dim;
+	size_t		n;
+	size_t		cap;
+	float	   *y;
+	float	   *p;
+	int		   *month;
+} PairState;
+
+PG_FUNCTION_INFO_V1(rai4eo_pair_accum);
+Datum
+rai4eo_pair_accum(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggctx;
+	PairState  *st = PG_ARGISNULL(0) ? NULL : (PairState *) PG_GETARG_POINTER(0);
+	Embedding  *y,
+			   *p;
+	int			yy,
+				mm,
+				dd;
+
+	if (!AggCheckCallContext(fcinfo, &aggctx))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("rai4eo.pair_composites_accum called outside an aggregate")));
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+	{
+		if (st == NULL)
+			PG_RETURN_NULL();
+		PG_RETURN_POINTER(st);
+	}
+	y = PG_GETARG_EMBEDDING_P(2);
+	p = PG_GETARG_EMBEDDING_P(3);
+	if (y->dim != p->dim || (st != NULL && st->dim != y->dim))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("different embedding dimensions %d and %d", y->dim, st != NULL && st->dim != y->dim ? st->dim : p->dim)));
+	if (st == NULL)
+	{
+		st = MemoryContextAllocZero(aggctx, sizeof(PairState));
+		st->dim = y->dim;
+		st->cap = 128;
+		st->y = MemoryContextAlloc(aggctx, sizeof(float) * st->cap * st->dim);
+		st->p = MemoryContextAlloc(aggctx, sizeof(float) * st->cap * st->dim);
+		st->month = MemoryContextAlloc(aggctx, sizeof(int) * st->cap);
+	}
+	else if (st->n == st->cap)
+	{
+		if (st->cap >= (size_t) 1 << 20)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("more than %zu pairs in one composite", st->cap)));
+		st->cap *= 2;
+		st->y = repalloc(st->y, sizeof(float) * st->cap * st->dim);
+		st->p = repalloc(st->p, sizeof(float) * st->cap * st->dim);
+		st->month = repalloc(st->month, sizeof(int) * st->cap);
+	}
+	j2date(PG_GETARG_DATEADT(1) + POSTGRES_EPOCH_JDATE, &yy, &mm, &dd);
+	memcpy(st->y + st->n * st->dim, y->x, sizeof(float) * st->dim);
+	memcpy(st->p + st->n * st->dim, p->x, sizeof(float) * st->dim);
+	st->month[st->n] = mm;
+	st->n++;
+	PG_RETURN_POINTER(st);
+}
+
+PG_FUNCTION_INFO_V1(rai4eo_pair_final);
+Datum
+rai4eo_pair_final(PG_FUNCTION_ARGS)
+{
+	PairState  *st = PG_ARGISNULL(0) ? NULL : (PairState *) PG_GETARG_POINTER(0);
+	double		v[3];
+	Datum		d[3];
+	bool		nulls[3];
+	int			dims[1] = {3};
+	int			lbs[1] = {1};
+	double	   *scratch;
+
+	if (st == NULL || st->n == 0)
+		PG_RETURN_NULL();
+	scratch = palloc(sizeof(double) * (26 * (size_t) st->dim + 2 * st->n));
+	(void) r4_pair_composites(st->y, st->p, st->month, st->n, (size_t) st->dim, 0.001, scratch,
+							  &v[0], &v[1], &v[2]);
+	for (int i = 0; i < 3; i++)
+	{
+		nulls[i] = isnan(v[i]);
+		d[i] = Float8GetDatum(nulls[i] ? 0 : v[i]);
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_md_array(d, nulls, 1, dims, lbs, FLOAT8OID, sizeof(float8),
+											 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }

@@ -55,6 +55,12 @@ SELECT pg_temp.err($$SELECT rai4eo.change_point('{1,NULL}')$$);
 SELECT pg_temp.err($$SELECT rai4eo.robust_z('{1}', '{1}', 0)$$);
 SELECT pg_temp.err($$SELECT rai4eo.nearest_state('[1,0]', ARRAY['[1,0,0]']::embedding[])$$);
 SELECT pg_temp.err($$SELECT rai4eo.nearest_state('[1,0]', ARRAY[NULL]::embedding[])$$);
+SELECT pg_temp.err($$SELECT rai4eo.nearest_state('[1,0]', ARRAY['[1,0]', '[1,0,0]']::embedding[])$$);
+-- composites of pairs: a day and its partner, as {annual, seasonal, zscore}
+SELECT rai4eo.pair_composites(d, e, p) FROM (VALUES ('2019-01-15'::date, '[0,1]'::embedding, '[1,0]'::embedding),
+	('2019-02-15', '[1,0]', '[1,0]')) v(d, e, p);
+SELECT rai4eo.pair_composites(d, e, p) IS NULL AS no_pairs FROM (SELECT NULL::date, NULL::embedding, NULL::embedding) v(d, e, p);
+SELECT pg_temp.err($$SELECT rai4eo.pair_composites(d, e, p) FROM (VALUES ('2019-01-15'::date, '[0,1]'::embedding, '[1,0,0]'::embedding)) v(d, e, p)$$);
 
 -- ---- every score on hand-made patches -----------------------------------------------
 

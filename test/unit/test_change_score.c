@@ -107,6 +107,37 @@ test_nearest(void)
 	CHECK_EQ_INT(r4_nearest_centre((const float[]) {1, 0}, zeros, 1, 2), -1);
 }
 
+static void
+test_pair_composites(void)
+{
+	/* a step: months 1-6 unchanged [1,0], 7-12 [0,1], partners all [1,0] */
+	float		y[24],
+				p[24];
+	int			month[12];
+	double		scratch[26 * 2 + 24];
+	double		annual,
+				seasonal,
+				z;
+
+	for (int i = 0; i < 12; i++)
+	{
+		y[2 * i] = i < 6 ? 1 : 0;
+		y[2 * i + 1] = i < 6 ? 0 : 1;
+		p[2 * i] = 1;
+		p[2 * i + 1] = 0;
+		month[i] = i + 1;
+	}
+	CHECK_EQ_INT(r4_pair_composites(y, p, month, 12, 2, 0.001, scratch, &annual, &seasonal, &z), 0);
+	CHECK_NEAR(annual, 1 - 1 / sqrt(2.0), 1e-12);
+	CHECK_NEAR(seasonal, 0.5, 1e-12);
+	CHECK_NEAR(z, 500, 1e-9);
+	/* two pairs in one month: the month's means are compared */
+	month[1] = 1;
+	CHECK_EQ_INT(r4_pair_composites(y, p, month, 2, 2, 0.001, scratch, &annual, &seasonal, &z), 0);
+	CHECK_NEAR(seasonal, 0, 1e-12);
+	CHECK_EQ_INT(r4_pair_composites(y, p, month, 0, 2, 0.001, scratch, &annual, &seasonal, &z), -1);
+}
+
 int
 main(void)
 {
@@ -114,5 +145,6 @@ main(void)
 	RUN(test_change_point);
 	RUN(test_robust_z);
 	RUN(test_nearest);
+	RUN(test_pair_composites);
 	return unit_summary("change_score");
 }
