@@ -150,18 +150,25 @@ BEGIN
 	CREATE TEMP TABLE r4_cal_best ON COMMIT DROP AS
 	WITH tr AS (SELECT generate_series(0, nf) AS tr),
 	sc AS (SELECT s.*, t.tr FROM r4_cal_score s CROSS JOIN tr t WHERE t.tr = 0 OR s.fold <> t.tr),
-	dv AS (SELECT DISTINCT sc.method, sc.param, sc.tr, sc.score FROM sc WHERE sc.score IS NOT NULL),
-	cuts AS (SELECT dv.method, dv.param, dv.tr, (dv.score + lead(dv.score) OVER w) / 2 AS cut,
-					count(*) OVER (PARTITION BY dv.method, dv.param, dv.tr) AS n, dv.score
-			 FROM dv WINDOW w AS (PARTITION BY dv.method, dv.param, dv.tr ORDER BY dv.score)),
+	-- F1 at every cut from cumulative counts (one sort per parameter and training set): the
+	-- cut between consecutive distinct scores s < s' predicts changed for the scores >= s'.
+	pos AS (SELECT sc.method, sc.param, sc.tr, count(*) FILTER (WHERE sc.changed) AS p FROM sc GROUP BY 1, 2, 3),
+	g AS (SELECT sc.method, sc.param, sc.tr, sc.score, count(*) FILTER (WHERE sc.changed) AS np,
+				 count(*) FILTER (WHERE NOT sc.changed) AS nn
+		  FROM sc WHERE sc.score IS NOT NULL GROUP BY 1, 2, 3, 4),
+	cum AS (SELECT g.method, g.param, g.tr, g.score,
+				   sum(g.np) OVER w AS tp, sum(g.nn) OVER w AS fp,
+				   lag(g.score) OVER (PARTITION BY g.method, g.param, g.tr ORDER BY g.score) AS below,
+				   count(*) OVER (PARTITION BY g.method, g.param, g.tr) AS n
+			FROM g WINDOW w AS (PARTITION BY g.method, g.param, g.tr ORDER BY g.score DESC)),
 	-- One distinct score: nothing separates; the cut at it predicts no change.
-	cand AS (SELECT c.method, c.param, c.tr, coalesce(c.cut, c.score) AS cut FROM cuts c WHERE c.cut IS NOT NULL OR c.n = 1),
-	ev AS (SELECT c.method, c.param, c.tr, c.cut,
-				  count(*) FILTER (WHERE s.score > c.cut AND s.changed) AS tp,
-				  count(*) FILTER (WHERE s.score > c.cut AND NOT s.changed) AS fp,
-				  count(*) FILTER (WHERE NOT coalesce(s.score > c.cut, false) AND s.changed) AS fn
-		   FROM cand c JOIN sc s ON s.method = c.method AND s.param = c.param AND s.tr = c.tr
-		   GROUP BY 1, 2, 3, 4),
+	ev AS (SELECT c.method, c.param, c.tr,
+				  CASE WHEN c.below IS NULL THEN c.score ELSE (c.below + c.score) / 2 END AS cut,
+				  CASE WHEN c.below IS NULL THEN 0 ELSE c.tp END AS tp,
+				  CASE WHEN c.below IS NULL THEN 0 ELSE c.fp END AS fp,
+				  o.p - CASE WHEN c.below IS NULL THEN 0 ELSE c.tp END AS fn
+		   FROM cum c JOIN pos o ON o.method = c.method AND o.param = c.param AND o.tr = c.tr
+		   WHERE c.below IS NOT NULL OR c.n = 1),
 	f AS (SELECT ev.*, 2.0::float8 * ev.tp / (2 * ev.tp + ev.fp + ev.fn) AS f1 FROM ev),
 	top AS (SELECT f.method, f.tr, max(f.f1) AS f1 FROM f GROUP BY 1, 2),
 	bp AS (SELECT t.method, t.tr, t.f1, percentile_disc(0.5) WITHIN GROUP (ORDER BY f.param) AS param
