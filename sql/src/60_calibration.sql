@@ -35,6 +35,10 @@ BEGIN
 	IF year IS NULL OR truth IS NULL THEN
 		RAISE EXCEPTION 'year and truth must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	IF store AND NOT has_table_privilege('rai4eo.model', 'UPDATE') THEN
+		RAISE EXCEPTION 'permission denied to store the threshold of model "%"', m USING ERRCODE = 'insufficient_privilege',
+			HINT = 'Pass store => false to see the table without storing, or ask the owner of rai4eo.model for UPDATE.';
+	END IF;
 	IF v_cut IS NULL OR NOT (v_cut >= 0 AND v_cut < 1) THEN
 		RAISE EXCEPTION 'rate_cut % is out of range', v_cut USING ERRCODE = 'invalid_parameter_value',
 			DETAIL = 'A patch is predicted changed when its change_rate is greater than rate_cut, from 0 (any changed day) to below 1.';

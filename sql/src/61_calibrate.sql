@@ -53,6 +53,10 @@ BEGIN
 		RAISE EXCEPTION 'candidates % is out of range', candidates USING ERRCODE = 'invalid_parameter_value',
 			DETAIL = 'The candidate day thresholds are the quantiles 1/(n+1) .. n/(n+1) of the observed daily distances, n from 1 to 200.';
 	END IF;
+	IF store AND NOT has_table_privilege('rai4eo.model', 'UPDATE') THEN
+		RAISE EXCEPTION 'permission denied to store the decision of model "%"', m USING ERRCODE = 'insufficient_privilege',
+			HINT = 'Pass store => false to see the table without storing, or ask the owner of rai4eo.model for UPDATE.';
+	END IF;
 	centres := rai4eo.model_states(m);
 	IF methods IS NULL THEN
 		ms := ARRAY(SELECT u FROM unnest(rai4eo.change_methods()) u WHERE u <> 'cluster' OR centres IS NOT NULL);

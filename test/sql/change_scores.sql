@@ -179,6 +179,17 @@ SELECT pg_temp.err($$SELECT * FROM rai4eo_calibrate('sm', NULL, 'truth')$$);
 CREATE TEMP TABLE truth_cols (id bigint, label boolean);
 SELECT pg_temp.err($$SELECT * FROM rai4eo_calibrate('sm', 2019, 'truth_cols')$$);
 SELECT pg_temp.err($$SELECT * FROM rai4eo_calibrate('sm', 2019, 'truth', sensor => 'S1')$$);
+-- privileges before work: a role that may read but not update models, nor write states
+CREATE ROLE r4_score_reader;
+GRANT SELECT ON truth, rai4eo.embedding TO r4_score_reader;
+SET ROLE r4_score_reader;
+SELECT pg_temp.err($$SELECT * FROM rai4eo_calibrate('sm', 2019, 'truth')$$);
+SELECT pg_temp.err($$SELECT * FROM rai4eo_calibrate_threshold('sm', 2019, 'truth')$$);
+SELECT pg_temp.err($$SELECT * FROM rai4eo_cluster('cl', 2)$$);
+SELECT method, chosen FROM rai4eo_calibrate('sm', 2019, 'truth', store => false) WHERE chosen;
+RESET ROLE;
+DROP OWNED BY r4_score_reader;
+DROP ROLE r4_score_reader;
 
 -- leave the shared regression database as we found it
 DELETE FROM rai4eo.patch;
