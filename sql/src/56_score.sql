@@ -147,7 +147,8 @@ CREATE FUNCTION rai4eo.patch_scores(aoi geometry, srid integer, year integer, mo
 RETURNS TABLE (patch_id bigint, sample_id text, geom geometry, days_compared integer, days_changed integer,
 	change_rate float8, mean_distance float8, rate float8, persistence float8, persistence_onset date,
 	change_point date, annual float8, seasonal float8, zscore float8, cluster float8, cluster_onset date)
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
+	-- jit = off: see 54_change.sql (the planner's costs pass jit_above_cost for an index-bound plan)
 	SELECT p.patch_id, p.sample_id, p.geom, s.days_compared, s.days_changed,
 		   s.days_changed::float8 / NULLIF(s.days_compared, 0), s.mean_distance,
 		   rai4eo.change_persistence(s.distances, $8, 1),
