@@ -175,6 +175,10 @@ class DemoTest(unittest.TestCase):
             self.assertAlmostEqual(stored["cut"], sc[chosen]["cut"])
             for r in sc.values():
                 self.assertTrue(0 <= r["cv_f1"] <= 1 and 0 <= r["fit_f1"] <= 1 and 0 <= r["f1"] <= 1, r)
+                # onset errors are measured on the detected true changes only
+                self.assertLessEqual(r["onset_detected"], r["tp"])
+                self.assertTrue(math.isnan(r["onset_within_15d"]) if not r["onset_detected"]
+                                else 0 <= r["onset_within_15d"] <= 1, r)
         pk = rep["picked"]
         self.assertEqual(pk[1], next(k for k, r in rep["scores"][pk[0]].items() if r["chosen"]))
         self.assertEqual(rep["heatmap"]["png_decision"], pk)
