@@ -106,17 +106,34 @@ r4_robust_z(double *test, size_t nt, double *base, size_t nb, double floor, doub
 	return 0;
 }
 
+void
+r4_centre_inv_norms(const float *const *centres, size_t k, size_t dim, double *inv_norms)
+{
+	for (size_t c = 0; c < k; c++)
+	{
+		double		n = r4_norm_squared(centres[c], dim);
+
+		inv_norms[c] = n > 0 ? 1 / sqrt(n) : 0;
+	}
+}
+
 long
-r4_nearest_centre(const float *x, const float *const *centres, size_t k, size_t dim)
+r4_nearest_centre(const float *x, const float *const *centres, const double *inv_norms, size_t k, size_t dim)
 {
 	long		best = -1;
 	double		best_sim = -INFINITY;
 
+	/* |x| is common to every centre: only its being zero matters */
+	if (!(r4_norm_squared(x, dim) > 0))
+		return -1;
 	for (size_t c = 0; c < k; c++)
 	{
-		double		sim = r4_cosine_similarity(x, centres[c], dim);
+		double		sim;
 
-		if (sim > best_sim)		/* NaN (a zero vector) never wins */
+		if (inv_norms[c] == 0)
+			continue;			/* a zero centre has no direction */
+		sim = r4_dot(x, centres[c], dim) * inv_norms[c];
+		if (sim > best_sim)
 		{
 			best_sim = sim;
 			best = (long) c;

@@ -114,24 +114,30 @@ rai4eo_robust_z(PG_FUNCTION_ARGS)
 /*
  * The centres of nearest_state, deconstructed once per call site: a query
  * passes the same array for every row, so it is kept in fn_extra with a copy
- * of its bytes and reused while the bytes match.
+ * of the argument's bytes as they came (compressed or a TOAST pointer when the
+ * array is stored: comparing those bytes is cheaper than detoasting each call
+ * and as exact) and reused while they match.
  */
 typedef struct CentreCache
 {
-	Size		size;
-	char	   *bytes;
+	Size		keysize;
+	char	   *key;
 	int			k;
 	int			dim;
 	const float **centres;
+	double	   *inv_norms;
 } CentreCache;
 
 static CentreCache *
-centre_cache(FunctionCallInfo fcinfo, ArrayType *a)
+centre_cache(FunctionCallInfo fcinfo)
 {
 	CentreCache *c = (CentreCache *) fcinfo->flinfo->fn_extra;
-	Size		size = VARSIZE(a);
+	struct varlena *raw = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(1));
+	ArrayType  *a = NULL;
+	char	   *keybytes;
+	Size		keysize;
 	MemoryContext old;
-	Oid			elem = ARR_ELEMTYPE(a);
+	Oid			elem;
 	int16		typlen;
 	bool		typbyval;
 	char		typalign;
@@ -139,15 +145,31 @@ centre_cache(FunctionCallInfo fcinfo, ArrayType *a)
 	bool	   *nulls;
 	ArrayType  *copy;
 
-	if (c != NULL && c->size == size && memcmp(c->bytes, a, size) == 0)
+	if (VARATT_IS_EXTERNAL_EXPANDED(raw))
+	{
+		/* an in-memory expanded array: its flat form is the key */
+		a = DatumGetArrayTypeP(PG_GETARG_DATUM(1));
+		keybytes = (char *) a;
+		keysize = VARSIZE(a);
+	}
+	else
+	{
+		keybytes = (char *) raw;
+		keysize = VARSIZE_ANY(raw);
+	}
+	if (c != NULL && c->keysize == keysize && memcmp(c->key, keybytes, keysize) == 0)
 		return c;
+	if (a == NULL)
+		a = DatumGetArrayTypeP(PG_GETARG_DATUM(1));
 	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
 	if (c == NULL)
 		c = palloc0(sizeof(CentreCache));
-	c->size = 0;
-	c->bytes = palloc(size);
-	memcpy(c->bytes, a, size);
-	copy = (ArrayType *) c->bytes;
+	c->keysize = 0;
+	c->key = palloc(keysize);
+	memcpy(c->key, keybytes, keysize);
+	copy = (ArrayType *) palloc(VARSIZE(a));
+	memcpy(copy, a, VARSIZE(a));
+	elem = ARR_ELEMTYPE(copy);
 	get_typlenbyvalalign(elem, &typlen, &typbyval, &typalign);
 	deconstruct_array(copy, elem, typlen, typbyval, typalign, &datums, &nulls, &c->k);
 	c->centres = palloc(sizeof(float *) * (c->k > 0 ? c->k : 1));
@@ -163,7 +185,7 @@ centre_cache(FunctionCallInfo fcinfo, ArrayType *a)
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("cluster centres must not be NULL")));
 		}
-		e = DatumGetEmbedding(datums[i]);	/* detoasted into fn_mcxt when stored out of line */
+		e = DatumGetEmbedding(datums[i]);	/* a short-header element is copied into fn_mcxt */
 		if (c->dim >= 0 && e->dim != c->dim)
 		{
 			MemoryContextSwitchTo(old);
@@ -174,8 +196,11 @@ centre_cache(FunctionCallInfo fcinfo, ArrayType *a)
 		c->dim = e->dim;
 		c->centres[i] = e->x;
 	}
+	c->inv_norms = palloc(sizeof(double) * (c->k > 0 ? c->k : 1));
+	if (c->k > 0)
+		r4_centre_inv_norms(c->centres, (size_t) c->k, (size_t) c->dim, c->inv_norms);
 	MemoryContextSwitchTo(old);
-	c->size = size;				/* valid only once complete */
+	c->keysize = keysize;		/* valid only once complete */
 	fcinfo->flinfo->fn_extra = c;
 	return c;
 }
@@ -185,7 +210,7 @@ Datum
 rai4eo_nearest_state(PG_FUNCTION_ARGS)
 {
 	Embedding  *x = PG_GETARG_EMBEDDING_P(0);
-	CentreCache *c = centre_cache(fcinfo, PG_GETARG_ARRAYTYPE_P(1));
+	CentreCache *c = centre_cache(fcinfo);
 	long		best;
 
 	if (c->k == 0)
@@ -194,7 +219,7 @@ rai4eo_nearest_state(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("different embedding dimensions %d and %d", x->dim, c->dim)));
-	best = r4_nearest_centre(x->x, c->centres, (size_t) c->k, (size_t) x->dim);
+	best = r4_nearest_centre(x->x, c->centres, c->inv_norms, (size_t) c->k, (size_t) x->dim);
 	if (best < 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT32((int32) best + 1);

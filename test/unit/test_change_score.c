@@ -100,11 +100,21 @@ test_nearest(void)
 				zero[] = {0, 0};
 	const float *centres[] = {a, b, c};
 	const float *zeros[] = {zero};
+	const float *with_zero[] = {zero, a};
+	double		inv[3];
 
-	CHECK_EQ_INT(r4_nearest_centre((const float[]) {1, 0}, centres, 3, 2), 1);
-	CHECK_EQ_INT(r4_nearest_centre((const float[]) {0.1f, 1}, centres, 3, 2), 0);
-	CHECK_EQ_INT(r4_nearest_centre(zero, centres, 3, 2), -1);
-	CHECK_EQ_INT(r4_nearest_centre((const float[]) {1, 0}, zeros, 1, 2), -1);
+	r4_centre_inv_norms(centres, 3, 2, inv);
+	CHECK_NEAR(inv[0], 1, 1e-15);
+	CHECK_NEAR(inv[2], 1 / sqrt(4 + 0.2f * 0.2f), 1e-7);
+	/* b and c have the same direction: the first wins */
+	CHECK_EQ_INT(r4_nearest_centre((const float[]) {1, 0}, centres, inv, 3, 2), 1);
+	CHECK_EQ_INT(r4_nearest_centre((const float[]) {0.1f, 1}, centres, inv, 3, 2), 0);
+	CHECK_EQ_INT(r4_nearest_centre(zero, centres, inv, 3, 2), -1);
+	r4_centre_inv_norms(zeros, 1, 2, inv);
+	CHECK_EQ_INT(r4_nearest_centre((const float[]) {1, 0}, zeros, inv, 1, 2), -1);
+	/* a zero centre never wins, even against a centre at cosine -1 */
+	r4_centre_inv_norms(with_zero, 2, 2, inv);
+	CHECK_EQ_INT(r4_nearest_centre((const float[]) {0, -1}, with_zero, inv, 2, 2), 1);
 }
 
 static void
