@@ -59,6 +59,11 @@ COMMENT ON FUNCTION rai4eo.robust_z(float8[], float8[], float8) IS
 
 CREATE FUNCTION rai4eo.nearest_state(e embedding, centres embedding[]) RETURNS integer
 AS 'MODULE_PATHNAME', 'rai4eo_nearest_state' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION rai4eo.state_changed(e embedding, prior embedding, centres embedding[]) RETURNS integer
+AS 'MODULE_PATHNAME', 'rai4eo_state_changed' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION rai4eo.state_changed(embedding, embedding, embedding[]) IS
+'1 when nearest_state(e, centres) and nearest_state(prior, centres) differ, 0 when they are the same, NULL when either is a zero vector or there are no centres: the cluster score''s day series';
+
 COMMENT ON FUNCTION rai4eo.nearest_state(embedding, embedding[]) IS
 '1-based position of the centre most similar in cosine to e (ties: the first); NULL for a zero vector or no centres; dimensions differing: 22000';
 
@@ -130,8 +135,8 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
 		   pg_catalog.avg(d.distance),
 		   pg_catalog.array_agg(d.acquired ORDER BY d.acquired),
 		   pg_catalog.array_agg(d.distance ORDER BY d.acquired),
-		   pg_catalog.array_agg((rai4eo.nearest_state(d.emb, $8)
-								 OPERATOR(pg_catalog.<>) rai4eo.nearest_state(d.prior_emb, $8))::integer::float8
+		   -- (a zero vector has a NaN distance: daily_pairs already left it out)
+		   pg_catalog.array_agg(coalesce(rai4eo.state_changed(d.emb, d.prior_emb, $8), 0)::float8
 								ORDER BY d.acquired) FILTER (WHERE $8 IS NOT NULL),
 		   rai4eo.pair_composites(d.acquired, d.emb, d.prior_emb) FILTER (WHERE $9)
 	FROM rai4eo.daily_pairs($1, $2, $3, $4, $5, $6) d

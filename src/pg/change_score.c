@@ -129,10 +129,10 @@ typedef struct CentreCache
 } CentreCache;
 
 static CentreCache *
-centre_cache(FunctionCallInfo fcinfo)
+centre_cache(FunctionCallInfo fcinfo, int argno)
 {
 	CentreCache *c = (CentreCache *) fcinfo->flinfo->fn_extra;
-	struct varlena *raw = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(1));
+	struct varlena *raw = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno));
 	ArrayType  *a = NULL;
 	char	   *keybytes;
 	Size		keysize;
@@ -148,7 +148,7 @@ centre_cache(FunctionCallInfo fcinfo)
 	if (VARATT_IS_EXTERNAL_EXPANDED(raw))
 	{
 		/* an in-memory expanded array: its flat form is the key */
-		a = DatumGetArrayTypeP(PG_GETARG_DATUM(1));
+		a = DatumGetArrayTypeP(PG_GETARG_DATUM(argno));
 		keybytes = (char *) a;
 		keysize = VARSIZE(a);
 	}
@@ -160,7 +160,7 @@ centre_cache(FunctionCallInfo fcinfo)
 	if (c != NULL && c->keysize == keysize && memcmp(c->key, keybytes, keysize) == 0)
 		return c;
 	if (a == NULL)
-		a = DatumGetArrayTypeP(PG_GETARG_DATUM(1));
+		a = DatumGetArrayTypeP(PG_GETARG_DATUM(argno));
 	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
 	if (c == NULL)
 		c = palloc0(sizeof(CentreCache));
@@ -210,7 +210,7 @@ Datum
 rai4eo_nearest_state(PG_FUNCTION_ARGS)
 {
 	Embedding  *x = PG_GETARG_EMBEDDING_P(0);
-	CentreCache *c = centre_cache(fcinfo);
+	CentreCache *c = centre_cache(fcinfo, 1);
 	long		best;
 
 	if (c->k == 0)
@@ -223,6 +223,35 @@ rai4eo_nearest_state(PG_FUNCTION_ARGS)
 	if (best < 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT32((int32) best + 1);
+}
+
+/*
+ * 1 when the states of a day's embedding and of its partner differ, 0 when
+ * they are the same, NULL when either is a zero vector: one call per pair
+ * (one cache check) for the cluster score.
+ */
+PG_FUNCTION_INFO_V1(rai4eo_state_changed);
+Datum
+rai4eo_state_changed(PG_FUNCTION_ARGS)
+{
+	Embedding  *x = PG_GETARG_EMBEDDING_P(0);
+	Embedding  *y = PG_GETARG_EMBEDDING_P(1);
+	CentreCache *c;
+	long		a,
+				b;
+
+	c = centre_cache(fcinfo, 2);
+	if (c->k == 0)
+		PG_RETURN_NULL();
+	if (c->dim != x->dim || c->dim != y->dim)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("different embedding dimensions %d and %d", x->dim != c->dim ? x->dim : y->dim, c->dim)));
+	a = r4_nearest_centre(x->x, c->centres, c->inv_norms, (size_t) c->k, (size_t) c->dim);
+	b = r4_nearest_centre(y->x, c->centres, c->inv_norms, (size_t) c->k, (size_t) c->dim);
+	if (a < 0 || b < 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT32(a != b);
 }
 
 /*

@@ -53,6 +53,11 @@ SELECT pg_temp.err($$SELECT rai4eo.change_persistence('{1,2}', 0.5, 0)$$);
 SELECT pg_temp.err($$SELECT rai4eo.change_onset('{1,2}', 0.5, 367)$$);
 SELECT pg_temp.err($$SELECT rai4eo.change_point('{1,NULL}')$$);
 SELECT pg_temp.err($$SELECT rai4eo.robust_z('{1}', '{1}', 0)$$);
+-- state_changed: the states of a pair differ (1) or not (0)
+SELECT rai4eo.state_changed('[1,0]', '[0,1]', ARRAY['[0,1]', '[1,0.1]']::embedding[]) AS differ,
+	   rai4eo.state_changed('[1,0]', '[2,0.1]', ARRAY['[0,1]', '[1,0.1]']::embedding[]) AS same,
+	   rai4eo.state_changed('[1,0]', '[0,0]', ARRAY['[0,1]']::embedding[]) AS zero;
+SELECT pg_temp.err($$SELECT rai4eo.state_changed('[1,0]', '[1,0,0]', ARRAY['[0,1]']::embedding[])$$);
 SELECT pg_temp.err($$SELECT rai4eo.nearest_state('[1,0]', ARRAY['[1,0,0]']::embedding[])$$);
 SELECT pg_temp.err($$SELECT rai4eo.nearest_state('[1,0]', ARRAY[NULL]::embedding[])$$);
 SELECT pg_temp.err($$SELECT rai4eo.nearest_state('[1,0]', ARRAY['[1,0]', '[1,0,0]']::embedding[])$$);
