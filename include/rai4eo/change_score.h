@@ -57,7 +57,7 @@ void		r4_centre_inv_norms(const float *const *centres, size_t k, size_t dim, dou
  *   z         robust z (r4_robust_z, scale floor `floor`) of the distances
  *             1 - cos(y[i], ref) against 1 - cos(p[i], ref), ref = sum p
  * NaN where a sum is a zero vector (and pairs with a NaN distance are left
- * out of z).  scratch: 2 (12 + 1) dim + 2 n doubles.  Returns -1 when n = 0.
+ * out of z).  scratch: 2 (12 + 1) dim + 2 n + dim doubles.  Returns -1 when n = 0.
  */
 int			r4_pair_composites(const float *y, const float *p, const int *month, size_t n, size_t dim,
 							   double floor, double *scratch, double *annual, double *seasonal, double *z);

@@ -166,30 +166,6 @@ cos_change_d(const double *a, const double *b, size_t dim)
 	}
 }
 
-/* 1 - cosine of a float vector and a double vector */
-static double
-cos_change_fd(const float *a, const double *b, size_t dim)
-{
-	double		dot = 0,
-				na = 0,
-				nb = 0;
-
-	for (size_t i = 0; i < dim; i++)
-	{
-		dot += a[i] * b[i];
-		na += (double) a[i] * a[i];
-		nb += b[i] * b[i];
-	}
-	if (na == 0 || nb == 0)
-		return NAN;
-	{
-		double		c = dot / sqrt(na * nb);
-
-		c = c > 1 ? 1 : (c < -1 ? -1 : c);
-		return 1 - c;
-	}
-}
-
 int
 r4_pair_composites(const float *y, const float *p, const int *month, size_t n, size_t dim,
 				   double floor, double *scratch, double *annual, double *seasonal, double *z)
@@ -198,6 +174,8 @@ r4_pair_composites(const float *y, const float *p, const int *month, size_t n, s
 	double	   *mp = scratch + 13 * dim;	/* the same for p */
 	double	   *test = scratch + 26 * dim;
 	double	   *base = test + n;
+	float	   *ref = (float *) (base + n);	/* the year's partner sum, as floats */
+	double		ref_norm;
 	size_t		nt = 0,
 				nb = 0,
 				months = 0;
@@ -243,10 +221,14 @@ r4_pair_composites(const float *y, const float *p, const int *month, size_t n, s
 	}
 	*annual = cos_change_d(my + 12 * dim, mp + 12 * dim, dim);
 	*seasonal = months ? sum / (double) months : NAN;
+	/* the distances to the partners' mean with the vector kernels (float, fixed order) */
+	for (size_t j = 0; j < dim; j++)
+		ref[j] = (float) mp[12 * dim + j];
+	ref_norm = r4_norm_squared(ref, dim);
 	for (size_t i = 0; i < n; i++)
 	{
-		double		dt = cos_change_fd(y + i * dim, mp + 12 * dim, dim),
-					db = cos_change_fd(p + i * dim, mp + 12 * dim, dim);
+		double		dt = 1 - r4_cosine_from_parts(r4_dot(y + i * dim, ref, dim), r4_norm_squared(y + i * dim, dim), ref_norm),
+					db = 1 - r4_cosine_from_parts(r4_dot(p + i * dim, ref, dim), r4_norm_squared(p + i * dim, dim), ref_norm);
 
 		if (!isnan(dt))
 			test[nt++] = dt;

@@ -113,13 +113,16 @@ rai4eo_robust_z(PG_FUNCTION_ARGS)
 
 /*
  * The centres of nearest_state, deconstructed once per call site: a query
- * passes the same array for every row, so it is kept in fn_extra with a copy
- * of the argument's bytes as they came (compressed or a TOAST pointer when the
- * array is stored: comparing those bytes is cheaper than detoasting each call
- * and as exact) and reused while they match.
+ * passes the same array for every row, so it is kept in fn_extra.  When the
+ * argument is a Const or an external Param (the change functions pass their
+ * parameter) it cannot change while the FmgrInfo lives; otherwise a copy of
+ * the argument's bytes as they came (compressed or a TOAST pointer when the
+ * array is stored: comparing those is cheaper than detoasting each call and as
+ * exact) is compared on each call.
  */
 typedef struct CentreCache
 {
+	bool		stable;			/* the argument is a Const or an external Param */
 	Size		keysize;
 	char	   *key;
 	int			k;
@@ -145,6 +148,9 @@ centre_cache(FunctionCallInfo fcinfo, int argno)
 	bool	   *nulls;
 	ArrayType  *copy;
 
+	/* A Const or external Param keeps its value while this FmgrInfo lives */
+	if (c != NULL && c->stable)
+		return c;
 	if (VARATT_IS_EXTERNAL_EXPANDED(raw))
 	{
 		/* an in-memory expanded array: its flat form is the key */
@@ -200,6 +206,7 @@ centre_cache(FunctionCallInfo fcinfo, int argno)
 	if (c->k > 0)
 		r4_centre_inv_norms(c->centres, (size_t) c->k, (size_t) c->dim, c->inv_norms);
 	MemoryContextSwitchTo(old);
+	c->stable = get_fn_expr_arg_stable(fcinfo->flinfo, argno);
 	c->keysize = keysize;		/* valid only once complete */
 	fcinfo->flinfo->fn_extra = c;
 	return c;
@@ -340,7 +347,7 @@ rai4eo_pair_final(PG_FUNCTION_ARGS)
 
 	if (st == NULL || st->n == 0)
 		PG_RETURN_NULL();
-	scratch = palloc(sizeof(double) * (26 * (size_t) st->dim + 2 * st->n));
+	scratch = palloc(sizeof(double) * (27 * (size_t) st->dim + 2 * st->n));
 	(void) r4_pair_composites(st->y, st->p, st->month, st->n, (size_t) st->dim, 0.001, scratch,
 							  &v[0], &v[1], &v[2]);
 	for (int i = 0; i < 3; i++)

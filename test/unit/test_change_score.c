@@ -124,7 +124,7 @@ test_pair_composites(void)
 	float		y[24],
 				p[24];
 	int			month[12];
-	double		scratch[26 * 2 + 24];
+	double		scratch[27 * 2 + 24];
 	double		annual,
 				seasonal,
 				z;
