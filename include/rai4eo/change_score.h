@@ -38,14 +38,15 @@ double		r4_median_inplace(double *x, size_t n);
 int			r4_robust_z(double *test, size_t nt, double *base, size_t nb, double floor, double *z);
 
 /*
- * The centre most similar in cosine to x: 0-based index into centres (each
- * dim floats), ties the lowest; -1 when x or every centre is a zero vector.
- * inv_norms[c] = 1 / |centre c| (0 for a zero centre), from
- * r4_centre_inv_norms: then a call costs k dot products and one norm.
+ * The centre most similar in cosine to x: 0-based row of centres (k rows of
+ * dim floats, row-major), ties the lowest; -1 when x or every centre is a zero
+ * vector.  inv_norms[c] = 1 / |centre c| (0 for a zero centre), from
+ * r4_centre_inv_norms; dots: k floats of scratch.  One sgemv (k dot products
+ * in one pass over x) and one norm per call.
  */
-long		r4_nearest_centre(const float *x, const float *const *centres, const double *inv_norms,
-							  size_t k, size_t dim);
-void		r4_centre_inv_norms(const float *const *centres, size_t k, size_t dim, double *inv_norms);
+long		r4_nearest_centre(const float *x, const float *centres, const double *inv_norms,
+							  size_t k, size_t dim, float *dots);
+void		r4_centre_inv_norms(const float *centres, size_t k, size_t dim, double *inv_norms);
 
 /*
  * Composite scores of n pairs (the day's embedding y[i] and its partner one

@@ -3,6 +3,7 @@
  */
 #include "rai4eo/change_score.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -107,32 +108,35 @@ r4_robust_z(double *test, size_t nt, double *base, size_t nb, double floor, doub
 }
 
 void
-r4_centre_inv_norms(const float *const *centres, size_t k, size_t dim, double *inv_norms)
+r4_centre_inv_norms(const float *centres, size_t k, size_t dim, double *inv_norms)
 {
 	for (size_t c = 0; c < k; c++)
 	{
-		double		n = r4_norm_squared(centres[c], dim);
+		double		n = r4_norm_squared(centres + c * dim, dim);
 
 		inv_norms[c] = n > 0 ? 1 / sqrt(n) : 0;
 	}
 }
 
 long
-r4_nearest_centre(const float *x, const float *const *centres, const double *inv_norms, size_t k, size_t dim)
+r4_nearest_centre(const float *x, const float *centres, const double *inv_norms, size_t k, size_t dim,
+				  float *dots)
 {
 	long		best = -1;
 	double		best_sim = -INFINITY;
 
 	/* |x| is common to every centre: only its being zero matters */
-	if (!(r4_norm_squared(x, dim) > 0))
+	if (k == 0 || !(r4_norm_squared(x, dim) > 0))
 		return -1;
+	cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint) k, (blasint) dim, 1.0f, centres, (blasint) dim,
+				x, 1, 0.0f, dots, 1);
 	for (size_t c = 0; c < k; c++)
 	{
 		double		sim;
 
 		if (inv_norms[c] == 0)
 			continue;			/* a zero centre has no direction */
-		sim = r4_dot(x, centres[c], dim) * inv_norms[c];
+		sim = dots[c] * inv_norms[c];
 		if (sim > best_sim)
 		{
 			best_sim = sim;

@@ -127,8 +127,9 @@ typedef struct CentreCache
 	char	   *key;
 	int			k;
 	int			dim;
-	const float **centres;
+	float	   *centres;		/* k x dim, row-major */
 	double	   *inv_norms;
+	float	   *dots;			/* k floats of scratch */
 } CentreCache;
 
 static CentreCache *
@@ -178,7 +179,7 @@ centre_cache(FunctionCallInfo fcinfo, int argno)
 	elem = ARR_ELEMTYPE(copy);
 	get_typlenbyvalalign(elem, &typlen, &typbyval, &typalign);
 	deconstruct_array(copy, elem, typlen, typbyval, typalign, &datums, &nulls, &c->k);
-	c->centres = palloc(sizeof(float *) * (c->k > 0 ? c->k : 1));
+	c->centres = NULL;
 	c->dim = -1;
 	for (int i = 0; i < c->k; i++)
 	{
@@ -199,10 +200,13 @@ centre_cache(FunctionCallInfo fcinfo, int argno)
 					(errcode(ERRCODE_DATA_EXCEPTION),
 					 errmsg("cluster centres have different dimensions %d and %d", c->dim, e->dim)));
 		}
+		if (c->centres == NULL)
+			c->centres = palloc(sizeof(float) * (Size) c->k * e->dim);
 		c->dim = e->dim;
-		c->centres[i] = e->x;
+		memcpy(c->centres + (Size) i * c->dim, e->x, sizeof(float) * c->dim);
 	}
 	c->inv_norms = palloc(sizeof(double) * (c->k > 0 ? c->k : 1));
+	c->dots = palloc(sizeof(float) * (c->k > 0 ? c->k : 1));
 	if (c->k > 0)
 		r4_centre_inv_norms(c->centres, (size_t) c->k, (size_t) c->dim, c->inv_norms);
 	MemoryContextSwitchTo(old);
@@ -226,7 +230,7 @@ rai4eo_nearest_state(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("different embedding dimensions %d and %d", x->dim, c->dim)));
-	best = r4_nearest_centre(x->x, c->centres, c->inv_norms, (size_t) c->k, (size_t) x->dim);
+	best = r4_nearest_centre(x->x, c->centres, c->inv_norms, (size_t) c->k, (size_t) x->dim, c->dots);
 	if (best < 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT32((int32) best + 1);
@@ -254,8 +258,8 @@ rai4eo_state_changed(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("different embedding dimensions %d and %d", x->dim != c->dim ? x->dim : y->dim, c->dim)));
-	a = r4_nearest_centre(x->x, c->centres, c->inv_norms, (size_t) c->k, (size_t) c->dim);
-	b = r4_nearest_centre(y->x, c->centres, c->inv_norms, (size_t) c->k, (size_t) c->dim);
+	a = r4_nearest_centre(x->x, c->centres, c->inv_norms, (size_t) c->k, (size_t) c->dim, c->dots);
+	b = r4_nearest_centre(y->x, c->centres, c->inv_norms, (size_t) c->k, (size_t) c->dim, c->dots);
 	if (a < 0 || b < 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT32(a != b);

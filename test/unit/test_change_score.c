@@ -94,27 +94,25 @@ test_robust_z(void)
 static void
 test_nearest(void)
 {
-	const float a[] = {0, 1},
-				b[] = {1, 0.1f},
-				c[] = {2, 0.2f},
-				zero[] = {0, 0};
-	const float *centres[] = {a, b, c};
-	const float *zeros[] = {zero};
-	const float *with_zero[] = {zero, a};
+	/* rows: [0,1], [1,0.1], [2,0.2] (the last two share a direction) */
+	const float centres[] = {0, 1, 1, 0.1f, 2, 0.2f};
+	const float zero[] = {0, 0};
+	const float with_zero[] = {0, 0, 0, 1};
 	double		inv[3];
+	float		dots[3];
 
 	r4_centre_inv_norms(centres, 3, 2, inv);
 	CHECK_NEAR(inv[0], 1, 1e-15);
 	CHECK_NEAR(inv[2], 1 / sqrt(4 + 0.2f * 0.2f), 1e-7);
-	/* b and c have the same direction: the first wins */
-	CHECK_EQ_INT(r4_nearest_centre((const float[]) {1, 0}, centres, inv, 3, 2), 1);
-	CHECK_EQ_INT(r4_nearest_centre((const float[]) {0.1f, 1}, centres, inv, 3, 2), 0);
-	CHECK_EQ_INT(r4_nearest_centre(zero, centres, inv, 3, 2), -1);
-	r4_centre_inv_norms(zeros, 1, 2, inv);
-	CHECK_EQ_INT(r4_nearest_centre((const float[]) {1, 0}, zeros, inv, 1, 2), -1);
+	CHECK_EQ_INT(r4_nearest_centre((const float[]) {1, 0}, centres, inv, 3, 2, dots), 1);
+	CHECK_EQ_INT(r4_nearest_centre((const float[]) {0.1f, 1}, centres, inv, 3, 2, dots), 0);
+	CHECK_EQ_INT(r4_nearest_centre(zero, centres, inv, 3, 2, dots), -1);
+	CHECK_EQ_INT(r4_nearest_centre(zero, centres, inv, 0, 2, dots), -1);
+	r4_centre_inv_norms(zero, 1, 2, inv);
+	CHECK_EQ_INT(r4_nearest_centre((const float[]) {1, 0}, zero, inv, 1, 2, dots), -1);
 	/* a zero centre never wins, even against a centre at cosine -1 */
 	r4_centre_inv_norms(with_zero, 2, 2, inv);
-	CHECK_EQ_INT(r4_nearest_centre((const float[]) {0, -1}, with_zero, inv, 2, 2), 1);
+	CHECK_EQ_INT(r4_nearest_centre((const float[]) {0, -1}, with_zero, inv, 2, 2, dots), 1);
 }
 
 static void
