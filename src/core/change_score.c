@@ -228,11 +228,17 @@ r4_pair_composites(const float *y, const float *p, const int *month, size_t n, s
 	/* the distances to the partners' mean with the vector kernels (float, fixed order) */
 	for (size_t j = 0; j < dim; j++)
 		ref[j] = (float) mp[12 * dim + j];
-	ref_norm = r4_norm_squared(ref, dim);
 	for (size_t i = 0; i < n; i++)
 	{
-		double		dt = 1 - r4_cosine_from_parts(r4_dot(y + i * dim, ref, dim), r4_norm_squared(y + i * dim, dim), ref_norm),
-					db = 1 - r4_cosine_from_parts(r4_dot(p + i * dim, ref, dim), r4_norm_squared(p + i * dim, dim), ref_norm);
+		double		dot,
+					na,
+					dt,
+					db;
+
+		r4_dot_norms(y + i * dim, ref, dim, &dot, &na, &ref_norm);
+		dt = 1 - r4_cosine_from_parts(dot, na, ref_norm);
+		r4_dot_norms(p + i * dim, ref, dim, &dot, &na, &ref_norm);
+		db = 1 - r4_cosine_from_parts(dot, na, ref_norm);
 
 		if (!isnan(dt))
 			test[nt++] = dt;
