@@ -5,7 +5,11 @@
 # Median of RUNS runs, one backend, serial plans, in the server named by PG* variables
 # (or a throwaway one).  Usage: bench/change_sql.sh [N ...] (default 1000); RUNS=5 runs;
 # EXPLAIN=1 also prints the plan of the pairing query (rai4eo.patch_change_stats, inlined).
-# Measured on 2 shared cores: N=1000 takes about 30 s, N=10000 about 3 min (2.4 GB of embeddings).
+# Also every change score of sql/src/56_score.sql through rai4eo.patch_scores: rate +
+# persistence + change point (one pass over the pairs), + the composites (annual, seasonal,
+# zscore: one more range scan per patch), + the cluster score (8 k-means states), and
+# yearly_change with a stored persistence decision, each against the same floor.
+# Measured on 2 shared cores: N=1000 takes about 1 min, N=10000 about 8 min (2.4 GB of embeddings).
 source "$(dirname "$0")/../scripts/lib.sh"
 RUNS=${RUNS:-5}
 DB=${R4_BENCH_DB:-rai4eo_bench_change}
@@ -55,13 +59,25 @@ SQL
 	floor=$(r4_query_median_ms "$DB" "$RUNS" "SELECT sum(cosine_change(a, b)) FROM pairs")
 	rows=$(r4_query_median_ms "$DB" "$RUNS" "SELECT count(*) FROM yearly_change($aoi, 2019, 'bench')")
 	heat=$(r4_query_median_ms "$DB" "$RUNS" "SELECT yearly_heatmap($aoi, 2019, 'bench')")
-	"$R4_PYTHON" - "$N" "$npairs" "$floor" "$rows" "$heat" "$RUNS" <<'PY'
+	r4_psql -d "$DB" -q -c "SELECT count(*) FROM rai4eo_cluster('bench', 8, sample_size => 5000, iterations => 5)" >/dev/null
+	ps="SELECT count(*) FROM rai4eo.patch_scores($aoi, NULL, 2019, 'bench', 'PF-SR', 2, 0.3, 0.3, 3"
+	series=$(r4_query_median_ms "$DB" "$RUNS" "$ps, false, NULL)")
+	comp=$(r4_query_median_ms "$DB" "$RUNS" "$ps, true, NULL)")
+	clus=$(r4_query_median_ms "$DB" "$RUNS" "$ps, false, rai4eo.model_states('bench'))")
+	r4_psql -d "$DB" -q -c "UPDATE rai4eo.model SET config = config || '{\"change_decision\": {\"method\": \"persistence\", \"threshold\": 0.3, \"k\": 3, \"cut\": 0.1}}' WHERE name = 'bench'"
+	dec=$(r4_query_median_ms "$DB" "$RUNS" "SELECT count(*) FILTER (WHERE changed) FROM yearly_change($aoi, 2019, 'bench')")
+	r4_psql -d "$DB" -q -c "UPDATE rai4eo.model SET config = config - 'change_decision' WHERE name = 'bench'"
+	"$R4_PYTHON" - "$N" "$npairs" "$floor" "$rows" "$heat" "$RUNS" "$series" "$comp" "$clus" "$dec" <<'PY'
 import sys
 n, pairs = int(sys.argv[1]), int(sys.argv[2])
 floor, rows, heat = map(float, sys.argv[3:6])
+series, comp, clus, dec = map(float, sys.argv[7:11])
 print(f"{n} patches x 146 dates, {pairs} pairs in 2019, 384-d, median of {sys.argv[6]} runs, one backend:")
 print(f"  SELECT sum(cosine_change(a, b)) FROM pairs (floor)   {floor / 1000:8.3f} s  ({floor * 1e3 / pairs:6.2f} us/pair)")
 print(f"  yearly_change(aoi, 2019) rows                        {rows / 1000:8.3f} s  ({rows * 1e3 / pairs:6.2f} us/pair, {rows / floor:.2f}x the floor)")
 print(f"  yearly_heatmap(aoi, 2019)                            {heat / 1000:8.3f} s  ({heat * 1e3 / pairs:6.2f} us/pair, {heat / floor:.2f}x the floor)")
+for name, t in (("scores: rate, persistence, change point", series), ("scores: + annual, seasonal, zscore", comp),
+                ("scores: + cluster (8 states)", clus), ("yearly_change, persistence decision", dec)):
+    print(f"  {name:<53}{t / 1000:8.3f} s  ({t * 1e3 / pairs:6.2f} us/pair, {t / floor:.2f}x the floor)")
 PY
 done

@@ -38,9 +38,29 @@ double		r4_median_inplace(double *x, size_t n);
 int			r4_robust_z(double *test, size_t nt, double *base, size_t nb, double floor, double *z);
 
 /*
- * The centre most similar in cosine to x: 0-based index into centres (each
- * dim floats), ties the lowest; -1 when x or every centre is a zero vector.
+ * The centre most similar in cosine to x: 0-based row of centres (k rows of
+ * dim floats, row-major), ties the lowest; -1 when x or every centre is a zero
+ * vector.  inv_norms[c] = 1 / |centre c| (0 for a zero centre), from
+ * r4_centre_inv_norms; dots: k floats of scratch.  One sgemv (k dot products
+ * in one pass over x) and one norm per call.
  */
-long		r4_nearest_centre(const float *x, const float *const *centres, size_t k, size_t dim);
+long		r4_nearest_centre(const float *x, const float *centres, const double *inv_norms,
+							  size_t k, size_t dim, float *dots);
+void		r4_centre_inv_norms(const float *centres, size_t k, size_t dim, double *inv_norms);
+
+/*
+ * Composite scores of n pairs (the day's embedding y[i] and its partner one
+ * year earlier p[i], row-major, dim floats each; month[i] in 1..12 the day's
+ * calendar month):
+ *   annual    1 - cos(sum y, sum p)  (cosine ignores scale: sums are means)
+ *   seasonal  the mean over the months with pairs of 1 - cos(sum y, sum p)
+ *             within the month
+ *   z         robust z (r4_robust_z, scale floor `floor`) of the distances
+ *             1 - cos(y[i], ref) against 1 - cos(p[i], ref), ref = sum p
+ * NaN where a sum is a zero vector (and pairs with a NaN distance are left
+ * out of z).  scratch: 2 (12 + 1) dim + 2 n + dim doubles.  Returns -1 when n = 0.
+ */
+int			r4_pair_composites(const float *y, const float *p, const int *month, size_t n, size_t dim,
+							   double floor, double *scratch, double *annual, double *seasonal, double *z);
 
 #endif							/* RAI4EO_CHANGE_SCORE_H */

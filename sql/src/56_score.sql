@@ -13,17 +13,20 @@
 --                year's compared days that exceed from that onset on (0 when
 --                no run of k exists).  A structural change keeps exceeding,
 --                phenology shifts and noise give short runs.
---   annual       cosine distance between the mean embedding of year Y and of
---                year Y - 1 (every embedded image; AlphaEarth-style annual
---                composites)
---   seasonal     mean over the calendar months present in both years of the
---                cosine distance between the two years' monthly mean
---                embeddings: season-aligned composites
+--   annual       cosine distance between the mean embedding of Y's compared
+--                days and of their partners in Y - 1 (AlphaEarth-style annual
+--                composites, season-aligned: the same days of both years)
+--   seasonal     mean over the calendar months with pairs of the cosine
+--                distance between the two years' monthly mean embeddings
 --   zscore       robust z of year Y against the patch's own variability: the
---                cosine distances of Y's images to the mean embedding of
---                Y - 1, their median minus the median of the distances of
---                Y - 1's own images to that mean, over 1.4826 x the MAD of the
---                latter (at least 0.001): land-cover types differ in scale
+--                cosine distances of Y's days to the mean embedding of their
+--                Y - 1 partners, their median minus the median of the
+--                partners' own distances to that mean, over 1.4826 x the MAD
+--                of the latter (at least 0.001): land-cover types differ in
+--                scale
+--
+-- The composites come from the pairs in the same pass (the C aggregate
+-- rai4eo.pair_composites), so every score reads each pair once.
 --   cluster      k-means states (58_cluster.sql): the persistence score of the
 --                days whose state differs from the state of their partner one
 --                year earlier, run length k
@@ -56,8 +59,29 @@ COMMENT ON FUNCTION rai4eo.robust_z(float8[], float8[], float8) IS
 
 CREATE FUNCTION rai4eo.nearest_state(e embedding, centres embedding[]) RETURNS integer
 AS 'MODULE_PATHNAME', 'rai4eo_nearest_state' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION rai4eo.state_changed(e embedding, prior embedding, centres embedding[]) RETURNS integer
+AS 'MODULE_PATHNAME', 'rai4eo_state_changed' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION rai4eo.state_changed(embedding, embedding, embedding[]) IS
+'1 when nearest_state(e, centres) and nearest_state(prior, centres) differ, 0 when they are the same, NULL when either is a zero vector or there are no centres: the cluster score''s day series';
+
 COMMENT ON FUNCTION rai4eo.nearest_state(embedding, embedding[]) IS
 '1-based position of the centre most similar in cosine to e (ties: the first); NULL for a zero vector or no centres; dimensions differing: 22000';
+
+CREATE FUNCTION rai4eo.pair_composites_accum(internal, date, embedding, embedding) RETURNS internal
+AS 'MODULE_PATHNAME', 'rai4eo_pair_accum' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION rai4eo.pair_composites_accum(internal, date, embedding, embedding) IS
+'Transition function of rai4eo.pair_composites: keeps the pairs';
+CREATE FUNCTION rai4eo.pair_composites_final(internal) RETURNS float8[]
+AS 'MODULE_PATHNAME', 'rai4eo_pair_final' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION rai4eo.pair_composites_final(internal) IS
+'Final function of rai4eo.pair_composites: {annual, seasonal, zscore}';
+CREATE AGGREGATE rai4eo.pair_composites(date, embedding, embedding) (
+	SFUNC = rai4eo.pair_composites_accum,
+	STYPE = internal,
+	FINALFUNC = rai4eo.pair_composites_final
+);
+COMMENT ON AGGREGATE rai4eo.pair_composites(date, embedding, embedding) IS
+'Composites of a patch''s pairs (day, its embedding, its partner''s one year earlier), as {annual, seasonal, zscore}: annual the cosine distance between the mean embeddings of the days and of their partners; seasonal the mean over calendar months of that distance within the month; zscore the robust z (scale floor 0.001) of the days'' distances to the partners'' mean against the partners'' own; NULL elements where a mean is a zero vector, NULL without pairs';
 
 -- ---- the pairs of a patch, with their embeddings -------------------------------
 
@@ -102,68 +126,24 @@ COMMENT ON FUNCTION rai4eo.daily_pairs(bigint, text, text, date, date, integer) 
 -- the distances and dates in date order, and when centres are given the 0/1
 -- series "state differs from the partner's state".  Inlined (exception 2).
 CREATE FUNCTION rai4eo.patch_series(patch_id bigint, model text, sensor text, first_day date, last_day date,
-	tolerance integer, t float8, centres @extschema@.embedding[])
+	tolerance integer, t float8, centres @extschema@.embedding[], composites boolean DEFAULT false)
 RETURNS TABLE (days_compared integer, days_changed integer, mean_distance float8, days date[], distances float8[],
-	state_changes float8[])
+	state_changes float8[], composite float8[])
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
 	SELECT pg_catalog.count(*)::integer,
 		   pg_catalog.count(*) FILTER (WHERE d.distance OPERATOR(pg_catalog.>) $7)::integer,
 		   pg_catalog.avg(d.distance),
 		   pg_catalog.array_agg(d.acquired ORDER BY d.acquired),
 		   pg_catalog.array_agg(d.distance ORDER BY d.acquired),
-		   pg_catalog.array_agg((rai4eo.nearest_state(d.emb, $8)
-								 OPERATOR(pg_catalog.<>) rai4eo.nearest_state(d.prior_emb, $8))::integer::float8
-								ORDER BY d.acquired) FILTER (WHERE $8 IS NOT NULL)
+		   -- (a zero vector has a NaN distance: daily_pairs already left it out)
+		   pg_catalog.array_agg(coalesce(rai4eo.state_changed(d.emb, d.prior_emb, $8), 0)::float8
+								ORDER BY d.acquired) FILTER (WHERE $8 IS NOT NULL),
+		   rai4eo.pair_composites(d.acquired, d.emb, d.prior_emb) FILTER (WHERE $9)
 	FROM rai4eo.daily_pairs($1, $2, $3, $4, $5, $6) d
 $$;
 
-COMMENT ON FUNCTION rai4eo.patch_series(bigint, text, text, date, date, integer, float8, embedding[]) IS
-'Day series of one patch: days compared, days changed (distance > t), mean distance, the dates and distances in date order, and with centres the 0/1 series "the day''s cluster state differs from its partner''s" (NULL without centres)';
-
--- Composite scores of one patch: annual, seasonal (monthly) and zscore of year
--- Y against Y - 1, from one index range scan of the patch's embeddings of the
--- two years (no pairing).  Cosine distance ignores scale, so sums stand in for
--- means.  Inlined (exception 2).
-CREATE FUNCTION rai4eo.patch_composites(patch_id bigint, model text, sensor text, year integer)
-RETURNS TABLE (annual float8, seasonal float8, zscore float8)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-	WITH r AS (
-		SELECT b.base OPERATOR(pg_catalog.+) pg_catalog.int8(greatest(pg_catalog.make_date($4 OPERATOR(pg_catalog.-) 1, 1, 1)
-				   OPERATOR(pg_catalog.-) pg_catalog.date '2000-01-01', 0)) AS lo0,
-			   b.base OPERATOR(pg_catalog.+) pg_catalog.int8(greatest(pg_catalog.make_date($4, 1, 1)
-				   OPERATOR(pg_catalog.-) pg_catalog.date '2000-01-01', 0)) AS lo1,
-			   b.base OPERATOR(pg_catalog.+) pg_catalog.int8(least(pg_catalog.make_date($4, 12, 31)
-				   OPERATOR(pg_catalog.-) pg_catalog.date '2000-01-01', 65535)) AS hi
-		FROM (SELECT ($1 OPERATOR(pg_catalog.<<) 18) OPERATOR(pg_catalog.+)
-					 ((CASE WHEN $3 OPERATOR(pg_catalog.=) 'PF-SR'::text THEN 0
-							WHEN $3 OPERATOR(pg_catalog.=) 'S2-SR'::text THEN 1 END)::bigint OPERATOR(pg_catalog.<<) 16) AS base) b),
-	-- y = 1 for year Y, 0 for Y - 1; mo the calendar month
-	x AS MATERIALIZED (
-		SELECT (e.image_id OPERATOR(pg_catalog.>=) r.lo1)::integer AS y,
-			   pg_catalog.date_part('month'::text, pg_catalog.date '2000-01-01' OPERATOR(pg_catalog.+)
-									 (e.image_id OPERATOR(pg_catalog.&) 65535)::integer)::integer AS mo,
-			   e.emb
-		FROM r JOIN rai4eo.embedding e
-		  ON e.model OPERATOR(pg_catalog.=) $2
-		 AND e.image_id OPERATOR(pg_catalog.>=) r.lo0 AND e.image_id OPERATOR(pg_catalog.<=) r.hi),
-	m AS MATERIALIZED (SELECT x.y, x.mo, @extschema@.sum(x.emb) AS s FROM x GROUP BY x.y, x.mo)
-	SELECT (SELECT @extschema@.cosine_change(@extschema@.sum(m.s) FILTER (WHERE m.y OPERATOR(pg_catalog.=) 1),
-											 @extschema@.sum(m.s) FILTER (WHERE m.y OPERATOR(pg_catalog.=) 0))
-			FROM m),
-		   (SELECT pg_catalog.avg(c.d) FILTER (WHERE c.d OPERATOR(pg_catalog.<>) 'NaN'::float8)
-			FROM (SELECT @extschema@.cosine_change(a.s, b.s) AS d
-				  FROM m a JOIN m b ON a.mo OPERATOR(pg_catalog.=) b.mo
-				  WHERE a.y OPERATOR(pg_catalog.=) 1 AND b.y OPERATOR(pg_catalog.=) 0) c),
-		   (SELECT rai4eo.robust_z(
-					   pg_catalog.array_agg(z.d) FILTER (WHERE z.y OPERATOR(pg_catalog.=) 1 AND z.d OPERATOR(pg_catalog.<>) 'NaN'::float8),
-					   pg_catalog.array_agg(z.d) FILTER (WHERE z.y OPERATOR(pg_catalog.=) 0 AND z.d OPERATOR(pg_catalog.<>) 'NaN'::float8),
-					   0.001::float8)
-			FROM (SELECT x.y, @extschema@.cosine_change(x.emb, ref.s) AS d
-				  FROM x, (SELECT @extschema@.sum(m.s) AS s FROM m WHERE m.y OPERATOR(pg_catalog.=) 0) ref) z)
-$$;
-
-COMMENT ON FUNCTION rai4eo.patch_composites(bigint, text, text, integer) IS
-'Composite scores of one patch for year Y against Y - 1 from every embedded image of the sensor: annual (cosine distance of the yearly means), seasonal (mean over months present in both years of the cosine distance of the monthly means) and zscore (robust z of the distances of Y''s images to the mean of Y - 1 against those of Y - 1''s own images; scale floor 0.001); NULL where a year has no image';
+COMMENT ON FUNCTION rai4eo.patch_series(bigint, text, text, date, date, integer, float8, embedding[], boolean) IS
+'Day series of one patch: days compared, days changed (distance > t), mean distance, the dates and distances in date order, with centres the 0/1 series "the day''s cluster state differs from its partner''s" (NULL without centres), with composites {annual, seasonal, zscore} of rai4eo.pair_composites (else NULL)';
 
 -- ---- every score of every patch of an AOI ------------------------------------------
 
@@ -172,19 +152,19 @@ CREATE FUNCTION rai4eo.patch_scores(aoi geometry, srid integer, year integer, mo
 RETURNS TABLE (patch_id bigint, sample_id text, geom geometry, days_compared integer, days_changed integer,
 	change_rate float8, mean_distance float8, rate float8, persistence float8, persistence_onset date,
 	change_point date, annual float8, seasonal float8, zscore float8, cluster float8, cluster_onset date)
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
+	-- jit = off: see 54_change.sql (the planner's costs pass jit_above_cost for an index-bound plan)
 	SELECT p.patch_id, p.sample_id, p.geom, s.days_compared, s.days_changed,
 		   s.days_changed::float8 / NULLIF(s.days_compared, 0), s.mean_distance,
 		   rai4eo.change_persistence(s.distances, $8, 1),
 		   rai4eo.change_persistence(s.distances, $8, $9),
 		   s.days[rai4eo.change_onset(s.distances, $8, $9)],
 		   s.days[rai4eo.change_point(s.distances)],
-		   c.annual, c.seasonal, c.zscore,
+		   s.composite[1], s.composite[2], s.composite[3],
 		   rai4eo.change_persistence(s.state_changes, 0.5, $9),
 		   s.days[rai4eo.change_onset(s.state_changes, 0.5, $9)]
 	FROM rai4eo.aoi_patches($1, $2) p
-	CROSS JOIN LATERAL rai4eo.patch_series(p.patch_id, $4, $5, make_date($3, 1, 1), make_date($3, 12, 31), $6, $7, $11) s
-	LEFT JOIN LATERAL (SELECT x.* FROM rai4eo.patch_composites(p.patch_id, $4, $5, $3) x WHERE $10) c ON true
+	CROSS JOIN LATERAL rai4eo.patch_series(p.patch_id, $4, $5, make_date($3, 1, 1), make_date($3, 12, 31), $6, $7, $11, $10) s
 $$;
 
 COMMENT ON FUNCTION rai4eo.patch_scores(geometry, integer, integer, text, text, integer, float8, float8, integer, boolean, embedding[]) IS

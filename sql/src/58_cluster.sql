@@ -61,7 +61,7 @@ BEGIN
 		RAISE EXCEPTION 'unknown sensor "%"', sensor USING ERRCODE = 'invalid_parameter_value',
 			HINT = 'Sensors are PF-SR and S2-SR.';
 	END IF;
-	IF NOT has_table_privilege('rai4eo.state', 'INSERT, DELETE') THEN
+	IF NOT (has_table_privilege('rai4eo.state', 'INSERT') AND has_table_privilege('rai4eo.state', 'DELETE')) THEN
 		RAISE EXCEPTION 'permission denied to store states for model "%"', m USING ERRCODE = 'insufficient_privilege',
 			HINT = 'The owner of rai4eo.state can grant INSERT and DELETE on it.';
 	END IF;

@@ -8,7 +8,7 @@ CREATE FUNCTION rai4eo_calibrate_threshold(model text, year integer, truth regcl
 	tolerance integer DEFAULT 2, rate_cut float8 DEFAULT 0.1, candidates integer DEFAULT 99, store boolean DEFAULT true)
 RETURNS TABLE (threshold float8, "precision" float8, recall float8, f1 float8, true_positives integer,
 	false_positives integer, false_negatives integer, true_negatives integer, chosen boolean)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET jit = off AS $$
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 #variable_conflict use_column
 DECLARE
 	m text;
@@ -34,6 +34,10 @@ BEGIN
 	PERFORM rai4eo.change_args(NULL, m, 0, v_sensor, v_tol);
 	IF year IS NULL OR truth IS NULL THEN
 		RAISE EXCEPTION 'year and truth must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF store AND NOT has_table_privilege('rai4eo.model', 'UPDATE') THEN
+		RAISE EXCEPTION 'permission denied to store the threshold of model "%"', m USING ERRCODE = 'insufficient_privilege',
+			HINT = 'Pass store => false to see the table without storing, or ask the owner of rai4eo.model for UPDATE.';
 	END IF;
 	IF v_cut IS NULL OR NOT (v_cut >= 0 AND v_cut < 1) THEN
 		RAISE EXCEPTION 'rate_cut % is out of range', v_cut USING ERRCODE = 'invalid_parameter_value',
@@ -62,8 +66,8 @@ BEGIN
 	-- Daily distances of the labelled patches in the year.
 	SELECT array_agg(l.patch_id), array_agg(d.distance) INTO pp, pd
 	FROM unnest(lp) l(patch_id)
-	CROSS JOIN LATERAL rai4eo.daily_distances(l.patch_id, m, v_sensor, make_date(year, 1, 1),
-											  make_date(year, 12, 31), v_tol) d;
+	CROSS JOIN LATERAL rai4eo.daily_pairs(l.patch_id, m, v_sensor, make_date(year, 1, 1),
+										  make_date(year, 12, 31), v_tol) d;
 
 	n_labelled := coalesce(cardinality(lp), 0);
 	SELECT count(*), count(*) FILTER (WHERE l.changed) INTO n_used, n_pos
@@ -125,4 +129,4 @@ END
 $$;
 
 COMMENT ON FUNCTION rai4eo_calibrate_threshold(text, integer, regclass, text, integer, float8, integer, boolean) IS
-'Calibrate a model''s change threshold on labelled patches: truth is a table or view with patch_id and changed boolean. Candidate thresholds are the quantiles 1/(n+1) .. n/(n+1) (n = candidates) of the daily distances observed on those patches in the year; at each, a patch is predicted changed when its yearly change_rate is greater than rate_cut (default 0.1: a lasting change changes every later day, noise only scattered ones); one row per candidate with precision, recall, F1 and the confusion counts; the best F1 (ties: the middle one) is chosen and, when store, written to rai4eo.model.config->''change_threshold''.';
+'Calibrate a model''s change threshold on labelled patches: truth is a table or view with patch_id and changed boolean. Candidate thresholds are the quantiles 1/(n+1) .. n/(n+1) (n = candidates) of the daily distances observed on those patches in the year; at each, a patch is predicted changed when its yearly change_rate is greater than rate_cut (default 0.1: a lasting change changes every later day, noise only scattered ones); one row per candidate with precision, recall, F1 and the confusion counts; the best F1 (ties: the middle one) is chosen and, when store, written to rai4eo.model.config->''change_threshold''. rai4eo_calibrate chooses the whole decision (method, day threshold and cut jointly) by cross-validated F1.';

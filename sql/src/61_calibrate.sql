@@ -53,6 +53,10 @@ BEGIN
 		RAISE EXCEPTION 'candidates % is out of range', candidates USING ERRCODE = 'invalid_parameter_value',
 			DETAIL = 'The candidate day thresholds are the quantiles 1/(n+1) .. n/(n+1) of the observed daily distances, n from 1 to 200.';
 	END IF;
+	IF store AND NOT has_table_privilege('rai4eo.model', 'UPDATE') THEN
+		RAISE EXCEPTION 'permission denied to store the decision of model "%"', m USING ERRCODE = 'insufficient_privilege',
+			HINT = 'Pass store => false to see the table without storing, or ask the owner of rai4eo.model for UPDATE.';
+	END IF;
 	centres := rai4eo.model_states(m);
 	IF methods IS NULL THEN
 		ms := ARRAY(SELECT u FROM unnest(rai4eo.change_methods()) u WHERE u <> 'cluster' OR centres IS NOT NULL);
@@ -87,12 +91,11 @@ BEGIN
 		DROP TABLE pg_temp.r4_cal_series;
 	END IF;
 	CREATE TEMP TABLE r4_cal_series ON COMMIT DROP AS
-	SELECT l.patch_id, l.changed, s.distances, s.state_changes, c.annual, c.seasonal, c.zscore, 0 AS fold
+	SELECT l.patch_id, l.changed, s.distances, s.state_changes, s.composite[1] AS annual, s.composite[2] AS seasonal,
+		   s.composite[3] AS zscore, 0 AS fold
 	FROM unnest(lp, lc) l(patch_id, changed)
 	CROSS JOIN LATERAL rai4eo.patch_series(l.patch_id, m, v_sensor, make_date(v_year, 1, 1), make_date(v_year, 12, 31),
-										   v_tol, 0, centres) s
-	LEFT JOIN LATERAL (SELECT x.* FROM rai4eo.patch_composites(l.patch_id, m, v_sensor, v_year) x
-					   WHERE ms && ARRAY['annual', 'seasonal', 'zscore']) c ON true
+										   v_tol, 0, centres, ms && ARRAY['annual', 'seasonal', 'zscore']) s
 	WHERE s.days_compared > 0;
 	SELECT count(*), count(*) FILTER (WHERE s.changed) INTO n_used, n_pos FROM r4_cal_series s;
 	IF n_used < n_labelled THEN
@@ -151,18 +154,25 @@ BEGIN
 	CREATE TEMP TABLE r4_cal_best ON COMMIT DROP AS
 	WITH tr AS (SELECT generate_series(0, nf) AS tr),
 	sc AS (SELECT s.*, t.tr FROM r4_cal_score s CROSS JOIN tr t WHERE t.tr = 0 OR s.fold <> t.tr),
-	dv AS (SELECT DISTINCT sc.method, sc.param, sc.tr, sc.score FROM sc WHERE sc.score IS NOT NULL),
-	cuts AS (SELECT dv.method, dv.param, dv.tr, (dv.score + lead(dv.score) OVER w) / 2 AS cut,
-					count(*) OVER (PARTITION BY dv.method, dv.param, dv.tr) AS n, dv.score
-			 FROM dv WINDOW w AS (PARTITION BY dv.method, dv.param, dv.tr ORDER BY dv.score)),
+	-- F1 at every cut from cumulative counts (one sort per parameter and training set): the
+	-- cut between consecutive distinct scores s < s' predicts changed for the scores >= s'.
+	pos AS (SELECT sc.method, sc.param, sc.tr, count(*) FILTER (WHERE sc.changed) AS p FROM sc GROUP BY 1, 2, 3),
+	g AS (SELECT sc.method, sc.param, sc.tr, sc.score, count(*) FILTER (WHERE sc.changed) AS np,
+				 count(*) FILTER (WHERE NOT sc.changed) AS nn
+		  FROM sc WHERE sc.score IS NOT NULL GROUP BY 1, 2, 3, 4),
+	cum AS (SELECT g.method, g.param, g.tr, g.score,
+				   sum(g.np) OVER w AS tp, sum(g.nn) OVER w AS fp,
+				   lag(g.score) OVER (PARTITION BY g.method, g.param, g.tr ORDER BY g.score) AS below,
+				   count(*) OVER (PARTITION BY g.method, g.param, g.tr) AS n
+			FROM g WINDOW w AS (PARTITION BY g.method, g.param, g.tr ORDER BY g.score DESC)),
 	-- One distinct score: nothing separates; the cut at it predicts no change.
-	cand AS (SELECT c.method, c.param, c.tr, coalesce(c.cut, c.score) AS cut FROM cuts c WHERE c.cut IS NOT NULL OR c.n = 1),
-	ev AS (SELECT c.method, c.param, c.tr, c.cut,
-				  count(*) FILTER (WHERE s.score > c.cut AND s.changed) AS tp,
-				  count(*) FILTER (WHERE s.score > c.cut AND NOT s.changed) AS fp,
-				  count(*) FILTER (WHERE NOT coalesce(s.score > c.cut, false) AND s.changed) AS fn
-		   FROM cand c JOIN sc s ON s.method = c.method AND s.param = c.param AND s.tr = c.tr
-		   GROUP BY 1, 2, 3, 4),
+	ev AS (SELECT c.method, c.param, c.tr,
+				  CASE WHEN c.below IS NULL THEN c.score ELSE (c.below + c.score) / 2 END AS cut,
+				  CASE WHEN c.below IS NULL THEN 0 ELSE c.tp END AS tp,
+				  CASE WHEN c.below IS NULL THEN 0 ELSE c.fp END AS fp,
+				  o.p - CASE WHEN c.below IS NULL THEN 0 ELSE c.tp END AS fn
+		   FROM cum c JOIN pos o ON o.method = c.method AND o.param = c.param AND o.tr = c.tr
+		   WHERE c.below IS NOT NULL OR c.n = 1),
 	f AS (SELECT ev.*, 2.0::float8 * ev.tp / (2 * ev.tp + ev.fp + ev.fn) AS f1 FROM ev),
 	top AS (SELECT f.method, f.tr, max(f.f1) AS f1 FROM f GROUP BY 1, 2),
 	bp AS (SELECT t.method, t.tr, t.f1, percentile_disc(0.5) WITHIN GROUP (ORDER BY f.param) AS param

@@ -5,9 +5,9 @@
 -- ---- heatmaps -----------------------------------------------------------------
 
 CREATE FUNCTION rai4eo.change_heatmap(aoi geometry, first_day date, last_day date, model text, threshold float8,
-	sensor text, tolerance integer, srid integer)
+	sensor text, tolerance integer, srid integer, year integer DEFAULT NULL)
 RETURNS raster
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET jit = off AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 DECLARE
 	cell CONSTANT float8 := 600;	-- one pixel per RapidAI4EO patch
 	nodata CONSTANT float8 := -9999;
@@ -25,13 +25,23 @@ DECLARE
 	rates float8[];
 	means float8[];
 	ns float8[];
+	scores float8[];
+	changes float8[];
+	onsets float8[];
 	b1 float8[];
 	b2 float8[];
 	b3 float8[];
+	b4 float8[];
+	b5 float8[];
+	b6 float8[];
 	d1 bytea;
 	d2 bytea;
 	d3 bytea;
+	d4 bytea;
+	d5 bytea;
+	d6 bytea;
 	band bytea;
+	nbands integer := CASE WHEN year IS NULL THEN 3 ELSE 6 END;
 BEGIN
 	SELECT * INTO a FROM rai4eo.change_args(aoi, model, threshold, sensor, tolerance);
 	IF first_day IS NULL OR last_day IS NULL THEN
@@ -41,9 +51,9 @@ BEGIN
 	-- The grid first, from the footprints alone, so that a bad AOI fails before the work.
 	SELECT array_agg(t.s ORDER BY t.s), array_agg(t.n ORDER BY t.s), min(t.x0), max(t.y1), max(t.x1), min(t.y0)
 	  INTO srids, counts, ulx, uly, lrx, lry
-	FROM (SELECT ST_SRID(p.geom) AS s, count(*) AS n,
-				 min(ST_XMin(p.geom)) AS x0, max(ST_YMax(p.geom)) AS y1,
-				 max(ST_XMin(p.geom)) AS x1, min(ST_YMax(p.geom)) AS y0
+	FROM (SELECT @postgis@.ST_SRID(p.geom) AS s, count(*) AS n,
+				 min(@postgis@.ST_XMin(p.geom)) AS x0, max(@postgis@.ST_YMax(p.geom)) AS y1,
+				 max(@postgis@.ST_XMin(p.geom)) AS x1, min(@postgis@.ST_YMax(p.geom)) AS y0
 		  FROM rai4eo.aoi_patches(aoi, srid) p GROUP BY 1) t;
 	IF srids IS NULL THEN
 		RETURN NULL;
@@ -65,25 +75,49 @@ BEGIN
 				  HINT = 'Use a smaller AOI, or yearly_change() rows for scattered patches.';
 	END IF;
 
-	-- Patches sharing a cell (overlapping footprints) pool their compared days.
-	SELECT array_agg(c.cx), array_agg(c.cy), array_agg(c.k / c.n), array_agg(c.sd / c.n), array_agg(c.n)
-	  INTO cols, rows_, rates, means, ns
-	FROM (SELECT round((ST_XMin(s.geom) - ulx) / cell)::integer + 1 AS cx,
-				 round((uly - ST_YMax(s.geom)) / cell)::integer + 1 AS cy,
-				 sum(s.days_compared)::float8 AS n, sum(s.days_changed)::float8 AS k,
-				 sum(s.mean_distance * s.days_compared) AS sd
-		  FROM rai4eo.patch_change_stats(aoi, srid, first_day, last_day, a.model_name, a.threshold_value,
-										 sensor, tolerance) s
-		  WHERE s.days_compared > 0
-		  GROUP BY 1, 2) c;
+	-- Patches sharing a cell (overlapping footprints) pool their compared days; of
+	-- their decisions the cell keeps the highest score, changed if any, the earliest onset.
+	IF year IS NULL THEN
+		SELECT array_agg(c.cx), array_agg(c.cy), array_agg(c.k / c.n), array_agg(c.sd / c.n), array_agg(c.n)
+		  INTO cols, rows_, rates, means, ns
+		FROM (SELECT round((@postgis@.ST_XMin(s.geom) - ulx) / cell)::integer + 1 AS cx,
+					 round((uly - @postgis@.ST_YMax(s.geom)) / cell)::integer + 1 AS cy,
+					 sum(s.days_compared)::float8 AS n, sum(s.days_changed)::float8 AS k,
+					 sum(s.mean_distance * s.days_compared) AS sd
+			  FROM rai4eo.patch_change_stats(aoi, srid, first_day, last_day, a.model_name, a.threshold_value,
+											 sensor, tolerance) s
+			  WHERE s.days_compared > 0
+			  GROUP BY 1, 2) c;
+	ELSE
+		SELECT array_agg(c.cx), array_agg(c.cy), array_agg(c.k / c.n), array_agg(c.sd / c.n), array_agg(c.n),
+			   array_agg(c.score), array_agg(c.changed), array_agg(c.onset)
+		  INTO cols, rows_, rates, means, ns, scores, changes, onsets
+		FROM (SELECT round((@postgis@.ST_XMin(s.geom) - ulx) / cell)::integer + 1 AS cx,
+					 round((uly - @postgis@.ST_YMax(s.geom)) / cell)::integer + 1 AS cy,
+					 sum(s.days_compared)::float8 AS n, sum(s.days_changed)::float8 AS k,
+					 sum(s.mean_distance * s.days_compared) AS sd,
+					 max(s.score) AS score, max(s.changed::integer)::float8 AS changed,
+					 min(extract(doy FROM s.onset))::float8 AS onset
+			  FROM @extschema@.yearly_change(aoi, year, a.model_name, threshold, sensor, tolerance, srid) s
+			  WHERE s.days_compared > 0
+			  GROUP BY 1, 2) c;
+	END IF;
 
 	b1 := array_fill(NULL::float8, ARRAY[h::integer, w::integer]);
 	b2 := b1;
 	b3 := b1;
+	b4 := b1;
+	b5 := b1;
+	b6 := b1;
 	FOR i IN 1 .. coalesce(cardinality(cols), 0) LOOP
 		b1[rows_[i]][cols[i]] := rates[i];
 		b2[rows_[i]][cols[i]] := means[i];
 		b3[rows_[i]][cols[i]] := ns[i];
+		IF year IS NOT NULL THEN
+			b4[rows_[i]][cols[i]] := scores[i];
+			b5[rows_[i]][cols[i]] := changes[i];
+			b6[rows_[i]][cols[i]] := onsets[i];
+		END IF;
 	END LOOP;
 
 	-- Written as big-endian WKB (postgis-raster-format.md section 2) and parsed once:
@@ -91,25 +125,29 @@ BEGIN
 	-- returns unnest's rows in array (row-major) order.
 	SELECT string_agg(float4send(coalesce(u.v1, nodata)::real), ''::bytea),
 		   string_agg(float4send(coalesce(u.v2, nodata)::real), ''::bytea),
-		   string_agg(float4send(coalesce(u.v3, nodata)::real), ''::bytea)
-	  INTO d1, d2, d3
-	FROM unnest(b1, b2, b3) u(v1, v2, v3);
+		   string_agg(float4send(coalesce(u.v3, nodata)::real), ''::bytea),
+		   string_agg(float4send(coalesce(u.v4, nodata)::real), ''::bytea),
+		   string_agg(float4send(coalesce(u.v5, nodata)::real), ''::bytea),
+		   string_agg(float4send(coalesce(u.v6, nodata)::real), ''::bytea)
+	  INTO d1, d2, d3, d4, d5, d6
+	FROM unnest(b1, b2, b3, b4, b5, b6) u(v1, v2, v3, v4, v5, v6);
 	band := '\x4a'::bytea || float4send(nodata::real);	-- 32BF (10) with a nodata value (0x40)
-	RETURN ST_RastFromWKB('\x00'::bytea || int2send(0::smallint) || int2send(3::smallint)
+	RETURN @postgis@.ST_RastFromWKB('\x00'::bytea || int2send(0::smallint) || int2send(nbands::smallint)
 		|| float8send(cell) || float8send(-cell) || float8send(ulx) || float8send(uly)
 		|| float8send(0) || float8send(0) || int4send(srids[1])
 		|| substring(int4send(w::integer) FROM 3) || substring(int4send(h::integer) FROM 3)
-		|| band || d1 || band || d2 || band || d3);
+		|| band || d1 || band || d2 || band || d3
+		|| CASE WHEN year IS NULL THEN ''::bytea ELSE band || d4 || band || d5 || band || d6 END);
 END
 $$;
 
-COMMENT ON FUNCTION rai4eo.change_heatmap(geometry, date, date, text, float8, text, integer, integer) IS
-'The raster under daily_heatmap and yearly_heatmap: change over first_day .. last_day, one 600 m pixel per patch cell';
+COMMENT ON FUNCTION rai4eo.change_heatmap(geometry, date, date, text, float8, text, integer, integer, integer) IS
+'The raster under daily_heatmap and yearly_heatmap: change over first_day .. last_day, one 600 m pixel per patch cell; with year, three more bands from yearly_change''s decision (score, changed, onset day of year)';
 
 CREATE FUNCTION daily_heatmap(aoi geometry, day date, model text DEFAULT NULL, threshold float8 DEFAULT NULL,
 	sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2, srid integer DEFAULT NULL)
 RETURNS raster
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT rai4eo.change_heatmap($1, $2, $2, $3, $4, $5, $6, $7)
 $$;
 
@@ -119,9 +157,9 @@ COMMENT ON FUNCTION daily_heatmap(geometry, date, text, float8, text, integer, i
 CREATE FUNCTION yearly_heatmap(aoi geometry, year integer, model text DEFAULT NULL, threshold float8 DEFAULT NULL,
 	sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2, srid integer DEFAULT NULL)
 RETURNS raster
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-	SELECT rai4eo.change_heatmap($1, make_date($2, 1, 1), make_date($2, 12, 31), $3, $4, $5, $6, $7)
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT rai4eo.change_heatmap($1, make_date($2, 1, 1), make_date($2, 12, 31), $3, $4, $5, $6, $7, $2)
 $$;
 
 COMMENT ON FUNCTION yearly_heatmap(geometry, integer, text, float8, text, integer, integer) IS
-'Yearly change heatmap of an AOI: one 600 m pixel per patch, in the patches'' CRS, aligned to their grid; three 32BF bands, nodata -9999 where there is no patch or no compared day: 1 change_rate (share of compared days that changed), 2 mean distance, 3 days compared. Arguments as yearly_change. No patch in the AOI: NULL; patches in several CRSs: ERROR 22023 (pass srid).';
+'Yearly change heatmap of an AOI: one 600 m pixel per patch, in the patches'' CRS, aligned to their grid; six 32BF bands, nodata -9999 where there is no patch or no compared day: 1 change_rate (share of compared days that changed), 2 mean distance, 3 days compared, and the model''s decision as in yearly_change: 4 score, 5 changed (1) or not (0), 6 onset as day of the year (nodata where not changed). Arguments as yearly_change. No patch in the AOI: NULL; patches in several CRSs: ERROR 22023 (pass srid).';

@@ -12,7 +12,7 @@
 
 CREATE FUNCTION rai4eo.ensemble_args(models text[], weights float8[], thresholds float8[])
 RETURNS TABLE (member integer, model text, weight float8, threshold float8)
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF models IS NULL OR cardinality(models) = 0 THEN
 		RAISE EXCEPTION 'an ensemble needs at least one model' USING ERRCODE = 'invalid_parameter_value';
@@ -43,29 +43,35 @@ COMMENT ON FUNCTION rai4eo.ensemble_args(text[], float8[], float8[]) IS
 CREATE FUNCTION ensemble_yearly_change(aoi geometry, year integer, models text[], weights float8[] DEFAULT NULL,
 	thresholds float8[] DEFAULT NULL, sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2, srid integer DEFAULT NULL)
 RETURNS TABLE (patch_id bigint, sample_id text, geom geometry, models_compared integer, change_rate float8,
-	member_rates float8[])
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET jit = off AS $$
+	member_rates float8[], score float8, changed boolean, onset date)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 #variable_conflict use_column
 BEGIN
 	RETURN QUERY
 	WITH m AS (SELECT * FROM rai4eo.ensemble_args(models, weights, thresholds)),
-	y AS (SELECT m.member, m.weight, c.patch_id, c.sample_id, c.geom, c.days_compared, c.change_rate
-		  FROM m CROSS JOIN LATERAL yearly_change(aoi, year, m.model, m.threshold, sensor, tolerance, srid) c)
-	SELECT y.patch_id, min(y.sample_id), (array_agg(y.geom))[1],
-		   count(*) FILTER (WHERE y.days_compared > 0)::integer,
-		   sum(y.weight * y.change_rate) FILTER (WHERE y.days_compared > 0)
-			   / NULLIF(sum(y.weight) FILTER (WHERE y.days_compared > 0), 0),
-		   array_agg(y.change_rate ORDER BY y.member)
-	FROM y GROUP BY y.patch_id;
+	y AS (SELECT m.member, m.weight, c.patch_id, c.sample_id, c.geom, c.days_compared, c.change_rate, c.changed, c.onset
+		  FROM m CROSS JOIN LATERAL @extschema@.yearly_change(aoi, year, m.model, m.threshold, sensor, tolerance, srid) c),
+	e AS (SELECT y.patch_id, min(y.sample_id) AS sample_id, (array_agg(y.geom))[1] AS geom,
+				 count(*) FILTER (WHERE y.days_compared > 0)::integer AS n,
+				 sum(y.weight * y.change_rate) FILTER (WHERE y.days_compared > 0)
+					 / NULLIF(sum(y.weight) FILTER (WHERE y.days_compared > 0), 0) AS rate,
+				 array_agg(y.change_rate ORDER BY y.member) AS rates,
+				 sum(y.weight * y.changed::integer) FILTER (WHERE y.changed IS NOT NULL)
+					 / NULLIF(sum(y.weight) FILTER (WHERE y.changed IS NOT NULL), 0) AS vote,
+				 min(y.onset) FILTER (WHERE y.changed) AS first_onset
+		  FROM y GROUP BY y.patch_id)
+	SELECT e.patch_id, e.sample_id, e.geom, e.n, e.rate, e.rates, e.vote, e.vote > 0.5,
+		   CASE WHEN e.vote > 0.5 THEN e.first_onset END
+	FROM e;
 END
 $$;
 COMMENT ON FUNCTION ensemble_yearly_change(geometry, integer, text[], float8[], float8[], text, integer, integer) IS
-'Yearly change of several models combined per patch: the weighted mean of the members'' change rates over the members that compared at least one day there; member_rates in model order (NULL where a member compared nothing)';
+'Yearly change of several models combined per patch: the weighted mean of the members'' change rates over the members that compared at least one day there; member_rates in model order (NULL where a member compared nothing); score = the weighted share of the members whose own decision (yearly_change''s changed) says changed, changed = score > 0.5 (a weighted majority), onset = the earliest onset of those members';
 
 -- ST_MapAlgebra callback: the weighted mean of the non-nodata member values of one cell
 CREATE FUNCTION rai4eo.ensemble_cell(value double precision[][][], pos integer[][], VARIADIC weights text[])
 RETURNS double precision
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT sum(value[i][1][1] * weights[i]::float8) / NULLIF(sum(weights[i]::float8), 0)
 	FROM generate_subscripts(value, 1) i
 	WHERE value[i][1][1] IS NOT NULL
@@ -73,41 +79,61 @@ $$;
 COMMENT ON FUNCTION rai4eo.ensemble_cell(double precision[], integer[], text[]) IS
 'ST_MapAlgebra callback for ensemble_yearly_heatmap: weighted mean of the members'' values of one cell, NULL when none has one';
 
+-- ST_MapAlgebra callback: 1 where the weighted vote is a majority (> 0.5), else 0
+CREATE FUNCTION rai4eo.ensemble_majority(value double precision[][][], pos integer[][], VARIADIC userargs text[] DEFAULT NULL)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT CASE WHEN value[1][1][1] > 0.5 THEN 1 ELSE 0 END::float8
+$$;
+COMMENT ON FUNCTION rai4eo.ensemble_majority(double precision[], integer[], text[]) IS
+'ST_MapAlgebra callback for ensemble_yearly_heatmap: 1 where the members'' weighted vote is above one half, else 0 (NULL stays nodata)';
+
 CREATE FUNCTION ensemble_yearly_heatmap(aoi geometry, year integer, models text[], weights float8[] DEFAULT NULL,
 	thresholds float8[] DEFAULT NULL, sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2, srid integer DEFAULT NULL)
 RETURNS raster
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET jit = off AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 DECLARE
-	args rastbandarg[];
+	heat @postgis@.raster[];
+	rates @postgis@.rastbandarg[];
+	votes @postgis@.rastbandarg[];
 	w text[];
+	r @postgis@.raster;
+	v @postgis@.raster;
 BEGIN
 	-- Every member's heatmap covers the same patches of the AOI, so the grids coincide.
-	SELECT array_agg(ROW(yearly_heatmap(aoi, year, m.model, m.threshold, sensor, tolerance, srid), 1)::rastbandarg ORDER BY m.member),
+	SELECT array_agg(@extschema@.yearly_heatmap(aoi, year, m.model, m.threshold, sensor, tolerance, srid) ORDER BY m.member),
 		   array_agg(m.weight::text ORDER BY m.member)
-	  INTO args, w
+	  INTO heat, w
 	FROM rai4eo.ensemble_args(models, weights, thresholds) m;
-	IF (SELECT bool_or((a).rast IS NULL) FROM unnest(args) a) THEN
+	IF (SELECT bool_or(h IS NULL) FROM unnest(heat) h) THEN
 		RETURN NULL;
 	END IF;
-	RETURN ST_MapAlgebra(args, 'rai4eo.ensemble_cell(double precision[], integer[], text[])'::regprocedure,
-						 '32BF', 'FIRST', NULL, 0, 0, VARIADIC w);
+	-- band 1 of the members: change rate; band 5: their decision (changed 1, not 0)
+	rates := ARRAY(SELECT ROW(h, 1)::@postgis@.rastbandarg FROM unnest(heat) WITH ORDINALITY u(h, i) ORDER BY i);
+	votes := ARRAY(SELECT ROW(h, 5)::@postgis@.rastbandarg FROM unnest(heat) WITH ORDINALITY u(h, i) ORDER BY i);
+	r := @postgis@.ST_MapAlgebra(rates, 'rai4eo.ensemble_cell(double precision[], integer[], text[])'::regprocedure,
+								 '32BF', 'FIRST', NULL, 0, 0, VARIADIC w);
+	v := @postgis@.ST_MapAlgebra(votes, 'rai4eo.ensemble_cell(double precision[], integer[], text[])'::regprocedure,
+								 '32BF', 'FIRST', NULL, 0, 0, VARIADIC w);
+	RETURN @postgis@.ST_AddBand(r, ARRAY[v, @postgis@.ST_MapAlgebra(ARRAY[ROW(v, 1)::@postgis@.rastbandarg],
+		'rai4eo.ensemble_majority(double precision[], integer[], text[])'::regprocedure, '32BF', 'FIRST')]);
 END
 $$;
 COMMENT ON FUNCTION ensemble_yearly_heatmap(geometry, integer, text[], float8[], float8[], text, integer, integer) IS
-'The ensemble''s yearly change rate as a raster on yearly_heatmap''s grid (one 600 m pixel per patch, 32BF, nodata -9999 where no member compared anything)';
+'The ensemble as a raster on yearly_heatmap''s grid (one 600 m pixel per patch, 32BF, nodata -9999 where no member compared anything): band 1 the ensemble change rate, band 2 its score (the weighted share of members deciding changed), band 3 changed (score > 0.5: 1, else 0), as ensemble_yearly_change';
 
 CREATE FUNCTION rai4eo_calibrate_ensemble(models text[], year integer, truth regclass, weights float8[] DEFAULT NULL,
 	thresholds float8[] DEFAULT NULL, sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2)
 RETURNS TABLE (rate_cut float8, "precision" float8, recall float8, f1 float8, true_positives integer,
 	false_positives integer, false_negatives integer, true_negatives integer, chosen boolean)
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET jit = off AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 #variable_conflict use_column
 BEGIN
 	RETURN QUERY EXECUTE format($q$
 		WITH t AS (SELECT patch_id, changed FROM %s WHERE changed IS NOT NULL),
 		e AS (SELECT t.changed, y.change_rate
 			  FROM t JOIN rai4eo.patch p USING (patch_id)
-			  CROSS JOIN LATERAL ensemble_yearly_change(p.geom, $1, $2, $3, $4, $5, $6) y
+			  CROSS JOIN LATERAL @extschema@.ensemble_yearly_change(p.geom, $1, $2, $3, $4, $5, $6) y
 			  WHERE y.patch_id = t.patch_id AND y.change_rate IS NOT NULL),
 		c AS (SELECT DISTINCT change_rate AS cut FROM e UNION SELECT 0),
 		s AS (SELECT c.cut,

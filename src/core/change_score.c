@@ -3,6 +3,7 @@
  */
 #include "rai4eo/change_score.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -106,21 +107,145 @@ r4_robust_z(double *test, size_t nt, double *base, size_t nb, double floor, doub
 	return 0;
 }
 
+void
+r4_centre_inv_norms(const float *centres, size_t k, size_t dim, double *inv_norms)
+{
+	for (size_t c = 0; c < k; c++)
+	{
+		double		n = r4_norm_squared(centres + c * dim, dim);
+
+		inv_norms[c] = n > 0 ? 1 / sqrt(n) : 0;
+	}
+}
+
 long
-r4_nearest_centre(const float *x, const float *const *centres, size_t k, size_t dim)
+r4_nearest_centre(const float *x, const float *centres, const double *inv_norms, size_t k, size_t dim,
+				  float *dots)
 {
 	long		best = -1;
 	double		best_sim = -INFINITY;
 
+	/* |x| is common to every centre: only its being zero matters */
+	if (k == 0 || !(r4_norm_squared(x, dim) > 0))
+		return -1;
+	cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint) k, (blasint) dim, 1.0f, centres, (blasint) dim,
+				x, 1, 0.0f, dots, 1);
 	for (size_t c = 0; c < k; c++)
 	{
-		double		sim = r4_cosine_similarity(x, centres[c], dim);
+		double		sim;
 
-		if (sim > best_sim)		/* NaN (a zero vector) never wins */
+		if (inv_norms[c] == 0)
+			continue;			/* a zero centre has no direction */
+		sim = dots[c] * inv_norms[c];
+		if (sim > best_sim)
 		{
 			best_sim = sim;
 			best = (long) c;
 		}
 	}
 	return best;
+}
+
+/* 1 - cosine of two double vectors; NaN when either is zero */
+static double
+cos_change_d(const double *a, const double *b, size_t dim)
+{
+	double		dot = 0,
+				na = 0,
+				nb = 0;
+
+	for (size_t i = 0; i < dim; i++)
+	{
+		dot += a[i] * b[i];
+		na += a[i] * a[i];
+		nb += b[i] * b[i];
+	}
+	if (na == 0 || nb == 0)
+		return NAN;
+	{
+		double		c = dot / sqrt(na * nb);
+
+		c = c > 1 ? 1 : (c < -1 ? -1 : c);
+		return 1 - c;
+	}
+}
+
+int
+r4_pair_composites(const float *y, const float *p, const int *month, size_t n, size_t dim,
+				   double floor, double *scratch, double *annual, double *seasonal, double *z)
+{
+	double	   *my = scratch;			/* 13 sums of y: months 1..12, then the year */
+	double	   *mp = scratch + 13 * dim;	/* the same for p */
+	double	   *test = scratch + 26 * dim;
+	double	   *base = test + n;
+	float	   *ref = (float *) (base + n);	/* the year's partner sum, as floats */
+	double		ref_norm;
+	size_t		nt = 0,
+				nb = 0,
+				months = 0;
+	double		sum = 0;
+	int			seen[13] = {0};
+
+	if (n == 0)
+		return -1;
+	for (size_t i = 0; i < 26 * dim; i++)
+		scratch[i] = 0;
+	for (size_t i = 0; i < n; i++)
+	{
+		int			m = month[i] - 1;
+		const float *yi = y + i * dim,
+				   *pi = p + i * dim;
+
+		if (m < 0 || m > 11)
+			continue;			/* not a calendar month: left out */
+		seen[m] = 1;
+		for (size_t j = 0; j < dim; j++)
+		{
+			my[m * dim + j] += yi[j];
+			mp[m * dim + j] += pi[j];
+		}
+	}
+	for (int m = 0; m < 12; m++)
+	{
+		double		c;
+
+		if (!seen[m])
+			continue;
+		for (size_t j = 0; j < dim; j++)
+		{
+			my[12 * dim + j] += my[m * dim + j];
+			mp[12 * dim + j] += mp[m * dim + j];
+		}
+		c = cos_change_d(my + m * dim, mp + m * dim, dim);
+		if (!isnan(c))
+		{
+			sum += c;
+			months++;
+		}
+	}
+	*annual = cos_change_d(my + 12 * dim, mp + 12 * dim, dim);
+	*seasonal = months ? sum / (double) months : NAN;
+	/* the distances to the partners' mean with the vector kernels (float, fixed order) */
+	for (size_t j = 0; j < dim; j++)
+		ref[j] = (float) mp[12 * dim + j];
+	for (size_t i = 0; i < n; i++)
+	{
+		double		dot,
+					na,
+					dt,
+					db;
+
+		r4_dot_norms(y + i * dim, ref, dim, &dot, &na, &ref_norm);
+		dt = 1 - r4_cosine_from_parts(dot, na, ref_norm);
+		r4_dot_norms(p + i * dim, ref, dim, &dot, &na, &ref_norm);
+		db = 1 - r4_cosine_from_parts(dot, na, ref_norm);
+
+		if (!isnan(dt))
+			test[nt++] = dt;
+		if (!isnan(db))
+			base[nb++] = db;
+	}
+	if (r4_robust_z(test, nt, base, nb, floor, z) < 0)
+		*z = NAN;
+	return 0;
 }

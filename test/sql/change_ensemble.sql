@@ -47,10 +47,18 @@ FROM ensemble_yearly_change(:aoi, 2019, ARRAY['unsup', 'sup'], thresholds => ARR
 -- weights 3:1: patch 1 (3*0.5 + 1)/4 = 0.625, patch 2 (3*0.25)/4 = 0.1875, patch 3 0
 SELECT sample_id, change_rate
 FROM ensemble_yearly_change(:aoi, 2019, ARRAY['unsup', 'sup'], ARRAY[3, 1], ARRAY[0.5, 0.5]) ORDER BY 1;
+-- the decisions (uncalibrated members: rate > 0.1): unsup changes patches 1 and 2, sup patch 1
+-- (patch 3: no 2019 pair, no decision); weighted votes 3:1: patch 1 (3 + 1)/4 = 1, patch 2
+-- 3/4, patch 3 0/3 = 0; changed above one half; onset the earliest member onset
+SELECT sample_id, score, changed, onset
+FROM ensemble_yearly_change(:aoi, 2019, ARRAY['unsup', 'sup'], ARRAY[3, 1], ARRAY[0.5, 0.5]) ORDER BY 1;
 -- the heatmap: 3 x 1 cells at the patches, the same values
 SELECT (ST_MetaData(r)).width, (ST_MetaData(r)).height, (ST_MetaData(r)).upperleftx, (ST_MetaData(r)).upperlefty,
 	   (ST_MetaData(r)).scalex, (ST_MetaData(r)).scaley, (ST_MetaData(r)).srid, ST_BandPixelType(r, 1) AS pixtype,
 	   ST_BandNoDataValue(r, 1) AS nodata, (ST_DumpValues(r, 1))::text AS rates
+FROM (SELECT ensemble_yearly_heatmap(:aoi, 2019, ARRAY['unsup', 'sup'], ARRAY[3, 1], ARRAY[0.5, 0.5]) AS r) q;
+-- bands 2 and 3: the weighted vote and the majority decision
+SELECT ST_NumBands(r), (ST_DumpValues(r, 2))::text AS votes, (ST_DumpValues(r, 3))::text AS changed
 FROM (SELECT ensemble_yearly_heatmap(:aoi, 2019, ARRAY['unsup', 'sup'], ARRAY[3, 1], ARRAY[0.5, 0.5]) AS r) q;
 -- an AOI with no patches: no rows, NULL raster
 SELECT count(*) AS rows_far_away FROM ensemble_yearly_change(ST_MakeEnvelope(0, 0, 600, 600, 32629), 2019, ARRAY['unsup'], thresholds => ARRAY[0.5]);

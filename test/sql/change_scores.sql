@@ -53,8 +53,19 @@ SELECT pg_temp.err($$SELECT rai4eo.change_persistence('{1,2}', 0.5, 0)$$);
 SELECT pg_temp.err($$SELECT rai4eo.change_onset('{1,2}', 0.5, 367)$$);
 SELECT pg_temp.err($$SELECT rai4eo.change_point('{1,NULL}')$$);
 SELECT pg_temp.err($$SELECT rai4eo.robust_z('{1}', '{1}', 0)$$);
+-- state_changed: the states of a pair differ (1) or not (0)
+SELECT rai4eo.state_changed('[1,0]', '[0,1]', ARRAY['[0,1]', '[1,0.1]']::embedding[]) AS differ,
+	   rai4eo.state_changed('[1,0]', '[2,0.1]', ARRAY['[0,1]', '[1,0.1]']::embedding[]) AS same,
+	   rai4eo.state_changed('[1,0]', '[0,0]', ARRAY['[0,1]']::embedding[]) AS zero;
+SELECT pg_temp.err($$SELECT rai4eo.state_changed('[1,0]', '[1,0,0]', ARRAY['[0,1]']::embedding[])$$);
 SELECT pg_temp.err($$SELECT rai4eo.nearest_state('[1,0]', ARRAY['[1,0,0]']::embedding[])$$);
 SELECT pg_temp.err($$SELECT rai4eo.nearest_state('[1,0]', ARRAY[NULL]::embedding[])$$);
+SELECT pg_temp.err($$SELECT rai4eo.nearest_state('[1,0]', ARRAY['[1,0]', '[1,0,0]']::embedding[])$$);
+-- composites of pairs: a day and its partner, as {annual, seasonal, zscore}
+SELECT rai4eo.pair_composites(d, e, p) FROM (VALUES ('2019-01-15'::date, '[0,1]'::embedding, '[1,0]'::embedding),
+	('2019-02-15', '[1,0]', '[1,0]')) v(d, e, p);
+SELECT rai4eo.pair_composites(d, e, p) IS NULL AS no_pairs FROM (SELECT NULL::date, NULL::embedding, NULL::embedding) v(d, e, p);
+SELECT pg_temp.err($$SELECT rai4eo.pair_composites(d, e, p) FROM (VALUES ('2019-01-15'::date, '[0,1]'::embedding, '[1,0,0]'::embedding)) v(d, e, p)$$);
 
 -- ---- every score on hand-made patches -----------------------------------------------
 
@@ -134,6 +145,17 @@ FROM rai4eo.model WHERE name = 'sm';
 SELECT c.name, y.days_changed, round(y.score::numeric, 6) AS score, y.changed, y.onset
 FROM yearly_change(ST_MakeEnvelope(1920000, 4200000, 1924800, 4200600, 32629), 2019, 'sm') y JOIN cal c ON c.id = y.patch_id
 ORDER BY c.name;
+-- the QGIS view carries the same decision (default model)
+SET rai4eo.default_model = 'sm';
+SELECT c.name, v.year, v.days_changed, round(v.score::numeric, 6) AS score, v.changed, v.onset
+FROM rai4eo.patch_change v JOIN cal c ON c.id = v.patch_id ORDER BY c.name, v.year;
+RESET rai4eo.default_model;
+-- an ensemble of the model with itself (weights 3 and 1; the second at threshold 1, where no day
+-- exceeds, decides unchanged): the weighted share of members
+-- deciding changed, changed above one half, the earliest member onset
+SELECT c.name, round(e.score::numeric, 6) AS score, e.changed, e.onset
+FROM ensemble_yearly_change(ST_MakeEnvelope(1920000, 4200000, 1924800, 4200600, 32629), 2019, '{sm,sm}', '{3,1}', '{NULL,1}') e
+JOIN cal c ON c.id = e.patch_id ORDER BY c.name;
 -- restricted to rate: the best rate cut misclassifies U1 or C1
 SELECT method, threshold, round(cut::numeric, 6) AS cut, round(cv_f1::numeric, 6) AS cv_f1, round(fit_f1::numeric, 6) AS fit_f1, chosen
 FROM rai4eo_calibrate('sm', 2019, 'truth', methods => '{rate}', store => false);
@@ -162,6 +184,17 @@ SELECT pg_temp.err($$SELECT * FROM rai4eo_calibrate('sm', NULL, 'truth')$$);
 CREATE TEMP TABLE truth_cols (id bigint, label boolean);
 SELECT pg_temp.err($$SELECT * FROM rai4eo_calibrate('sm', 2019, 'truth_cols')$$);
 SELECT pg_temp.err($$SELECT * FROM rai4eo_calibrate('sm', 2019, 'truth', sensor => 'S1')$$);
+-- privileges before work: a role that may read but not update models, nor write states
+CREATE ROLE r4_score_reader;
+GRANT SELECT ON truth, rai4eo.embedding TO r4_score_reader;
+SET ROLE r4_score_reader;
+SELECT pg_temp.err($$SELECT * FROM rai4eo_calibrate('sm', 2019, 'truth')$$);
+SELECT pg_temp.err($$SELECT * FROM rai4eo_calibrate_threshold('sm', 2019, 'truth')$$);
+SELECT pg_temp.err($$SELECT * FROM rai4eo_cluster('cl', 2)$$);
+SELECT method, chosen FROM rai4eo_calibrate('sm', 2019, 'truth', store => false) WHERE chosen;
+RESET ROLE;
+DROP OWNED BY r4_score_reader;
+DROP ROLE r4_score_reader;
 
 -- leave the shared regression database as we found it
 DELETE FROM rai4eo.patch;

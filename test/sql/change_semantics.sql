@@ -155,6 +155,10 @@ SELECT b, (SELECT array_agg(array_agg_row ORDER BY y) FROM (
 		FROM generate_series(1, 2) x, generate_series(1, 3) y GROUP BY y) s) AS v
 FROM hm, generate_series(1, 3) b ORDER BY b;
 SELECT ST_Value(r, 1, 1, 2) IS NULL AS nodata_is_null FROM hm;
+-- bands 4-6, the decision (uncalibrated: rate > 0.1): A score 2/3, changed, onset day 125
+-- (2019-05-05: of the splits of 1, 0.2, 2 the one before the last day raises the mean most,
+-- 2/3 x 1.4^2 against 2/3 x 0.1^2); D score 0, not changed, no onset
+SELECT b, ST_DumpValues(r, b) FROM hm, generate_series(4, 6) b ORDER BY b;
 -- 2020: B only
 SELECT ST_DumpValues(yearly_heatmap((SELECT g FROM aoi), 2020, 'm', 0.5), 1) AS rate_2020;
 -- daily: 1 = changed, distance, 1 comparison

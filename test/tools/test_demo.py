@@ -42,7 +42,7 @@ class DemoTest(unittest.TestCase):
         cmd = [sys.executable, os.path.join(ROOT, "tools", "demo"), "--dsn", "dbname=" + cls.db,
                "--out", cls.out, "--grid", str(GRID), "--date-step", "24", "--train-steps", "3",
                "--embed-dim", "64", "--depth", "2", "--num-heads", "2", "--batch-size", "4",
-               "--calib-positives", "1", "--calib-negatives", "2", "--png-scale", str(SCALE), "--threads", "1",
+               "--calib-positives", "2", "--calib-negatives", "2", "--png-scale", str(SCALE), "--threads", "1",
                "--supervised-steps", "2"]
         cls.proc = subprocess.run(cmd, capture_output=True, text=True)
         cls.conn = psycopg.connect("dbname=" + cls.db, autocommit=True)
@@ -68,7 +68,7 @@ class DemoTest(unittest.TestCase):
 
     def test_geotiff_is_georeferenced_on_the_patch_grid(self):
         ds = gdal.Open(os.path.join(self.out, "heatmap_2019.tif"))
-        self.assertEqual((ds.RasterXSize, ds.RasterYSize, ds.RasterCount), (GRID, GRID, 3))
+        self.assertEqual((ds.RasterXSize, ds.RasterYSize, ds.RasterCount), (GRID, GRID, 6))
         xmin, ymax = self.conn.execute("SELECT min(ST_XMin(geom)), max(ST_YMax(geom)) FROM rai4eo.patch").fetchone()
         gt = ds.GetGeoTransform()
         self.assertEqual(gt, (xmin, 600.0, 0.0, ymax, 0.0, -600.0))
@@ -84,13 +84,20 @@ class DemoTest(unittest.TestCase):
         self.assertTrue(np.all(days[valid] >= 1))
         # each pixel is the patch under it: compare with yearly_change of the trained model
         rows = self.conn.execute(
-            "SELECT ST_XMin(geom), ST_YMax(geom), change_rate FROM yearly_change("
+            "SELECT ST_XMin(geom), ST_YMax(geom), change_rate, score, changed, extract(doy FROM onset) FROM yearly_change("
             "(SELECT ST_Envelope(ST_Collect(geom)) FROM rai4eo.patch), 2019, 'dino_trained') "
             "WHERE days_compared > 0").fetchall()
         self.assertEqual(len(rows), int(valid.sum()))
-        for x, y, r in rows:
+        score, changed, onset = (ds.GetRasterBand(b).ReadAsArray() for b in (4, 5, 6))
+        self.assertEqual([ds.GetRasterBand(b).GetDescription() for b in range(1, 7)],
+                         ["change_rate", "mean_distance", "days_compared", "score", "changed", "onset_doy"])
+        for x, y, r, sc, ch, on in rows:
             col, row = int(round((x - xmin) / 600)), int(round((ymax - y) / 600))
             self.assertAlmostEqual(float(rate[row, col]), r, places=6)
+            # bands 4-6: the model's decision (score, changed, onset day of year where changed)
+            self.assertAlmostEqual(float(score[row, col]), float(np.float32(sc)), places=5)
+            self.assertEqual(int(changed[row, col]), int(ch))
+            self.assertEqual(float(onset[row, col]), float(on) if ch else nd)
 
     def test_png_decodes_with_planted_changes_outlined(self):
         ds = gdal.Open(os.path.join(self.out, "heatmap_2019.png"))
@@ -151,9 +158,48 @@ class DemoTest(unittest.TestCase):
                 self.assertTrue(0 <= met[k] <= 1, (m, k, met[k]))
         self.assertEqual(self.conn.execute("SELECT output_dims FROM rai4eo.models WHERE name = 'clc_probs'").fetchone()[0], 7)
 
+    def test_every_method_and_the_picked_decision(self):
+        rep = self.report()
+        methods = ("rate", "persistence", "annual", "seasonal", "zscore", "cluster")
+        for m in MODELS + ("clc_probs",):
+            sc = rep["scores"][m]
+            self.assertEqual(tuple(sc), methods)
+            self.assertEqual(sum(r["chosen"] for r in sc.values()), 1)
+            chosen = next(k for k, r in sc.items() if r["chosen"])
+            # the chosen method has the best cross-validated F1 (ties: better fit, then simpler)
+            best = max(sc.values(), key=lambda r: r["cv_f1"])["cv_f1"]
+            self.assertEqual(sc[chosen]["cv_f1"], best)
+            stored = self.conn.execute("SELECT config -> 'change_decision' FROM rai4eo.model WHERE name = %s",
+                                       (m,)).fetchone()[0]
+            self.assertEqual(stored["method"], chosen)
+            self.assertAlmostEqual(stored["cut"], sc[chosen]["cut"])
+            for r in sc.values():
+                self.assertTrue(0 <= r["cv_f1"] <= 1 and 0 <= r["fit_f1"] <= 1 and 0 <= r["f1"] <= 1, r)
+                # onset errors are measured on the detected true changes only
+                self.assertLessEqual(r["onset_detected"], r["tp"])
+                self.assertTrue(math.isnan(r["onset_within_15d"]) if not r["onset_detected"]
+                                else 0 <= r["onset_within_15d"] <= 1, r)
+        pk = rep["picked"]
+        self.assertEqual(pk[1], next(k for k, r in rep["scores"][pk[0]].items() if r["chosen"]))
+        self.assertEqual(rep["heatmap"]["png_decision"], pk)
+        # the CSV's decision columns are yearly_change's; the PNG paints the picked model's changed patches red
+        with open(os.path.join(self.out, "patch_change_2019.csv")) as f:
+            rows = list(csv.DictReader(f))
+        db = {r[0]: r[1] for r in self.conn.execute(
+            f"SELECT patch_id, changed FROM yearly_change((SELECT ST_Envelope(ST_Collect(geom)) FROM rai4eo.patch), "
+            f"2019, %s)", (pk[0],))}
+        self.assertEqual({int(r["patch_id"]): r[f"{pk[0]}_changed"] == "1" for r in rows},
+                         {k: bool(v) for k, v in db.items()})
+        ds = gdal.Open(os.path.join(self.out, "heatmap_2019.png"))
+        img = np.stack([ds.GetRasterBand(i + 1).ReadAsArray() for i in range(3)], axis=-1)
+        red = (img[:, :, 0] == 255) & (img[:, :, 1] == 0) & (img[:, :, 2] == 0)
+        # the cell centres (inside any outline) are pure red exactly where the decision says changed
+        centres = red[SCALE // 2::SCALE, SCALE // 2::SCALE]
+        self.assertEqual(int(centres.sum()), sum(1 for v in db.values() if v))
+
     def test_calibration_patches_are_not_scored(self):
         n = self.conn.execute("SELECT count(*) FROM demo.truth WHERE split = 'calibration'").fetchone()[0]
-        self.assertEqual(n, 3)
+        self.assertEqual(n, 4)
         rep = self.report()
         scored = rep["metrics"]["dino_trained"]["positives"] + rep["metrics"]["dino_trained"]["negatives"]
         ev = self.conn.execute("SELECT count(*) FROM demo.truth WHERE split = 'eval'").fetchone()[0]
