@@ -66,7 +66,7 @@ $(UPGRADE_SCRIPTS): sql/$(EXTENSION)--%.sql: sql/upgrade/%.sql $(CODE_FRAGMENTS)
 	  'SET LOCAL check_function_bodies = off;'; \
 	  echo; echo "-- ---- $<"; cat $<; \
 	  for f in $(CODE_FRAGMENTS); do echo; echo "-- ---- $$f"; \
-	    sed -E 's/^CREATE (FUNCTION|PROCEDURE|VIEW|TRIGGER) /CREATE OR REPLACE \1 /' $$f; done; } > $@
+	    sed -E 's/^CREATE (FUNCTION|PROCEDURE|VIEW|TRIGGER|AGGREGATE) /CREATE OR REPLACE \1 /' $$f; done; } > $@
 
 # ---- core unit tests (no PostgreSQL) under sanitizers ------------------------
 SAN_CC ?= cc

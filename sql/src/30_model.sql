@@ -27,3 +27,23 @@ COMMENT ON COLUMN rai4eo.model.parameters IS 'Number of weights the engine uses 
 COMMENT ON COLUMN rai4eo.model.created IS 'When the model was stored';
 
 GRANT SELECT ON rai4eo.model TO PUBLIC;
+
+-- ---- k-means states of a model's embeddings (rai4eo_cluster, 58_cluster.sql) ----
+
+CREATE TABLE rai4eo.state (
+	model		text NOT NULL REFERENCES rai4eo.model (name) ON DELETE CASCADE ON UPDATE CASCADE,
+	state		integer NOT NULL CHECK (state >= 1),
+	centre		embedding NOT NULL,
+	members		bigint NOT NULL CHECK (members >= 0),
+	PRIMARY KEY (model, state)
+);
+COMMENT ON TABLE rai4eo.state IS 'k-means states of a model''s embeddings (rai4eo_cluster): the cluster change score reads them';
+COMMENT ON COLUMN rai4eo.state.model IS 'The model whose embeddings were clustered';
+COMMENT ON COLUMN rai4eo.state.state IS 'State number, 1 .. k';
+COMMENT ON COLUMN rai4eo.state.centre IS 'Unit-norm centre: an embedding''s state is the centre most similar in cosine';
+COMMENT ON COLUMN rai4eo.state.members IS 'Sampled embeddings assigned to the state in the last iteration';
+GRANT SELECT ON rai4eo.state TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('rai4eo.state', '');
+
+-- The models are data people made too: pg_dump keeps their rows.
+SELECT pg_catalog.pg_extension_config_dump('rai4eo.model', '');

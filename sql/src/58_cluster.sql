@@ -9,20 +9,8 @@
 -- model's embeddings and stores them here; the "cluster" score
 -- (56_score.sql) uses them.
 
-CREATE TABLE rai4eo.state (
-	model		text NOT NULL REFERENCES rai4eo.model (name) ON DELETE CASCADE ON UPDATE CASCADE,
-	state		integer NOT NULL CHECK (state >= 1),
-	centre		embedding NOT NULL,
-	members		bigint NOT NULL CHECK (members >= 0),
-	PRIMARY KEY (model, state)
-);
-COMMENT ON TABLE rai4eo.state IS 'k-means states of a model''s embeddings (rai4eo_cluster): the cluster change score reads them';
-COMMENT ON COLUMN rai4eo.state.model IS 'The model whose embeddings were clustered';
-COMMENT ON COLUMN rai4eo.state.state IS 'State number, 1 .. k';
-COMMENT ON COLUMN rai4eo.state.centre IS 'Unit-norm centre: an embedding''s state is the centre most similar in cosine';
-COMMENT ON COLUMN rai4eo.state.members IS 'Sampled embeddings assigned to the state in the last iteration';
-GRANT SELECT ON rai4eo.state TO PUBLIC;
-SELECT pg_catalog.pg_extension_config_dump('rai4eo.state', '');
+-- The centres live in rai4eo.state (30_model.sql: a table, so a state fragment).
+
 
 CREATE FUNCTION rai4eo.model_states(model text) RETURNS embedding[]
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$

@@ -84,3 +84,27 @@ COMMENT ON COLUMN rai4eo.review.note IS 'Free text of the reviewer';
 -- Verdicts are data people made: pg_dump keeps their rows like the corpus's.
 SELECT pg_catalog.pg_extension_config_dump('rai4eo.review', '');
 COMMENT ON COLUMN rai4eo.model.arch IS 'Architecture: vit or resnet (images), lstm or gru (temporal classifiers over embedding sequences), or external for embeddings computed outside the database';
+
+-- ---- state: k-means states of a model (30_model.sql); models kept by pg_dump
+
+CREATE TABLE rai4eo.state (
+	model		text NOT NULL REFERENCES rai4eo.model (name) ON DELETE CASCADE ON UPDATE CASCADE,
+	state		integer NOT NULL CHECK (state >= 1),
+	centre		embedding NOT NULL,
+	members		bigint NOT NULL CHECK (members >= 0),
+	PRIMARY KEY (model, state)
+);
+COMMENT ON TABLE rai4eo.state IS 'k-means states of a model''s embeddings (rai4eo_cluster): the cluster change score reads them';
+COMMENT ON COLUMN rai4eo.state.model IS 'The model whose embeddings were clustered';
+COMMENT ON COLUMN rai4eo.state.state IS 'State number, 1 .. k';
+COMMENT ON COLUMN rai4eo.state.centre IS 'Unit-norm centre: an embedding''s state is the centre most similar in cosine';
+COMMENT ON COLUMN rai4eo.state.members IS 'Sampled embeddings assigned to the state in the last iteration';
+GRANT SELECT ON rai4eo.state TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('rai4eo.state', '');
+SELECT pg_catalog.pg_extension_config_dump('rai4eo.model', '');
+
+-- ---- code whose shape changed: the ensemble's rows gain the decision columns
+
+DROP FUNCTION @extschema@.ensemble_yearly_change(geometry, integer, text[], double precision[], double precision[], text, integer, integer);
+-- change_heatmap gains the year whose decision bands it writes.
+DROP FUNCTION rai4eo.change_heatmap(geometry, date, date, text, double precision, text, integer, integer);
