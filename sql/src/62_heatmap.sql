@@ -52,8 +52,8 @@ BEGIN
 	SELECT array_agg(t.s ORDER BY t.s), array_agg(t.n ORDER BY t.s), min(t.x0), max(t.y1), max(t.x1), min(t.y0)
 	  INTO srids, counts, ulx, uly, lrx, lry
 	FROM (SELECT @postgis@.ST_SRID(p.geom) AS s, count(*) AS n,
-				 min(@postgis@.ST_XMin(p.geom)) AS x0, max(@postgis@.ST_YMax(p.geom)) AS y1,
-				 max(@postgis@.ST_XMin(p.geom)) AS x1, min(@postgis@.ST_YMax(p.geom)) AS y0
+				 min(@postgis@.ST_XMin(@postgis@.Box3D(p.geom))) AS x0, max(@postgis@.ST_YMax(@postgis@.Box3D(p.geom))) AS y1,
+				 max(@postgis@.ST_XMin(@postgis@.Box3D(p.geom))) AS x1, min(@postgis@.ST_YMax(@postgis@.Box3D(p.geom))) AS y0
 		  FROM rai4eo.aoi_patches(aoi, srid) p GROUP BY 1) t;
 	IF srids IS NULL THEN
 		RETURN NULL;
@@ -80,8 +80,8 @@ BEGIN
 	IF year IS NULL THEN
 		SELECT array_agg(c.cx), array_agg(c.cy), array_agg(c.k / c.n), array_agg(c.sd / c.n), array_agg(c.n)
 		  INTO cols, rows_, rates, means, ns
-		FROM (SELECT round((@postgis@.ST_XMin(s.geom) - ulx) / cell)::integer + 1 AS cx,
-					 round((uly - @postgis@.ST_YMax(s.geom)) / cell)::integer + 1 AS cy,
+		FROM (SELECT round((@postgis@.ST_XMin(@postgis@.Box3D(s.geom)) - ulx) / cell)::integer + 1 AS cx,
+					 round((uly - @postgis@.ST_YMax(@postgis@.Box3D(s.geom))) / cell)::integer + 1 AS cy,
 					 sum(s.days_compared)::float8 AS n, sum(s.days_changed)::float8 AS k,
 					 sum(s.mean_distance * s.days_compared) AS sd
 			  FROM rai4eo.patch_change_stats(aoi, srid, first_day, last_day, a.model_name, a.threshold_value,
@@ -92,8 +92,8 @@ BEGIN
 		SELECT array_agg(c.cx), array_agg(c.cy), array_agg(c.k / c.n), array_agg(c.sd / c.n), array_agg(c.n),
 			   array_agg(c.score), array_agg(c.changed), array_agg(c.onset)
 		  INTO cols, rows_, rates, means, ns, scores, changes, onsets
-		FROM (SELECT round((@postgis@.ST_XMin(s.geom) - ulx) / cell)::integer + 1 AS cx,
-					 round((uly - @postgis@.ST_YMax(s.geom)) / cell)::integer + 1 AS cy,
+		FROM (SELECT round((@postgis@.ST_XMin(@postgis@.Box3D(s.geom)) - ulx) / cell)::integer + 1 AS cx,
+					 round((uly - @postgis@.ST_YMax(@postgis@.Box3D(s.geom))) / cell)::integer + 1 AS cy,
 					 sum(s.days_compared)::float8 AS n, sum(s.days_changed)::float8 AS k,
 					 sum(s.mean_distance * s.days_compared) AS sd,
 					 max(s.score) AS score, max(s.changed::integer)::float8 AS changed,

@@ -112,11 +112,14 @@ BEGIN
 	rates := ARRAY(SELECT ROW(h, 1)::@postgis@.rastbandarg FROM unnest(heat) WITH ORDINALITY u(h, i) ORDER BY i);
 	votes := ARRAY(SELECT ROW(h, 5)::@postgis@.rastbandarg FROM unnest(heat) WITH ORDINALITY u(h, i) ORDER BY i);
 	r := @postgis@.ST_MapAlgebra(rates, 'rai4eo.ensemble_cell(double precision[], integer[], text[])'::regprocedure,
-								 '32BF', 'FIRST', NULL, 0, 0, VARIADIC w);
+								 '32BF'::text, 'FIRST'::text, NULL::@postgis@.raster, 0, 0, VARIADIC w);
 	v := @postgis@.ST_MapAlgebra(votes, 'rai4eo.ensemble_cell(double precision[], integer[], text[])'::regprocedure,
-								 '32BF', 'FIRST', NULL, 0, 0, VARIADIC w);
+								 '32BF'::text, 'FIRST'::text, NULL::@postgis@.raster, 0, 0, VARIADIC w);
+	-- Every argument given, exactly typed: a call that relies on defaults could be
+	-- outmatched by an overload without them planted where PostGIS lives.
 	RETURN @postgis@.ST_AddBand(r, ARRAY[v, @postgis@.ST_MapAlgebra(ARRAY[ROW(v, 1)::@postgis@.rastbandarg],
-		'rai4eo.ensemble_majority(double precision[], integer[], text[])'::regprocedure, '32BF', 'FIRST')]);
+		'rai4eo.ensemble_majority(double precision[], integer[], text[])'::regprocedure, '32BF'::text, 'FIRST'::text,
+		NULL::@postgis@.raster, 0, 0, VARIADIC ARRAY[]::text[])]::@postgis@.raster[], 1, NULL::integer);
 END
 $$;
 COMMENT ON FUNCTION ensemble_yearly_heatmap(geometry, integer, text[], float8[], float8[], text, integer, integer) IS

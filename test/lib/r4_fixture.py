@@ -1,7 +1,7 @@
-"""A small database with rai4eo for tests that need the whole API: 3 patches of UTM 29N, a
+"""A small database with rai4eo for tests that need the whole API: 6 patches of UTM 29N, a
 PF-SR image on 4 days of 2019 and on the same days of 2018 (40 x 40 px, 4 bands), a tiny ViT
 ("tiny"), a tiny classifier ("cls"), two external 2-d models ("ext", "ext3") with hand-made
-embeddings, and a truth table public.truth (patch 1 changed).
+embeddings (patches 1 and 2 changed in 2019), and a truth table public.truth saying so.
 
 The server comes from the PG* variables.
 """
@@ -58,7 +58,7 @@ def make_db(name, ext_schema=None, gis_schema=None, version=None):
     conn.execute("""
         INSERT INTO rai4eo.patch (patch_id, sample_id, geom)
         SELECT rai4eo.patch_id_of(s), s, ST_MakeEnvelope(240000 + c * 600, 480600, 240600 + c * 600, 481200, 32629)
-        FROM (SELECT c, format('29N_10E-20N_%s_01', lpad(c::text, 2, '0')) AS s FROM generate_series(1, 3) c) q""")
+        FROM (SELECT c, format('29N_10E-20N_%s_01', lpad(c::text, 2, '0')) AS s FROM generate_series(1, 6) c) q""")
     # 40 x 40 px, 4 bands; pixel values differ by patch and year so that the tiny ViT sees change.
     conn.execute("CREATE TEMP TABLE d AS SELECT k, DATE '2019-03-01' + 10 * k AS day FROM generate_series(1, 4) k")
     conn.execute("""
@@ -80,7 +80,8 @@ def make_db(name, ext_schema=None, gis_schema=None, version=None):
         CROSS JOIN LATERAL (SELECT CASE WHEN extract(year FROM i.acquired) = 2018 THEN '[1,0]'
                    WHEN (m.model = 'ext' AND ((c = 1 AND k <= 2) OR (c = 2 AND k = 1)))
                      OR (m.model = 'ext3' AND c = 1) THEN '[0,1]' ELSE '[1,0]' END::embedding AS e) q""" % (cols, vals))
-    conn.execute("CREATE TABLE public.truth AS SELECT patch_id, sample_id LIKE '%\\_01\\_01' AS changed FROM rai4eo.patch")
+    conn.execute("CREATE TABLE public.truth AS SELECT patch_id, split_part(sample_id, '_', 3)::int <= 2 AS changed "
+                 "FROM rai4eo.patch")
     conn.execute("RESET search_path")
     return conn
 

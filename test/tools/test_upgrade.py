@@ -30,7 +30,7 @@ from r4_fixture import admin, make_db                        # noqa: E402
 # Released versions and the commit each was released from.
 RELEASES = {"0.1.0": "22acb4a35a53d45b3c2068bbc57404312a23e349"}
 
-AOI = "ST_MakeEnvelope(240000, 480000, 242400, 482400, 32629)"
+AOI = "ST_MakeEnvelope(240000, 480000, 244200, 482400, 32629)"
 
 # The extension's objects, each as (kind, identity, definition), for comparing two databases.
 CATALOG = """
@@ -178,7 +178,7 @@ class UpgradeTest(unittest.TestCase):
                                    "FROM rai4eo.image i JOIN rai4eo.embedding e USING (image_id) "
                                    "WHERE e.model = 'tiny'").fetchone()
                 self.assertLess(same[0], 1e-6)
-                self.assertEqual(same[1], 24)
+                self.assertEqual(same[1], 48)
                 first, emb = old.execute("DELETE FROM rai4eo.embedding WHERE model = 'tiny' AND image_id = "
                                          "(SELECT min(image_id) FROM rai4eo.image) RETURNING image_id, emb").fetchone()
                 old.execute("CALL rai4eo_refresh_embeddings('tiny')")
