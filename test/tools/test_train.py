@@ -419,5 +419,73 @@ class TrainTest(unittest.TestCase):
         self.check_close(got, self.teacher_features(ck, meta, pixels))
 
 
+# ---- learning: a short run must learn something a random network does not know ------------
+
+LEARN_GRID, LEARN_STEP = 4, 6
+LEARN_MODEL = ["--embed-dim", "64", "--depth", "2", "--num-heads", "2", "--patch-size", "8",
+               "--global-size", "48", "--local-size", "24", "--local-crops", "2", "--batch-size", "16",
+               "--out-dim", "128", "--head-hidden-dim", "128", "--bottleneck-dim", "64",
+               "--threads", "2", "--seed", "0", "--holdout", "0.5", "--avgpool"]
+LEARN_RECIPE = ["--steps", "150", "--log-every", "1"]
+
+
+class LearningTest(unittest.TestCase):
+    """A short DINO run on a small corpus lowers its loss and gives features that separate
+    changed from unchanged patches it never trained on better than the same network with
+    its random initial weights (tools/evaluate's scores, held-out split)."""
+
+    @classmethod
+    def setUpClass(cls):
+        import psycopg
+        try:
+            admin = psycopg.connect("", autocommit=True)
+        except psycopg.Error as e:
+            raise RuntimeError("test_train needs a PostgreSQL server named by PG* variables: %s" % e)
+        cls.db = "train_learn_%d" % os.getpid()
+        admin.execute('DROP DATABASE IF EXISTS "%s"' % cls.db)
+        admin.execute('CREATE DATABASE "%s"' % cls.db)
+        admin.close()
+        cls.dsn = "dbname=%s" % cls.db
+        cls.conn = psycopg.connect(cls.dsn, autocommit=True)
+        cls.conn.execute("CREATE EXTENSION rai4eo CASCADE")
+        cls.tmp = tempfile.mkdtemp(prefix="rai4eo-learn-")
+        cls.corpus = os.path.join(cls.tmp, "corpus")
+        for cmd in ([SYNTH, "--out", cls.corpus, "--grid", str(LEARN_GRID), "--date-step", str(LEARN_STEP),
+                     "--change-share", "0.5", "--seed", "7", "--no-s2", "--quiet", "--jobs", "2"],
+                    [LOAD, "--dsn", cls.dsn, "--quiet", cls.corpus]):
+            r = subprocess.run([sys.executable] + cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError("%s failed: %s" % (os.path.basename(cmd[0]), r.stderr))
+
+    @classmethod
+    def tearDownClass(cls):
+        import psycopg
+        cls.conn.close()
+        with psycopg.connect("", autocommit=True) as admin:
+            admin.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % cls.db)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def train(self, name, *args):
+        r = subprocess.run([sys.executable, TRAIN, "dino", "--dsn", self.dsn, "--register", name]
+                           + LEARN_MODEL + [str(a) for a in args], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.conn.execute("CALL rai4eo_refresh_embeddings(%s, 'PF-SR', 32)", (name,))
+        return r
+
+    def test_short_run_learns(self):
+        from rai4eo_tools import evaluate as E
+        self.train("learn_random", "--steps", "0")
+        r = self.train("learn_dino", *LEARN_RECIPE)
+        losses = [float(m) for m in re.findall(r"step \d+/\d+  loss (\S+)", r.stderr)]
+        self.assertGreaterEqual(len(losses), 100, r.stderr)
+        first, last = np.mean(losses[:10]), np.mean(losses[-10:])
+        self.assertLess(last, first - 0.2, "the loss did not fall: %.3f -> %.3f" % (first, last))
+        res = E.evaluate(self.conn, self.corpus, ["learn_random", "learn_dino"], pixels=False, holdout=0.5)
+        self.assertGreaterEqual(res["patches"], 6)
+        self.assertGreaterEqual(res["changed"], 2)
+        best = {m: max(v["auc"] for v in res["models"][m].values()) for m in res["models"]}
+        self.assertGreater(best["learn_dino"], best["learn_random"] + 0.05, E.format_report(res))
+
+
 if __name__ == "__main__":
     unittest.main()
