@@ -426,7 +426,7 @@ LEARN_MODEL = ["--embed-dim", "64", "--depth", "2", "--num-heads", "2", "--patch
                "--global-size", "48", "--local-size", "24", "--local-crops", "2", "--batch-size", "16",
                "--out-dim", "128", "--head-hidden-dim", "128", "--bottleneck-dim", "64",
                "--threads", "2", "--seed", "0", "--holdout", "0.5", "--avgpool"]
-LEARN_RECIPE = ["--steps", "150", "--log-every", "1"]
+LEARN_RECIPE = ["--steps", "80", "--log-every", "1"]
 
 
 class LearningTest(unittest.TestCase):
@@ -476,15 +476,19 @@ class LearningTest(unittest.TestCase):
         from rai4eo_tools import evaluate as E
         self.train("learn_random", "--steps", "0")
         r = self.train("learn_dino", *LEARN_RECIPE)
-        losses = [float(m) for m in re.findall(r"step \d+/\d+  loss (\S+)", r.stderr)]
-        self.assertGreaterEqual(len(losses), 100, r.stderr)
-        first, last = np.mean(losses[:10]), np.mean(losses[-10:])
-        self.assertLess(last, first - 0.2, "the loss did not fall: %.3f -> %.3f" % (first, last))
+        # DINO's loss is the cross-entropy H(t, s) = H(t) + KL(t || s): the teacher's entropy
+        # H(t) moves with centring and sharpening, the student learns the KL part.
+        rows = re.findall(r"step \d+/\d+  loss (\S+) .*H\(t\) (\S+)", r.stderr)
+        kl = [float(a) - float(b) for a, b in rows]
+        self.assertGreaterEqual(len(kl), 40, r.stderr)
+        first, last = np.mean(kl[:10]), np.mean(kl[-10:])
         res = E.evaluate(self.conn, self.corpus, ["learn_random", "learn_dino"], pixels=False, holdout=0.5)
-        self.assertGreaterEqual(res["patches"], 6)
-        self.assertGreaterEqual(res["changed"], 2)
         best = {m: max(v["auc"] for v in res["models"][m].values()) for m in res["models"]}
-        self.assertGreater(best["learn_dino"], best["learn_random"] + 0.05, E.format_report(res))
+        msg = "KL %.3f -> %.3f\n%s" % (first, last, E.format_report(res))
+        self.assertLess(last, 0.8 * first, msg)
+        self.assertGreaterEqual(res["patches"], 6, msg)
+        self.assertGreaterEqual(res["changed"], 2, msg)
+        self.assertGreater(best["learn_dino"], best["learn_random"] + 0.05, msg)
 
 
 if __name__ == "__main__":

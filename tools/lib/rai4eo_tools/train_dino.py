@@ -175,7 +175,9 @@ def add_arguments(p):
     g.add_argument("--mlp-ratio", type=float, default=4.0, help="MLP width / embed-dim (default 4)")
 
     g = p.add_argument_group("DINO head and loss")
-    g.add_argument("--out-dim", type=int, default=1024, help="prototypes of the head's last layer (default 1024)")
+    g.add_argument("--out-dim", type=int, default=256,
+                   help="prototypes of the head's last layer (default 256: with 1024 and small batches "
+                        "the teacher drifted to uniform outputs)")
     g.add_argument("--head-hidden-dim", type=int, default=1024, help="default 1024")
     g.add_argument("--bottleneck-dim", type=int, default=256, help="default 256")
     g.add_argument("--head-layers", type=int, default=3, help="MLP layers of the head (default 3)")
@@ -206,10 +208,10 @@ def add_arguments(p):
     g.add_argument("--brightness", type=float, default=0.0,
                    help="random reflectance gain in [1-B, 1+B], the same for all bands of a crop "
                         "(keeps spectral ratios; default 0: off)")
-    g.add_argument("--jitter", type=float, default=0.0,
+    g.add_argument("--jitter", type=float, default=1.0,
                    help="strength of the radiometric augmentation modelling what differs between "
                         "acquisitions: common and per-band gain, offsets, haze, cloud shadows, "
-                        "noise (1: the corpus's own range; default 0: off)")
+                        "noise (default 1: the range of Planet Fusion series; 0: off)")
     g.add_argument("--cross-year", type=float, default=0.0,
                    help="probability that the second global crop comes from another year, within "
                         "--year-window days of the anchor's day of year (default 0)")
@@ -217,14 +219,14 @@ def add_arguments(p):
                    help="days around the same day of year for --cross-year partners (default 30)")
 
     g = p.add_argument_group("optimisation")
-    g.add_argument("--lr", type=float, default=1.5e-3,
-                   help="peak learning rate after warm-up, not scaled by the batch size (default 1.5e-3)")
+    g.add_argument("--lr", type=float, default=3e-4,
+                   help="peak learning rate after warm-up, not scaled by the batch size (default 3e-4)")
     g.add_argument("--min-lr", type=float, default=1e-6, help="learning rate at the end (default 1e-6)")
     g.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up (default steps / 10)")
     g.add_argument("--weight-decay", type=float, default=0.04, help="initial weight decay (default 0.04)")
     g.add_argument("--weight-decay-end", type=float, default=0.4, help="final weight decay (default 0.4)")
-    g.add_argument("--momentum-teacher", type=float, default=0.99,
-                   help="initial teacher EMA momentum, rising to 1 on a cosine (default 0.99)")
+    g.add_argument("--momentum-teacher", type=float, default=0.996,
+                   help="initial teacher EMA momentum, rising to 1 on a cosine (default 0.996)")
     g.add_argument("--clip-grad", type=float, default=3.0, help="per-parameter gradient norm clip (0: off; default 3)")
     g.add_argument("--freeze-last-layer-steps", type=int, default=0,
                    help="steps during which the head's last layer does not learn (default 0)")
