@@ -221,6 +221,9 @@ class CorpusTest(unittest.TestCase):
             d = dt.date.fromisoformat(r["date"])
             self.assertEqual(d.year, 2019)
             self.assertIn(d, L.pf_dates((2019,)))
+            # onset: the first image of the corpus (every 36th date) on or after the date.
+            kept = [x for x in L.pf_dates((2018, 2019), 36) if x >= d]
+            self.assertEqual(r["onset"], kept[0].isoformat() if kept else "")
             m = read(os.path.join(self.a, "truth", "masks", r["sample_id"] + ".tif"))
             self.assertAlmostEqual(float(r["changed_fraction"]), m.sum() / 40000.0, places=6)
 
@@ -296,7 +299,14 @@ class SceneTest(unittest.TestCase):
 
     def test_every_kind_planted(self):
         kinds = {t[2] for t in self.scene.truth}
-        self.assertEqual(kinds, set(S.CHANGE_KINDS))
+        self.assertTrue(kinds <= set(S.CHANGE_KINDS))
+        self.assertEqual({"water_to_bare", "bare_to_water"} & kinds, {"water_to_bare", "bare_to_water"})
+        # A larger AOI with a larger share of changed patches holds every kind.
+        sc = S.Scene(1, 10, 10, change_share=0.25)
+        self.assertEqual({t[2] for t in sc.truth}, set(S.CHANGE_KINDS))
+        for (col, row), date, kind, frac in sc.truth:
+            if sum(1 for t in sc.truth if t[0] == (col, row)) == 1:
+                self.assertAlmostEqual(frac, sc.truth_masks[(col, row)].sum() / 40000.0, places=6)
 
     def test_changes_visible_after_their_date_only(self):
         sc, ref = self.scene, self.without_changes()
@@ -309,7 +319,12 @@ class SceneTest(unittest.TestCase):
             a = sc.render_pf(before, self.bank)[:, ys, xs].copy()
             b = ref.render_pf(before, self.bank)[:, ys, xs].copy()
             np.testing.assert_array_equal(a, b, err_msg="%s %s changed before %s" % (kind, (col, row), date))
-            after = date + dt.timedelta(days=60 if kind != "agriculture_to_construction" else 150)
+            # Slow changes (building, panel rows, tunnels, a growing pit) are judged later.
+            later = {"agriculture_to_construction": 150, "agriculture_to_solar": 150,
+                     "agriculture_to_greenhouse": 90}
+            after = date + dt.timedelta(days=later.get(kind, 60))
+            if kind == "shrub_to_quarry":
+                after = dt.date(2019, 12, 29)
             a = sc.render_pf(after, self.bank)[:, ys, xs].astype(np.float64)
             b = ref.render_pf(after, self.bank)[:, ys, xs].astype(np.float64)
             diff = np.abs(a - b).max(axis=0)
@@ -351,7 +366,8 @@ class SceneTest(unittest.TestCase):
         summer = ndvi(sc.render_pf(dt.date(2018, 8, 11), self.bank))
         grass = np.isin(kind, (S.K_PASTURE, S.K_GRASS))
         forest = np.isin(kind, (S.K_BROAD, S.K_CONIFER))
-        self.assertGreater(spring[grass].mean() - summer[grass].mean(), 0.1)
+        # (0.05, not more: a dry year's spring is less green)
+        self.assertGreater(spring[grass].mean() - summer[grass].mean(), 0.05)
         self.assertLess(abs(spring[forest].mean() - summer[forest].mean()), 0.1)
         self.assertGreater(summer[forest].mean(), summer[grass].mean())
 
@@ -375,6 +391,52 @@ class SceneTest(unittest.TestCase):
         fine = np.repeat(np.repeat(x.astype(np.float64), 30, 0), 30, 1)
         want = fine.reshape(12, 100, 18, 100).mean(axis=(1, 3))
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+    def test_gap_fill_copies_repeat_an_earlier_date(self):
+        sc = self.scene
+        dates = L.pf_dates((2018, 2019))
+        copies = [d for d in dates if sc.gapfill_source(d) != d]
+        self.assertGreater(len(copies), 0)
+        self.assertLess(len(copies), 0.15 * len(dates))
+        d = copies[0]
+        src = sc.gapfill_source(d)
+        self.assertIn((d - src).days, (5, 10, 15))
+        a = sc.render_pf(d, self.bank).copy()
+        np.testing.assert_array_equal(a, sc.render_pf(src, self.bank))
+
+    def test_regions_differ_in_cover_and_weather(self):
+        cont = S.Scene(3, 4, 4, "continental")
+        atl = S.Scene(3, 4, 4, "atlantic")
+        arable = [np.isin(sc.kind[sc.unit], (S.K_ARABLE,)).mean() for sc in (cont, atl)]
+        pasture = [np.isin(sc.kind[sc.unit], (S.K_PASTURE,)).mean() for sc in (cont, atl)]
+        self.assertGreater(arable[0], arable[1])
+        self.assertLess(pasture[0], pasture[1])
+        self.assertEqual(self.scene.snow_level(dt.date(2018, 1, 23)), 0.0)    # iberia: no snow
+        days = [d for d in L.pf_dates((2018, 2019)) if cont.snow_level(d) > 0.3]
+        self.assertGreater(len(days), 0)
+        snowy = cont.render_pf(days[0], S.NoiseBank(3, cont.h, cont.w)).astype(np.float64)
+        # Snow lifts the visible bands far above any snow-free winter scene.
+        clear = [d for d in L.pf_dates((2018,)) if d.month in (1, 2, 12) and cont.snow_level(d) == 0
+                 and cont.gapfill_source(d) == d][0]
+        plain = cont.render_pf(clear, S.NoiseBank(3, cont.h, cont.w)).astype(np.float64)
+        self.assertGreater(snowy[0].mean(), plain[0].mean() + 1000)
+        with self.assertRaises(ValueError):
+            S.Scene(1, 2, 2, "atlantis")
+
+    def test_floods_come_and_go(self):
+        sc = S.Scene(2, 4, 4, "atlantic")
+        dates = L.pf_dates((2018, 2019))
+        wet = [d for d in dates if sc.flood_level(d) > 0.3]
+        self.assertGreater(len(wet), 0)
+        self.assertLess(len(wet), 12)
+        self.assertEqual(sc.flood_level(dt.date(2018, 7, 2)), 0.0)
+        bank = S.NoiseBank(2, sc.h, sc.w)
+        d = wet[0]
+        while sc.gapfill_source(d) != d:
+            d = [x for x in wet if x > d][0]
+        img = sc.render_pf(d, bank).astype(np.float64)
+        fl = sc.flood_idx[sc.flood_dist < sc.flood_level(d)]
+        self.assertLess(img[3].ravel()[fl].mean(), 1000)          # water is dark in the NIR
 
     def test_share_of_changed_patches(self):
         for seed in (1, 2):

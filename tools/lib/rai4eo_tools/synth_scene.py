@@ -33,7 +33,7 @@ def _spec(*vals):
     return np.array(vals, np.float32) * 10000.0
 
 
-SOIL, SAND, ROCK, WATER, ASPHALT, CONCRETE, RED_ROOF, MUD, BUILD_SOIL = range(9)
+SOIL, SAND, ROCK, WATER, ASPHALT, CONCRETE, RED_ROOF, MUD, BUILD_SOIL, PANEL, PLASTIC, CHAR = range(12)
 BASE = np.stack([
     _spec(0.085, 0.120, 0.165, 0.260, 0.195, 0.215, 0.235, 0.270, 0.340, 0.290, 0.070, 0.265),  # soil
     _spec(0.140, 0.185, 0.240, 0.330, 0.270, 0.290, 0.310, 0.340, 0.420, 0.360, 0.120, 0.330),  # sand
@@ -44,7 +44,12 @@ BASE = np.stack([
     _spec(0.070, 0.085, 0.180, 0.300, 0.240, 0.265, 0.280, 0.305, 0.360, 0.300, 0.065, 0.290),  # red roof
     _spec(0.055, 0.070, 0.090, 0.150, 0.110, 0.125, 0.140, 0.155, 0.180, 0.140, 0.050, 0.150),  # wet mud
     _spec(0.165, 0.195, 0.230, 0.285, 0.250, 0.262, 0.272, 0.290, 0.360, 0.310, 0.150, 0.280),  # graded fill
+    _spec(0.052, 0.058, 0.050, 0.062, 0.054, 0.057, 0.060, 0.063, 0.072, 0.062, 0.050, 0.062),  # PV panel
+    _spec(0.300, 0.330, 0.350, 0.420, 0.370, 0.390, 0.410, 0.420, 0.400, 0.330, 0.280, 0.410),  # greenhouse film
+    _spec(0.030, 0.032, 0.035, 0.050, 0.040, 0.045, 0.048, 0.052, 0.090, 0.085, 0.028, 0.050),  # char, ash
 ])
+# Snow (PF bands B, G, R, N), blended over whatever lies beneath.
+SNOW_PF = np.array([0.82, 0.80, 0.77, 0.66], np.float32) * 10000.0
 G_CROP, G_BROAD, G_CONIFER, G_SHRUB = range(4)
 GREEN = np.stack([
     _spec(0.030, 0.080, 0.035, 0.480, 0.120, 0.320, 0.420, 0.480, 0.230, 0.110, 0.025, 0.470),  # crop, grass
@@ -63,7 +68,32 @@ FOREST_KINDS = (K_BROAD, K_DECID, K_CONIFER, K_MIXED)
 AGRI_KINDS = (K_ARABLE, K_PASTURE, K_OLIVE, K_VINE, K_TRACK)
 CROP_CEREAL, CROP_MAIZE, CROP_FALLOW = range(3)
 
-CHANGE_KINDS = ("forest_to_shrub", "agriculture_to_construction", "water_to_bare", "bare_to_water")
+CHANGE_KINDS = ("forest_to_shrub", "agriculture_to_construction", "water_to_bare", "bare_to_water",
+                "agriculture_to_solar", "agriculture_to_greenhouse", "vegetation_to_burnt",
+                "shrub_to_quarry")
+EVENT_KINDS = ("forest_to_shrub", "agriculture_to_construction", "agriculture_to_solar",
+               "agriculture_to_greenhouse", "vegetation_to_burnt", "shrub_to_quarry")
+
+# Regions: land-cover mix of the lowlands (cumulative share, kind, CLC code), the
+# relief quantiles splitting lowland / forest belt / upland, and the climate and the
+# sensor's nuisances: inter-annual phenology shift (sd of each year's spring shift in
+# days), the chance of a dry year, snow episodes, river floods, haze/shadow rate,
+# gap-fill copies (share of dates repeating an earlier one) and the seasonal level
+# swing of the basins (share of their depth).
+REGIONS = {
+    "iberia": {"low": ((0.35, K_ARABLE, 211), (0.55, K_ARABLE, 212), (0.77, K_PASTURE, 231),
+                       (0.87, K_OLIVE, 223), (0.95, K_VINE, 221), (1.01, K_ARABLE, 242)),
+               "zones": (0.45, 0.8), "shift_sd": 10.0, "dry_prob": 0.5, "snow": 0.0, "flood": 0.3,
+               "clouds": 1.0, "gapfill": 0.05, "lake_amp": 0.12, "mow2": 0.1},
+    "atlantic": {"low": ((0.25, K_ARABLE, 211), (0.3, K_ARABLE, 212), (0.85, K_PASTURE, 231),
+                         (0.9, K_VINE, 221), (1.01, K_ARABLE, 242)),
+                 "zones": (0.4, 0.85), "shift_sd": 12.0, "dry_prob": 0.3, "snow": 0.3, "flood": 0.8,
+                 "clouds": 2.2, "gapfill": 0.1, "lake_amp": 0.08, "mow2": 0.6},
+    "continental": {"low": ((0.5, K_ARABLE, 211), (0.72, K_ARABLE, 212), (0.86, K_PASTURE, 231),
+                            (0.93, K_VINE, 221), (1.01, K_ARABLE, 242)),
+                    "zones": (0.55, 0.85), "shift_sd": 14.0, "dry_prob": 0.4, "snow": 1.0, "flood": 0.5,
+                    "clouds": 1.5, "gapfill": 0.08, "lake_amp": 0.2, "mow2": 0.3},
+}
 
 PX = L.PF_PIXEL_M
 PATCH_PX = L.PF_SIZE
@@ -195,8 +225,12 @@ class Region:
 class Scene:
     """The static landscape of an AOI of nx x ny patches and its per-date rendering."""
 
-    def __init__(self, seed, nx, ny):
+    def __init__(self, seed, nx, ny, region="iberia", change_share=0.125):
         self.seed, self.nx, self.ny = int(seed), int(nx), int(ny)
+        if region not in REGIONS:
+            raise ValueError("unknown region %r (known: %s)" % (region, ", ".join(sorted(REGIONS))))
+        self.region, self.rp = region, REGIONS[region]
+        self.change_share = float(change_share)
         self.h, self.w = ny * PATCH_PX, nx * PATCH_PX
         self._year_cache = {}
         self._pf_static = None
@@ -207,6 +241,7 @@ class Scene:
         self._build_textures(rng)
         self._build_clc()
         self._plant_changes(np.random.default_rng([self.seed, 2]))
+        self._build_weather(np.random.default_rng([self.seed, 4]))
         self.unit = self.unit.astype(np.intp)        # np.take is fastest with native indices
 
     # ---- static layers --------------------------------------------------------
@@ -225,14 +260,13 @@ class Scene:
         # Forest species and upland cover come in stands larger than one unit.
         sp = smooth_noise(rng, nuy, nux, max(2, max(nuy, nux) / 5)).ravel()
         up = smooth_noise(rng, nuy, nux, max(2, max(nuy, nux) / 6)).ravel()
-        q45, q80 = np.quantile(relief, [0.45, 0.8])
+        q45, q80 = np.quantile(relief, list(self.rp["zones"]))
         r = rng.random(nu)
         kind = np.empty(nu, np.int8)
         clc = np.empty(nu, np.int16)
         low, mid, high = relief <= q45, (relief > q45) & (relief <= q80), relief > q80
         lo = 0.0
-        for hi, k, c in ((0.35, K_ARABLE, 211), (0.55, K_ARABLE, 212), (0.77, K_PASTURE, 231),
-                         (0.87, K_OLIVE, 223), (0.95, K_VINE, 221), (1.01, K_ARABLE, 242)):
+        for hi, k, c in self.rp["low"]:
             sel = low & (r >= lo) & (r < hi)
             kind[sel], clc[sel] = k, c
             lo = hi
@@ -329,6 +363,7 @@ class Scene:
         wobble -= wobble[int(min(w - 1, rx))]
         centre = ry + amp * np.sin(2 * np.pi * (xs - rx) / lam + phase) + wobble
         half = 4.0 + 1.5 * np.sin(xs / 97.0)
+        self._river = (centre.astype(np.float32), half.astype(np.float32))     # floods spread from it
         river = np.abs(yy - centre[None, :]) < half[None, :]
         self.unit[river] = self.U_WATER
         self.bm[river] = WATER
@@ -363,7 +398,7 @@ class Scene:
             if inside.sum() < 50:
                 continue
             flat = (gy[inside].astype(np.int64) * w + gx[inside].astype(np.int64))
-            season_amp = 0.07 * dmax
+            season_amp = self.rp["lake_amp"] * dmax
             delta = dmax * rng.uniform(0.3, 0.4)
             date = _pick_change_date(rng)
             self.basins.append(Basin(flat, depth[inside].astype(np.float32), bkind, date, delta, season_amp))
@@ -458,7 +493,7 @@ class Scene:
 
     def _plant_changes(self, rng):
         npatch = self.nx * self.ny
-        target = min(max(3, int(round(0.125 * npatch))), max(1, npatch // 3))
+        target = min(max(3, int(round(self.change_share * npatch))), max(1, npatch // 2))
         changed = {}
         self.truth = []
         self.truth_masks = {}
@@ -482,8 +517,14 @@ class Scene:
         big = sum(1 for t in self.truth if t[3] >= 0.05)
         others = max(2, target - big)
         kind_px = self.kind[self.unit]
-        elig_px = {"forest_to_shrub": np.isin(kind_px, FOREST_KINDS),
-                   "agriculture_to_construction": np.isin(kind_px, AGRI_KINDS)}
+        forest = np.isin(kind_px, FOREST_KINDS)
+        agri = np.isin(kind_px, AGRI_KINDS)
+        elig_px = {"forest_to_shrub": forest,
+                   "agriculture_to_construction": agri,
+                   "agriculture_to_solar": np.isin(kind_px, (K_ARABLE, K_PASTURE, K_TRACK)),
+                   "agriculture_to_greenhouse": np.isin(kind_px, (K_ARABLE, K_TRACK, K_VINE)),
+                   "vegetation_to_burnt": forest | np.isin(kind_px, (K_SHRUB, K_GRASS)),
+                   "shrub_to_quarry": np.isin(kind_px, (K_SHRUB, K_ROCK, K_GRASS))}
         cands = {k: [] for k in elig_px}
         for col in range(self.nx):
             for row in range(self.ny):
@@ -513,11 +554,16 @@ class Scene:
                     break
             else:
                 m = elig
-            frac = m.sum() / float(PATCH_PX * PATCH_PX)
             date = _pick_change_date(rng)
             ly, lx = np.nonzero(m)
             idx = (ly + ys.start).astype(np.int64) * self.w + (lx + xs.start)
-            attrs = _event_attrs(rng, kind, ly, lx)
+            attrs = _event_attrs(rng, kind, ly, lx, (_dt.date(2019, 12, 31) - date).days)
+            if "grow_day" in attrs:
+                # Only what has turned over by the end of the series counts as changed.
+                done = attrs["grow_day"] <= (_dt.date(2019, 12, 31) - date).days
+                m = np.zeros_like(m)
+                m[ly[done], lx[done]] = True
+            frac = m.sum() / float(PATCH_PX * PATCH_PX)
             self.events.append(Event(kind, date, idx, attrs))
             self._add_truth(col, row, date, kind, frac, m.astype(np.uint8))
             changed[(col, row)] = True
@@ -530,6 +576,73 @@ class Scene:
             mask = mask | self.truth_masks[(col, row)]
         self.truth_masks[(col, row)] = mask
 
+    # ---- weather: snow, floods, gap-fill copies (no truth: none of it lasts) -------
+
+    def _build_weather(self, rng):
+        """Static per-pixel susceptibility to snow and river floods."""
+        h, w = self.h, self.w
+        c = self.c
+        kind = self.kind[self.unit]
+        forest = np.isin(kind, FOREST_KINDS)
+        # Snow lies thinner under canopy and unevenly (drifts, south slopes).
+        sus = 0.75 + 0.25 * smooth_noise(rng, h, w, 40)
+        sus[forest] *= 1.0 - 0.7 * c[forest]
+        self.snow_sus = np.clip(sus, 0.0, 1.0).astype(np.float32)
+        # Flood plain: pixels up to ~200 m beside the river, ragged by micro-relief.
+        centre, half = self._river
+        yy = np.arange(h, dtype=np.float32)[:, None]
+        dist = np.abs(yy - centre[None, :]) - half[None, :]
+        dist *= 1.0 + 0.35 * smooth_noise(rng, h, w, 25)
+        near = (dist > 0) & (dist < 70)
+        self.flood_idx = np.flatnonzero(near.ravel())
+        self.flood_dist = dist.ravel()[self.flood_idx].astype(np.float32) / 70.0
+        del self._river
+
+    def _weather(self, year):
+        """This year's snow episodes and flood (from the seed, the year and the region)."""
+        key = ("weather", year)
+        p = self._year_cache.get(key)
+        if p is None:
+            rng = np.random.default_rng([self.seed, 10, year])
+            snow = []
+            for _ in range(int(rng.poisson(3.0 * self.rp["snow"]))):
+                start = rng.uniform(-35, 70) % 365 + 1               # December to mid-March
+                snow.append((start, rng.uniform(4, 18), rng.uniform(0.4, 1.0)))
+            flood = None
+            if rng.random() < self.rp["flood"]:
+                start = rng.uniform(15, 100) if rng.random() < 0.7 else rng.uniform(300, 340)
+                flood = (start, rng.uniform(8, 25), rng.uniform(0.4, 1.0))
+            p = self._year_cache[key] = {"snow": snow, "flood": flood}
+        return p
+
+    def snow_level(self, d):
+        """Snow depth index 0..1 on date d (melting linearly through each episode)."""
+        t = float(d.timetuple().tm_yday)
+        lev = 0.0
+        for start, length, depth in self._weather(d.year)["snow"]:
+            if start <= t < start + length:
+                lev = max(lev, depth * (1.0 - (t - start) / length))
+        return lev
+
+    def flood_level(self, d):
+        """Share 0..1 of the flood plain under water on date d (rises fast, recedes slowly)."""
+        f = self._weather(d.year)["flood"]
+        if f is None:
+            return 0.0
+        start, length, peak = f
+        t = float(d.timetuple().tm_yday) - start
+        if t < 0 or t >= length:
+            return 0.0
+        rise = 0.25 * length
+        return peak * (t / rise if t < rise else 1.0 - (t - rise) / (length - rise))
+
+    def gapfill_source(self, d):
+        """The date whose image date d repeats (a gap-fill copy), or d itself."""
+        rng = np.random.default_rng([self.seed, 9, d.toordinal()])
+        if rng.random() < self.rp["gapfill"]:
+            return d - _dt.timedelta(days=5 * int(rng.integers(1, 4)))
+        return d
+
     # ---- phenology ------------------------------------------------------------
 
     def _year(self, year):
@@ -540,14 +653,18 @@ class Scene:
         rng = np.random.default_rng([self.seed, 3, year])
         n = self.nunits
         p = {
-            "shift": float(rng.normal(0, 6)),            # spring earlier/later this year
-            "drought": float(rng.uniform(0.8, 1.05)),    # summer greenness this year
+            "shift": float(rng.normal(0, self.rp["shift_sd"])),   # spring earlier/later this year
+            "drought": float(rng.uniform(0.55, 0.75) if rng.random() < self.rp["dry_prob"]
+                             else rng.uniform(0.85, 1.05)),     # summer greenness (a dry year)
             "jit": rng.normal(0, 8, n).astype(np.float32),
             "amp": rng.uniform(0.85, 1.1, n).astype(np.float32),
             "harvest": rng.uniform(0, 12, n).astype(np.float32),
             "plough": rng.uniform(25, 90, n).astype(np.float32),
             "mow": np.where(rng.random(n) < 0.5, rng.normal(140, 15, n), 999).astype(np.float32),
         }
+        # A second cut in some meadows, 45-70 days after the first.
+        p["mow2"] = np.where((rng.random(n) < self.rp["mow2"]) & (p["mow"] < 999),
+                             p["mow"] + rng.uniform(45, 70, n), 999).astype(np.float32)
         r = rng.random(n)
         crop = np.where(r < 0.65, CROP_CEREAL, np.where(r < 0.9, CROP_FALLOW, CROP_MAIZE))
         crop = np.where(self.irrigated, np.where(r < 0.7, CROP_MAIZE, CROP_CEREAL), crop)
@@ -602,6 +719,8 @@ class Scene:
         pv, ps = grassy(a=0.4, base=0.28, dry=0.35)
         mowed = (t >= p["mow"]) & (t < p["mow"] + 60)
         pv = np.where(mowed, pv * (1 - 0.55 * np.exp(-(t - p["mow"]) / 18.0)), pv)
+        mowed2 = (t >= p["mow2"]) & (t < p["mow2"] + 60)
+        pv = np.where(mowed2, pv * (1 - 0.5 * np.exp(-(t - p["mow2"]) / 18.0)), pv)
         nv, ns = grassy(a=0.32, base=0.12, dry=0.45)
 
         bro_v = 0.72 + 0.06 * amp * bump(t, 120 + sh, 70) - 0.04 * bump(t, 240, 40) * (2 - dr)
@@ -718,17 +837,29 @@ class Scene:
         return self._pf_static
 
     def render_pf(self, d, noise_bank):
-        """Planet Fusion BGRN on date d (uint16, 4 x H x W), with sensor and gap-fill artefacts."""
+        """Planet Fusion BGRN on date d (uint16, 4 x H x W), with sensor and gap-fill artefacts,
+        haze, cloud shadows, snow and floods."""
+        src = self.gapfill_source(d)
+        if src != d:
+            return self.render_pf(src, noise_bank)
         rng = np.random.default_rng([self.seed, 7, d.toordinal()])
         v, s, w0 = self.cover(d)
         regions = self.regions(d)
         static = self.pf_static()
         out = self._buf("pf_out", (4, self.h, self.w), np.uint16)
-        gain = rng.normal(1.0, 0.012, 4)
-        offset = rng.normal(0.0, 12.0, 4)
+        # Radiometric jitter between dates: a common gain and offset plus per-band parts.
+        gain = rng.normal(1.0, 0.012, 4) * rng.normal(1.0, 0.025)
+        offset = rng.normal(0.0, 12.0, 4) + rng.normal(0.0, 25.0)
         sigma = (25.0, 25.0, 30.0, 45.0)
         haze_spec = np.array([400.0, 300.0, 220.0, 120.0], np.float32) * rng.uniform(0.5, 1.5)
-        blobs = _blobs(rng, self.h, self.w)
+        blobs = _blobs(rng, self.h, self.w, self.rp["clouds"])
+        shadows = _blobs(rng, self.h, self.w, 0.6 * self.rp["clouds"], (15, 70))
+        snow = self.snow_level(d)
+        flood = self.flood_level(d)
+        if snow > 0:
+            fsnow = np.clip(1.6 * snow * self.snow_sus - 0.15, 0.0, 1.0)
+        if flood > 0:
+            fl = self.flood_idx[self.flood_dist < flood]
         tmp, r = self._buf("tmp"), self._buf("r")
         for i, b in enumerate(PF_BAND_INDEX):
             base, green = static[i]
@@ -741,10 +872,16 @@ class Scene:
             for g in regions:
                 flat[g.idx] = (BASE[g.bm, b] * g.btex * (1.0 - g.v - g.s)
                                + GREEN[g.gm, b] * g.gtex * g.v + DRY[b] * g.s)
+            if flood > 0:
+                flat[fl] = BASE[WATER, b] * 1.8 + DRY[b] * 0.15       # turbid flood water
+            if snow > 0:
+                r += fsnow * (SNOW_PF[i] - r)
             for (y0, y1, x0, x1, hmap) in blobs:
                 sub = r[y0:y1, x0:x1]
                 blur = _block_blur(sub, 4)
                 sub += hmap * (0.6 * (blur - sub) + haze_spec[i])
+            for (y0, y1, x0, x1, smap) in shadows:
+                r[y0:y1, x0:x1] *= 1.0 - 0.6 * smap                  # diffuse light only
             k, oy, ox = noise_bank.window(rng)
             np.multiply(k[oy:oy + self.h, ox:ox + self.w], sigma[i] / gain[i], out=tmp)
             r += tmp
@@ -824,12 +961,13 @@ def _block_blur(a, k):
     return out
 
 
-def _blobs(rng, h, w):
-    """Smooth gap-fill blotches of this date: (y0, y1, x0, x1, weight map)."""
+def _blobs(rng, h, w, rate=1.0, size=(30, 140)):
+    """Smooth blotches of this date (gap-fill haze, cloud shadows): (y0, y1, x0, x1, weight map).
+    rate scales how many there are, size their width in px."""
     area_km2 = h * w * PX * PX / 1e6
     out = []
-    for _ in range(int(rng.poisson(0.05 * area_km2 + 0.15))):
-        sig = rng.uniform(30, 140)
+    for _ in range(int(rng.poisson(rate * (0.05 * area_km2 + 0.15)))):
+        sig = rng.uniform(size[0], size[1])
         cy, cx = rng.uniform(0, h), rng.uniform(0, w)
         a = rng.uniform(0.2, 0.8)
         y0, y1 = max(0, int(cy - 2.5 * sig)), min(h, int(cy + 2.5 * sig) + 1)
@@ -853,25 +991,54 @@ def _event_region(rng):
     n = PATCH_PX
     m = np.zeros((n, n), bool)
     r = rng.random()
-    if r < 0.35:
+    if r < 0.2:
         m[:] = True
-    elif r < 0.6:
+    elif r < 0.45:
         side = int(rng.integers(4))
         half = n // 2
         [m[:half, :], m[half:, :], m[:, :half], m[:, half:]][side] = True
     else:
-        bh, bw = int(rng.integers(n * 3 // 10, n * 8 // 10)), int(rng.integers(n * 3 // 10, n * 8 // 10))
+        bh, bw = int(rng.integers(n * 2 // 10, n * 7 // 10)), int(rng.integers(n * 2 // 10, n * 7 // 10))
         y0, x0 = int(rng.integers(0, n - bh + 1)), int(rng.integers(0, n - bw + 1))
         m[y0:y0 + bh, x0:x0 + bw] = True
     return m
 
 
-def _event_attrs(rng, kind, ly, lx):
-    """Per-pixel attributes of a planted change (ly, lx: pixel rows/cols inside the patch)."""
+def _event_attrs(rng, kind, ly, lx, days_left=365):
+    """Per-pixel attributes of a planted change (ly, lx: pixel rows/cols inside the patch;
+    days_left: days from its date to the end of the series)."""
     patch_noise = smooth_noise(rng, PATCH_PX, PATCH_PX, 5)[ly, lx]
+    btex = (1.0 + 0.05 * patch_noise).astype(np.float32)
     if kind == "forest_to_shrub":
         return {"cover": np.clip(0.8 + 0.3 * patch_noise, 0.2, 1.3).astype(np.float32),
                 "btex": (1.0 + 0.06 * patch_noise).astype(np.float32)}
+    if kind == "vegetation_to_burnt":
+        return {"cover": np.clip(0.8 + 0.3 * patch_noise, 0.2, 1.3).astype(np.float32),
+                "btex": (1.0 + 0.12 * patch_noise).astype(np.float32)}
+    th = rng.uniform(0, np.pi / 2)
+    u = lx * math.cos(th) + ly * math.sin(th)
+    v = -lx * math.sin(th) + ly * math.cos(th)
+    if kind == "agriculture_to_solar":
+        # Rows of panels (4 px of 6) installed strip by strip over 20-90 days.
+        panel = (u % 6.0) < 4.0
+        span = rng.uniform(20, 90)
+        vn = (v - v.min()) / max(1e-6, float(v.max() - v.min()))
+        return {"panel": panel, "install_day": (vn * span).astype(np.float32), "btex": btex}
+    if kind == "agriculture_to_greenhouse":
+        # Tunnels 10 x 30 px with 2 px paths, covered one by one over 0-60 days.
+        path = ((u % 12.0) < 2.0) | ((v % 32.0) < 2.0)
+        lu, lv = np.floor(u / 12).astype(np.int64), np.floor(v / 32).astype(np.int64)
+        hsh = ((lu * 73856093) ^ (lv * 19349663)) & 0xFFFF
+        return {"path": path, "build_day": (hsh / 65536.0 * 60).astype(np.float32), "btex": btex}
+    if kind == "shrub_to_quarry":
+        # The pit grows from one side at a steady rate; pixels it reaches after the end
+        # of the series are not part of the change.
+        span = rng.uniform(0.5, 1.3) * max(30.0, days_left)
+        un = (u - u.min()) / max(1e-6, float(u.max() - u.min()))
+        if rng.random() < 0.5:
+            un = 1.0 - un
+        return {"grow_day": (un * span).astype(np.float32),
+                "bm": np.where(patch_noise > 0.8, ROCK, SAND).astype(np.uint8), "btex": btex}
     # Construction: streets every 16 px, buildings on lots, yards between.
     period = 16
     th = rng.uniform(0, np.pi / 2)
@@ -893,6 +1060,33 @@ def _event_state(e, dt, d):
     n = e.idx.size
     a = e.attrs
     doy = d.timetuple().tm_yday
+    if e.kind == "vegetation_to_burnt":
+        # Char and ash at once, greening slowly from the roots (30 days on).
+        regrow = 0.02 + 0.3 * (1.0 - math.exp(-max(0.0, dt - 30) / 200.0))
+        v = np.clip(regrow * (1.0 + 0.2 * bump(doy, 110, 60)) * a["cover"], 0, 1).astype(np.float32)
+        s = np.minimum(0.05 + 0.1 * (1.0 - math.exp(-dt / 90.0)), 1.0 - v).astype(np.float32)
+        return Region(e.idx, np.full(n, CHAR, np.uint8), a["btex"], np.full(n, G_SHRUB, np.uint8),
+                      np.ones(n, np.float32), v, s)
+    if e.kind == "agriculture_to_solar":
+        bm = np.full(n, BUILD_SOIL, np.uint8)
+        on = a["panel"] & (dt >= a["install_day"])
+        bm[on] = PANEL
+        v = np.where(on, 0.0, 0.05 + (0.25 * bump(doy, 100, 45) if dt > 60 else 0.0)).astype(np.float32)
+        s = np.where(on, 0.0, 0.05).astype(np.float32)
+        return Region(e.idx, bm, a["btex"], np.full(n, G_CROP, np.uint8), np.ones(n, np.float32), v, s)
+    if e.kind == "agriculture_to_greenhouse":
+        bm = np.full(n, SOIL, np.uint8)
+        on = ~a["path"] & (dt >= a["build_day"])
+        bm[on] = PLASTIC
+        v = np.where(on, 0.0, 0.05).astype(np.float32)
+        s = np.full(n, 0.04, np.float32)
+        return Region(e.idx, bm, a["btex"], np.full(n, G_CROP, np.uint8), np.ones(n, np.float32), v, s)
+    if e.kind == "shrub_to_quarry":
+        sel = dt >= a["grow_day"]
+        k = int(sel.sum())
+        z = np.zeros(k, np.float32)
+        return Region(e.idx[sel], a["bm"][sel], a["btex"][sel], np.full(k, G_SHRUB, np.uint8),
+                      np.ones(k, np.float32), z, z)
     if e.kind == "forest_to_shrub":
         regrow = 0.04 + 0.32 * (1.0 - math.exp(-max(0.0, dt - 20) / 140.0))
         v = np.clip(regrow * (1.0 + 0.15 * bump(doy, 110, 60)) * a["cover"], 0, 1).astype(np.float32)

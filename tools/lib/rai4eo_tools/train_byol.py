@@ -91,6 +91,13 @@ def add_arguments(p):
     g.add_argument("--rot90", action="store_true", help="also random quarter turns")
     g.add_argument("--brightness", type=float, default=0.0,
                    help="random reflectance gain in [1-B, 1+B] for all bands of a view (default 0: off)")
+    g.add_argument("--jitter", type=float, default=0.0,
+                   help="strength of the radiometric augmentation (gain, offsets, haze, cloud shadows, "
+                        "noise; 1: the corpus's own range; default 0: off), as for dino")
+    g.add_argument("--cross-year", type=float, default=0.0,
+                   help="probability that the second view comes from another year, within "
+                        "--year-window days of the anchor's day of year (default 0)")
+    g.add_argument("--year-window", type=int, default=30, help="default 30 days")
 
     g = p.add_argument_group("optimisation")
     g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
@@ -120,6 +127,8 @@ def check_arguments(p, a):
         p.error("--lr must be > 0; --min-lr, --weight-decay, --clip-grad >= 0")
     if a.brightness < 0 or a.brightness >= 1:
         p.error("--brightness lies in [0, 1)")
+    if a.jitter < 0 or not 0 <= a.cross_year <= 1 or a.year_window < 0:
+        p.error("--jitter >= 0, --cross-year in [0, 1], --year-window >= 0")
     if a.n_last_blocks != 1 or a.avgpool:
         p.error("--n-last-blocks and --avgpool are ViT feature recipes; a ResNet's features are pooled layer4")
 
@@ -137,12 +146,16 @@ def make_views(anchors, a, rng, counters, norm):
     v = [[], []]
     with T.single_thread():
         for entry, anchor in anchors:
-            partner, fb = T.pick_in_window(entry["days"], anchor, a.pair_window, rng)
+            partner = None
+            if a.cross_year > 0 and rng.random() < a.cross_year:
+                partner, fb = T.pick_other_year(entry["days"], anchor, a.year_window, rng), False
+            if partner is None:
+                partner, fb = T.pick_in_window(entry["days"], anchor, a.pair_window, rng)
             counters["anchors"] += 1
             counters["fallbacks"] += int(fb)
             for k, j in enumerate((anchor, partner)):
                 v[k].append(T.make_crop(entry["images"][j], a.crop_size, a.crop_scale, rng,
-                                        flips, a.rot90, a.brightness, norm))
+                                        flips, a.rot90, a.brightness, norm, a.jitter))
         return torch.stack(v[0] + v[1])
 
 
@@ -162,9 +175,9 @@ def run(a, given):
         return 2
     stream = None
     try:
-        pids = db_images.patch_ids(conn, a.sensor)
+        pids = T.training_patches(db_images.patch_ids(conn, a.sensor), a.holdout)
         if len(pids) == 0:
-            log("no %s images in rai4eo.image" % a.sensor)
+            log("no %s images in rai4eo.image%s" % (a.sensor, " outside the holdout" if a.holdout else ""))
             return 2
         nb = db_images.band_count(conn, a.sensor)
         if max(a.bands) > nb:
@@ -202,6 +215,11 @@ def run(a, given):
         target_params = dict(target.named_parameters())
         pairs = [(po, target_params[n]) for n, po in online.named_parameters() if n in target_params]
 
+        clock = None
+        if a.minutes is not None and not ckpt:
+            clock = T.StepBudget(a.minutes)
+            a.steps = until = max(a.steps, 1 + clock.probe + 1)        # provisional, while timing
+        warmup_given = "warmup_steps" in given
         lr_s = T.cosine_schedule(a.lr, a.min_lr, a.steps, a.warmup_steps)
         mom_s = T.cosine_schedule(a.momentum_target, 1.0, a.steps)
         arch = S.resnet_arch_name(spec)
@@ -260,6 +278,15 @@ def run(a, given):
                         for po, pt in pairs:
                             pt.mul_(m).add_(po.detach(), alpha=1 - m)
                     step = it + 1
+                    if clock is not None:
+                        total = clock.after_step(step - start)
+                        if total is not None:
+                            a.steps = until = progress.until = total
+                            if not warmup_given:
+                                a.warmup_steps = total // 10
+                            lr_s = T.cosine_schedule(a.lr, a.min_lr, a.steps, a.warmup_steps)
+                            mom_s = T.cosine_schedule(a.momentum_target, 1.0, a.steps)
+                            log("--minutes %g: %d steps fit (timed steps 2..%d)" % (a.minutes, total, step))
                     progress.step(step, "loss %.4f  lr %.2e  m %.4f  fallbacks %.0f%%"
                                   % (loss.item(), lr_s[it], m,
                                      100 * counters["fallbacks"] / max(counters["anchors"], 1)))

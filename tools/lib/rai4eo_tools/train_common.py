@@ -67,7 +67,7 @@ def float_list(text):
 # Options that belong to one invocation (connection, threads, logging, checkpointing,
 # export and the feature recipe written into it); all others define the training run,
 # and a resumed run takes them from its checkpoint.
-RUN_OPTIONS = {"dsn", "device", "threads", "checkpoint", "checkpoint_every", "resume", "until",
+RUN_OPTIONS = {"dsn", "device", "threads", "checkpoint", "checkpoint_every", "resume", "until", "minutes",
                "log_every", "export", "register", "name", "quiet", "method",
                "n_last_blocks", "avgpool", "input"}
 
@@ -90,6 +90,9 @@ def add_common_arguments(p):
     g.add_argument("--buffer-mb", type=float, default=512,
                    help="memory for decoded images: whole patches are held while their images serve as "
                         "anchors, then replaced by the next patch of the stream (default 512)")
+    g.add_argument("--holdout", type=float, default=0.0,
+                   help="leave out of training the patches whose split value (blake2b-64 of the "
+                        "patch_id / 2^64, as tools/evaluate --holdout) is below this (default 0: none)")
     g.add_argument("--anchor-reuse", type=int, default=1,
                    help="times each image of a buffered patch serves as anchor before the patch is "
                         "replaced (default 1: every image once per epoch)")
@@ -97,6 +100,9 @@ def add_common_arguments(p):
     g = p.add_argument_group("run")
     g.add_argument("--steps", type=int, default=100,
                    help="length of the training in optimizer steps; the schedules span it (default 100)")
+    g.add_argument("--minutes", type=float,
+                   help="train for about this long instead of --steps: the first steps are timed "
+                        "and --steps is set from their rate (then fixed, so --resume is exact)")
     g.add_argument("--until", type=int,
                    help="stop this run once STEP steps are done (default --steps); resume later")
     g.add_argument("--batch-size", type=int, default=32, help="anchor images per step (default 32)")
@@ -160,6 +166,47 @@ def check_common_arguments(p, a):
         p.error("--n-last-blocks must be >= 1")
     if a.scale <= 0 or not math.isfinite(a.scale):
         p.error("--scale must be a positive number")
+    if not 0 <= a.holdout < 1:
+        p.error("--holdout lies in [0, 1)")
+    if a.minutes is not None and a.minutes <= 0:
+        p.error("--minutes must be > 0")
+
+
+def holdout_value(pid):
+    """A patch's place in [0, 1): blake2b-64 of its decimal id / 2^64 (tools/evaluate's)."""
+    import hashlib
+    h = hashlib.blake2b(str(int(pid)).encode("ascii"), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2.0 ** 64
+
+
+def training_patches(pids, holdout):
+    """The patches training may use: those whose holdout_value is at least holdout."""
+    if holdout <= 0:
+        return pids
+    return type(pids)([p for p in pids if holdout_value(p) >= holdout]) if not isinstance(pids, np.ndarray) \
+        else pids[np.array([holdout_value(p) >= holdout for p in pids], bool)]
+
+
+class StepBudget:
+    """--minutes: time the first `probe` steps (after the first, which fills the buffer),
+    then say how many steps fit into the budget."""
+
+    def __init__(self, minutes, probe=4):
+        self.budget = minutes * 60.0
+        self.probe = probe
+        self.t0 = time.monotonic()
+        self.t1 = None
+
+    def after_step(self, step):
+        """Called after each step (1-based, from the run's start); returns the total step
+        count once the probe is over (None before and after)."""
+        if step == 1:
+            self.t1 = time.monotonic()
+        if step == 1 + self.probe:
+            per = (time.monotonic() - self.t1) / self.probe
+            left = self.budget - (time.monotonic() - self.t0)
+            return max(step + 1, step + int(left / max(per, 1e-6)))
+        return None
 
 
 # ---- temporal positives ---------------------------------------------------------------
@@ -186,14 +233,40 @@ def pick_in_window(days, anchor, window, rng):
     return int(best[rng.integers(best.size)]), True
 
 
-def temporal_views(days, anchor, n_local, global_window, local_window, rng):
+def pick_other_year(days, anchor, window, rng):
+    """An image of another year within window days of the anchor's day of year (the
+    nearest one when none is), or None when the patch has images of one year only."""
+    days = np.asarray(days)
+    lag = days - days[anchor]
+    years = np.round(lag / 365.25)
+    other = years != 0
+    if not other.any():
+        return None
+    off = np.abs(lag - 365.25 * years)
+    idx = np.flatnonzero(other & (off <= window))
+    if idx.size:
+        return int(idx[rng.integers(idx.size)])
+    cand = np.flatnonzero(other)
+    return int(cand[np.argmin(off[cand])])
+
+
+def temporal_views(days, anchor, n_local, global_window, local_window, rng, cross_year=0.0,
+                   year_window=30):
     """Images for one anchor's crops: [anchor, global partner], [local images], fallbacks.
 
     The two global crops come from the anchor and an image global_window days
-    away; each local crop from its own draw of an image local_window days away.
+    away -- or, with probability cross_year, an image of another year within
+    year_window days of the same day of year (so inter-annual variation, such as a
+    spring weeks late or another crop in a field, becomes a nuisance to ignore);
+    each local crop from its own draw of an image local_window days away.
     Returns (global_idx, local_idx, global_fallbacks, local_fallbacks).
     """
-    partner, gfb = pick_in_window(days, anchor, global_window, rng)
+    partner = None
+    if cross_year > 0 and rng.random() < cross_year:
+        partner = pick_other_year(days, anchor, year_window, rng)
+        gfb = False
+    if partner is None:
+        partner, gfb = pick_in_window(days, anchor, global_window, rng)
     local, lfb = [], 0
     for _ in range(n_local):
         j, fb = pick_in_window(days, anchor, local_window, rng)
@@ -258,7 +331,47 @@ class single_thread:
         return False
 
 
-def make_crop(image, size, scale, rng, flips=True, rot90=False, brightness=0.0, norm=None):
+# Radiometric nuisances of Planet Fusion-like series, in reflectance units per band
+# (B, G, R, N, then the longer wavelengths): the haze spectrum rises towards the blue.
+HAZE_SPECTRUM = (0.040, 0.030, 0.022, 0.012, 0.010, 0.009, 0.008, 0.008, 0.005, 0.004, 0.045, 0.008)
+
+
+def radiometric_jitter(x, norm, rng, strength):
+    """What changes between acquisitions of an unchanged place, applied to a normalised
+    C x S x S crop: a gain common to all bands (+-5 % x strength) and per band
+    (+-2 %), per-band offsets, haze (an additive blue-heavy layer mixed with a blurred
+    copy, on 30 % of the crops), a cloud shadow (a smooth darkening, 20 %) and sensor
+    noise; all drawn from rng.  strength 0 returns x unchanged."""
+    if strength <= 0:
+        return x
+    C = x.shape[0]
+    mean = norm.mean[:C]
+    std = norm.std[:C]
+    r = (x * std + mean) / norm.scale * 1e-4                     # reflectance
+    g = (1.0 + strength * 0.05 * (2 * rng.random() - 1)) \
+        * (1.0 + strength * 0.02 * (2 * rng.random(C) - 1))
+    o = strength * 0.004 * rng.standard_normal(C)
+    r = r * torch.tensor(g, dtype=torch.float32).view(C, 1, 1) + torch.tensor(o, dtype=torch.float32).view(C, 1, 1)
+    S = x.shape[-1]
+    if rng.random() < 0.3 * min(1.0, strength):
+        h = float(rng.uniform(0.2, 1.0)) * strength
+        spec = torch.tensor([HAZE_SPECTRUM[i % len(HAZE_SPECTRUM)] for i in range(C)]).view(C, 1, 1)
+        k = max(1, S // 8)
+        blur = F.avg_pool2d(r.unsqueeze(0), k, k, ceil_mode=True)
+        blur = F.interpolate(blur, size=(S, S), mode="nearest").squeeze(0)
+        r = r + h * (0.5 * (blur - r) + spec)
+    if rng.random() < 0.2 * min(1.0, strength):
+        cy, cx = rng.uniform(0, S, 2)
+        sig = rng.uniform(0.2, 0.6) * S
+        yy = torch.arange(S, dtype=torch.float32).view(S, 1)
+        xx = torch.arange(S, dtype=torch.float32).view(1, S)
+        m = torch.exp(-((yy - float(cy)) ** 2 + (xx - float(cx)) ** 2) / (2 * float(sig) ** 2))
+        r = r * (1.0 - float(rng.uniform(0.3, 0.6)) * m)
+    r = r + strength * 0.003 * torch.from_numpy(rng.standard_normal(r.shape).astype(np.float32))
+    return (r * 1e4 * norm.scale - mean) / std
+
+
+def make_crop(image, size, scale, rng, flips=True, rot90=False, brightness=0.0, norm=None, jitter=0.0):
     """One augmented view of a normalised C x H x W image: a random resized crop,
     resized to size x size (bilinear, antialiased when shrinking), random flips (and
     quarter turns).  brightness > 0 multiplies the reflectance of all bands by one
@@ -274,6 +387,8 @@ def make_crop(image, size, scale, rng, flips=True, rot90=False, brightness=0.0, 
         g = float(rng.uniform(1 - brightness, 1 + brightness))
         # raw * g, normalised: g * x + (g - 1) * mean / std
         x = x * g + (g - 1) * (norm.mean / norm.std)
+    if jitter > 0:
+        x = radiometric_jitter(x, norm, rng, jitter)
     if flips:
         if rng.random() < 0.5:
             x = x.flip(2)

@@ -175,7 +175,9 @@ def add_arguments(p):
     g.add_argument("--mlp-ratio", type=float, default=4.0, help="MLP width / embed-dim (default 4)")
 
     g = p.add_argument_group("DINO head and loss")
-    g.add_argument("--out-dim", type=int, default=1024, help="prototypes of the head's last layer (default 1024)")
+    g.add_argument("--out-dim", type=int, default=256,
+                   help="prototypes of the head's last layer (default 256: with 1024 and small batches "
+                        "the teacher drifted to uniform outputs)")
     g.add_argument("--head-hidden-dim", type=int, default=1024, help="default 1024")
     g.add_argument("--bottleneck-dim", type=int, default=256, help="default 256")
     g.add_argument("--head-layers", type=int, default=3, help="MLP layers of the head (default 3)")
@@ -206,16 +208,25 @@ def add_arguments(p):
     g.add_argument("--brightness", type=float, default=0.0,
                    help="random reflectance gain in [1-B, 1+B], the same for all bands of a crop "
                         "(keeps spectral ratios; default 0: off)")
+    g.add_argument("--jitter", type=float, default=1.0,
+                   help="strength of the radiometric augmentation modelling what differs between "
+                        "acquisitions: common and per-band gain, offsets, haze, cloud shadows, "
+                        "noise (default 1: the range of Planet Fusion series; 0: off)")
+    g.add_argument("--cross-year", type=float, default=0.0,
+                   help="probability that the second global crop comes from another year, within "
+                        "--year-window days of the anchor's day of year (default 0)")
+    g.add_argument("--year-window", type=int, default=30,
+                   help="days around the same day of year for --cross-year partners (default 30)")
 
     g = p.add_argument_group("optimisation")
-    g.add_argument("--lr", type=float, default=1.5e-3,
-                   help="peak learning rate after warm-up, not scaled by the batch size (default 1.5e-3)")
+    g.add_argument("--lr", type=float, default=3e-4,
+                   help="peak learning rate after warm-up, not scaled by the batch size (default 3e-4)")
     g.add_argument("--min-lr", type=float, default=1e-6, help="learning rate at the end (default 1e-6)")
     g.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up (default steps / 10)")
     g.add_argument("--weight-decay", type=float, default=0.04, help="initial weight decay (default 0.04)")
     g.add_argument("--weight-decay-end", type=float, default=0.4, help="final weight decay (default 0.4)")
-    g.add_argument("--momentum-teacher", type=float, default=0.99,
-                   help="initial teacher EMA momentum, rising to 1 on a cosine (default 0.99)")
+    g.add_argument("--momentum-teacher", type=float, default=0.996,
+                   help="initial teacher EMA momentum, rising to 1 on a cosine (default 0.996)")
     g.add_argument("--clip-grad", type=float, default=3.0, help="per-parameter gradient norm clip (0: off; default 3)")
     g.add_argument("--freeze-last-layer-steps", type=int, default=0,
                    help="steps during which the head's last layer does not learn (default 0)")
@@ -247,6 +258,8 @@ def check_arguments(p, a):
         p.error("momenta lie in [0, 1]")
     if a.brightness < 0 or a.brightness >= 1:
         p.error("--brightness lies in [0, 1)")
+    if a.jitter < 0 or not 0 <= a.cross_year <= 1 or a.year_window < 0:
+        p.error("--jitter >= 0, --cross-year in [0, 1], --year-window >= 0")
 
 
 # ---- training -------------------------------------------------------------------------------
@@ -284,17 +297,18 @@ def make_batch(anchors, a, rng, counters, norm):
     with T.single_thread():
         for entry, anchor in anchors:
             gi, li, gfb, lfb = T.temporal_views(entry["days"], anchor, a.local_crops,
-                                                a.global_window, a.local_window, rng)
+                                                a.global_window, a.local_window, rng,
+                                                a.cross_year, a.year_window)
             counters["anchors"] += 1
             counters["global_fallbacks"] += gfb
             counters["local_crops"] += len(li)
             counters["local_fallbacks"] += lfb
             for k in range(2):
                 g[k].append(T.make_crop(entry["images"][gi[k]], a.global_size, a.global_scale, rng,
-                                        flips, a.rot90, a.brightness, norm))
+                                        flips, a.rot90, a.brightness, norm, a.jitter))
             for k, j in enumerate(li):
                 loc[k].append(T.make_crop(entry["images"][j], a.local_size, a.local_scale, rng,
-                                          flips, a.rot90, a.brightness, norm))
+                                          flips, a.rot90, a.brightness, norm, a.jitter))
         globals_ = torch.stack(g[0] + g[1])
         locals_ = torch.stack([c for crops in loc for c in crops]) if a.local_crops else None
     return globals_, locals_
@@ -332,9 +346,9 @@ def run(a, given):
 
     stream = None
     try:
-        pids = db_images.patch_ids(conn, a.sensor)
+        pids = T.training_patches(db_images.patch_ids(conn, a.sensor), a.holdout)
         if len(pids) == 0:
-            log("no %s images in rai4eo.image" % a.sensor)
+            log("no %s images in rai4eo.image%s" % (a.sensor, " outside the holdout" if a.holdout else ""))
             return 2
         nb = db_images.band_count(conn, a.sensor)
         if max(a.bands) > nb:
@@ -389,13 +403,24 @@ def run(a, given):
                 if torch.is_tensor(v) and k != "step":
                     st[k] = v.to(device)
 
+        clock = None
+        if a.minutes is not None and not ckpt:
+            clock = T.StepBudget(a.minutes)
+            a.steps = max(a.steps, 1 + clock.probe + 1)      # provisional, while timing
+            until = a.steps
+        warmup_given = "warmup_steps" in given
+
+        def schedules(steps):
+            if not warmup_given and clock is not None:
+                a.warmup_steps = steps // 10
+            wt = min(a.warmup_teacher_temp_steps, steps)
+            return (T.cosine_schedule(a.lr, a.min_lr, steps, a.warmup_steps),
+                    T.cosine_schedule(a.weight_decay, a.weight_decay_end, steps),
+                    T.cosine_schedule(a.momentum_teacher, 1.0, steps),
+                    np.concatenate([np.linspace(a.warmup_teacher_temp, a.teacher_temp, wt),
+                                    np.full(steps - wt, a.teacher_temp)]))
         steps = a.steps
-        lr_s = T.cosine_schedule(a.lr, a.min_lr, steps, a.warmup_steps)
-        wd_s = T.cosine_schedule(a.weight_decay, a.weight_decay_end, steps)
-        mom_s = T.cosine_schedule(a.momentum_teacher, 1.0, steps)
-        wt = min(a.warmup_teacher_temp_steps, steps)
-        temp_s = np.concatenate([np.linspace(a.warmup_teacher_temp, a.teacher_temp, wt),
-                                 np.full(steps - wt, a.teacher_temp)])
+        lr_s, wd_s, mom_s, temp_s = schedules(steps)
 
         rng = np.random.default_rng([a.seed, 2])
         counters = {"anchors": 0, "global_fallbacks": 0, "local_crops": 0, "local_fallbacks": 0}
@@ -469,6 +494,13 @@ def run(a, given):
                         for ps, pt in zip(student.parameters(), teacher.parameters()):
                             pt.mul_(m).add_(ps.detach(), alpha=1 - m)
                     step = it + 1
+                    if clock is not None:
+                        total = clock.after_step(step - start)
+                        if total is not None:
+                            a.steps = steps = until = total
+                            lr_s, wd_s, mom_s, temp_s = schedules(steps)
+                            progress.until = until
+                            log("--minutes %g: %d steps fit (timed steps 2..%d)" % (a.minutes, steps, step))
                     gf = counters["global_fallbacks"] / max(counters["anchors"], 1)
                     lf = counters["local_fallbacks"] / max(counters["local_crops"], 1)
                     progress.step(step, "loss %.4f  lr %.2e  wd %.3f  m %.4f  T %.3f  H(t) %.2f  "
