@@ -4,6 +4,33 @@
 
 -- ---- calibration --------------------------------------------------------------
 
+-- ---- labelled patches ---------------------------------------------------------
+
+CREATE FUNCTION rai4eo.truth_labels(truth regclass, OUT patch_ids bigint[], OUT changed boolean[])
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n_both integer;
+BEGIN
+	IF (SELECT count(*) FROM pg_attribute a
+		WHERE a.attrelid = truth AND a.attname IN ('patch_id', 'changed') AND a.attnum > 0 AND NOT a.attisdropped) < 2 THEN
+		RAISE EXCEPTION 'truth table % has no columns patch_id and changed', truth USING ERRCODE = 'undefined_column',
+			HINT = 'Give a table or view with patch_id bigint and changed boolean, e.g. a view renaming your columns.';
+	END IF;
+	-- One label per patch; NULL labels are ignored.
+	EXECUTE format('SELECT array_agg(patch_id ORDER BY patch_id), array_agg(changed ORDER BY patch_id), '
+				   'count(*) FILTER (WHERE n > 1) FROM (SELECT t.patch_id::bigint AS patch_id, bool_or(t.changed::boolean) AS changed, '
+				   'count(DISTINCT t.changed::boolean) AS n FROM %s t WHERE t.changed IS NOT NULL GROUP BY 1) s', truth)
+		INTO patch_ids, changed, n_both;
+	IF n_both > 0 THEN
+		RAISE EXCEPTION '% labels patches both changed and unchanged', truth
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = format('%s patch(es) have both labels.', n_both);
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION rai4eo.truth_labels(regclass) IS
+'The labels of a truth table or view (columns patch_id and changed), one per patch in patch_id order, NULL labels ignored: ERROR 42703 without those columns, 22023 for a patch labelled both ways. Read by the calibration functions.';
+
 CREATE FUNCTION rai4eo_calibrate_threshold(model text, year integer, truth regclass, sensor text DEFAULT 'PF-SR',
 	tolerance integer DEFAULT 2, rate_cut float8 DEFAULT 0.1, candidates integer DEFAULT 99, store boolean DEFAULT true)
 RETURNS TABLE (threshold float8, "precision" float8, recall float8, f1 float8, true_positives integer,
@@ -48,20 +75,7 @@ BEGIN
 			DETAIL = 'The candidate thresholds are the quantiles 1/(n+1) .. n/(n+1) of the observed daily distances, n from 1 to 1000.';
 	END IF;
 
-	IF (SELECT count(*) FROM pg_attribute a
-		WHERE a.attrelid = truth AND a.attname IN ('patch_id', 'changed') AND a.attnum > 0 AND NOT a.attisdropped) < 2 THEN
-		RAISE EXCEPTION 'truth table % has no columns patch_id and changed', truth USING ERRCODE = 'undefined_column',
-			HINT = 'Give a table or view with patch_id bigint and changed boolean, e.g. a view renaming your columns.';
-	END IF;
-	-- The labels: one per patch; NULL labels are ignored.
-	EXECUTE format('SELECT array_agg(patch_id ORDER BY patch_id), array_agg(changed ORDER BY patch_id), '
-				   'count(*) FILTER (WHERE n > 1) FROM (SELECT t.patch_id::bigint AS patch_id, bool_or(t.changed::boolean) AS changed, '
-				   'count(DISTINCT t.changed::boolean) AS n FROM %s t WHERE t.changed IS NOT NULL GROUP BY 1) s', truth)
-		INTO lp, lc, n_labelled;
-	IF n_labelled > 0 THEN
-		RAISE EXCEPTION '% labels patches both changed and unchanged', truth
-			USING ERRCODE = 'invalid_parameter_value', DETAIL = format('%s patch(es) have both labels.', n_labelled);
-	END IF;
+	SELECT t.patch_ids, t.changed INTO lp, lc FROM rai4eo.truth_labels(truth) t;
 
 	-- Daily distances of the labelled patches in the year.
 	SELECT array_agg(l.patch_id), array_agg(d.distance) INTO pp, pd

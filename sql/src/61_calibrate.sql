@@ -31,7 +31,6 @@ DECLARE
 	centres @extschema@.embedding[];
 	lp bigint[];
 	lc boolean[];
-	n_bad integer;
 	n_labelled integer;
 	n_used integer;
 	n_pos integer;
@@ -71,19 +70,7 @@ BEGIN
 		END IF;
 		ms := ARRAY(SELECT DISTINCT u FROM unnest(methods) u);
 	END IF;
-	IF (SELECT count(*) FROM pg_attribute a
-		WHERE a.attrelid = truth AND a.attname IN ('patch_id', 'changed') AND a.attnum > 0 AND NOT a.attisdropped) < 2 THEN
-		RAISE EXCEPTION 'truth table % has no columns patch_id and changed', truth USING ERRCODE = 'undefined_column',
-			HINT = 'Give a table or view with patch_id bigint and changed boolean, e.g. a view renaming your columns.';
-	END IF;
-	EXECUTE format('SELECT array_agg(patch_id ORDER BY patch_id), array_agg(changed ORDER BY patch_id), '
-				   'count(*) FILTER (WHERE n > 1) FROM (SELECT t.patch_id::bigint AS patch_id, bool_or(t.changed::boolean) AS changed, '
-				   'count(DISTINCT t.changed::boolean) AS n FROM %s t WHERE t.changed IS NOT NULL GROUP BY 1) s', truth)
-		INTO lp, lc, n_bad;
-	IF n_bad > 0 THEN
-		RAISE EXCEPTION '% labels patches both changed and unchanged', truth
-			USING ERRCODE = 'invalid_parameter_value', DETAIL = format('%s patch(es) have both labels.', n_bad);
-	END IF;
+	SELECT t.patch_ids, t.changed INTO lp, lc FROM rai4eo.truth_labels(truth) t;
 	n_labelled := coalesce(cardinality(lp), 0);
 
 	-- The labelled patches' series and composites (patches without a compared day are left out).
