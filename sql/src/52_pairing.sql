@@ -65,9 +65,10 @@ COMMENT ON FUNCTION rai4eo.change_threshold(text, float8) IS
 
 -- ---- pairing ------------------------------------------------------------------
 
-CREATE FUNCTION rai4eo.daily_distances(patch_id bigint, model text, sensor text, first_day date, last_day date,
+CREATE FUNCTION rai4eo.daily_pairs(patch_id bigint, model text, sensor text, first_day date, last_day date,
 	tolerance integer DEFAULT 2)
-RETURNS TABLE (image_id bigint, acquired date, prior_image_id bigint, prior_acquired date, distance float8)
+RETURNS TABLE (image_id bigint, acquired date, prior_image_id bigint, prior_acquired date, distance float8,
+	emb @extschema@.embedding, prior_emb @extschema@.embedding)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
 	-- Inlined into its callers' plans, which a SET clause would prevent: so every
 	-- function, operator and type is schema-qualified (docs/sql-conventions.md);
@@ -77,7 +78,7 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
 		   '2000-01-01'::pg_catalog.date OPERATOR(pg_catalog.+) (c.image_id OPERATOR(pg_catalog.&) 65535)::pg_catalog.int4,
 		   q.image_id,
 		   '2000-01-01'::pg_catalog.date OPERATOR(pg_catalog.+) (q.image_id OPERATOR(pg_catalog.&) 65535)::pg_catalog.int4,
-		   q.distance
+		   q.distance, c.emb, q.emb
 	FROM (SELECT ($1 OPERATOR(pg_catalog.<<) 18) OPERATOR(pg_catalog.+)
 				 ((CASE WHEN $3 OPERATOR(pg_catalog.=) 'PF-SR'::pg_catalog.text THEN 0
 						WHEN $3 OPERATOR(pg_catalog.=) 'S2-SR'::pg_catalog.text THEN 1 END)::pg_catalog.int8
@@ -90,7 +91,7 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
 	 AND c.image_id OPERATOR(pg_catalog.<=)
 			(b.base OPERATOR(pg_catalog.+) least($5 OPERATOR(pg_catalog.-) '2000-01-01'::pg_catalog.date, 65535))
 	CROSS JOIN LATERAL (
-		SELECT e.image_id, @extschema@.cosine_change(c.emb, e.emb) AS distance
+		SELECT e.image_id, e.emb, @extschema@.cosine_change(c.emb, e.emb) AS distance
 		FROM rai4eo.embedding e
 		WHERE e.model OPERATOR(pg_catalog.=) $2
 		  -- Same patch and sensor (never below the group's day 0), strictly earlier.
@@ -101,6 +102,18 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
 		ORDER BY pg_catalog.abs(e.image_id OPERATOR(pg_catalog.-) (c.image_id OPERATOR(pg_catalog.-) 365)), e.image_id
 		LIMIT 1) q
 	WHERE q.distance OPERATOR(pg_catalog.<>) 'NaN'::pg_catalog.float8
+$$;
+
+COMMENT ON FUNCTION rai4eo.daily_pairs(bigint, text, text, date, date, integer) IS
+'The pairs of one patch with both embeddings: for each embedded image of the sensor acquired from first_day to last_day, the image nearest to 365 days earlier within tolerance days (ties: the earlier), their cosine distance, emb (the day''s) and prior_emb (its partner''s); days without a partner or with a NaN distance give no row. The pairing under every change function.';
+
+CREATE FUNCTION rai4eo.daily_distances(patch_id bigint, model text, sensor text, first_day date, last_day date,
+	tolerance integer DEFAULT 2)
+RETURNS TABLE (image_id bigint, acquired date, prior_image_id bigint, prior_acquired date, distance float8)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+	-- Inlined like daily_pairs, whose columns it selects.
+	SELECT d.image_id, d.acquired, d.prior_image_id, d.prior_acquired, d.distance
+	FROM rai4eo.daily_pairs($1, $2, $3, $4, $5, $6) d
 $$;
 
 COMMENT ON FUNCTION rai4eo.daily_distances(bigint, text, text, date, date, integer) IS

@@ -83,42 +83,7 @@ CREATE AGGREGATE rai4eo.pair_composites(date, embedding, embedding) (
 COMMENT ON AGGREGATE rai4eo.pair_composites(date, embedding, embedding) IS
 'Composites of a patch''s pairs (day, its embedding, its partner''s one year earlier), as {annual, seasonal, zscore}: annual the cosine distance between the mean embeddings of the days and of their partners; seasonal the mean over calendar months of that distance within the month; zscore the robust z (scale floor 0.001) of the days'' distances to the partners'' mean against the partners'' own; NULL elements where a mean is a zero vector, NULL without pairs';
 
--- ---- the pairs of a patch, with their embeddings -------------------------------
-
--- Inlined into its callers for speed (docs/sql-conventions.md, exception 2): no
--- SET clause, every name qualified.
-CREATE FUNCTION rai4eo.daily_pairs(patch_id bigint, model text, sensor text, first_day date, last_day date,
-	tolerance integer DEFAULT 2)
-RETURNS TABLE (acquired date, distance float8, emb @extschema@.embedding, prior_emb @extschema@.embedding)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-	SELECT pg_catalog.date '2000-01-01' OPERATOR(pg_catalog.+) (c.image_id OPERATOR(pg_catalog.&) 65535)::integer,
-		   q.distance, c.emb, q.emb
-	FROM (SELECT ($1 OPERATOR(pg_catalog.<<) 18) OPERATOR(pg_catalog.+)
-				 ((CASE WHEN $3 OPERATOR(pg_catalog.=) 'PF-SR'::text THEN 0
-						WHEN $3 OPERATOR(pg_catalog.=) 'S2-SR'::text THEN 1 END)::bigint OPERATOR(pg_catalog.<<) 16) AS base) b
-	JOIN rai4eo.embedding c
-	  ON c.model OPERATOR(pg_catalog.=) $2
-	 -- Dates outside 2000-01-01 .. 2179-06-06 have no image: clamp to the days field.
-	 AND c.image_id OPERATOR(pg_catalog.>=) (b.base OPERATOR(pg_catalog.+)
-			pg_catalog.int8(greatest($4 OPERATOR(pg_catalog.-) pg_catalog.date '2000-01-01', 0)))
-	 AND c.image_id OPERATOR(pg_catalog.<=) (b.base OPERATOR(pg_catalog.+)
-			pg_catalog.int8(least($5 OPERATOR(pg_catalog.-) pg_catalog.date '2000-01-01', 65535)))
-	CROSS JOIN LATERAL (
-		SELECT e.image_id, e.emb, @extschema@.cosine_change(c.emb, e.emb) AS distance
-		FROM rai4eo.embedding e
-		WHERE e.model OPERATOR(pg_catalog.=) $2
-		  AND e.image_id OPERATOR(pg_catalog.>=)
-				greatest(c.image_id OPERATOR(pg_catalog.-) pg_catalog.int8(365 OPERATOR(pg_catalog.+) $6), b.base)
-		  AND e.image_id OPERATOR(pg_catalog.<=)
-				least(c.image_id OPERATOR(pg_catalog.-) pg_catalog.int8(365 OPERATOR(pg_catalog.-) $6),
-					  c.image_id OPERATOR(pg_catalog.-) 1::bigint)
-		ORDER BY pg_catalog.abs(e.image_id OPERATOR(pg_catalog.-) (c.image_id OPERATOR(pg_catalog.-) 365::bigint)), e.image_id
-		LIMIT 1) q
-	WHERE q.distance OPERATOR(pg_catalog.<>) 'NaN'::float8
-$$;
-
-COMMENT ON FUNCTION rai4eo.daily_pairs(bigint, text, text, date, date, integer) IS
-'The pairs of rai4eo.daily_distances (same rule: the image nearest to 365 days earlier within tolerance days, ties the earlier, NaN distances left out) with both embeddings: acquired, distance, emb (the day''s) and prior_emb (its partner''s)';
+-- The pairs of a patch with their embeddings come from rai4eo.daily_pairs (52_pairing.sql).
 
 -- ---- per-patch series -----------------------------------------------------------
 
