@@ -78,7 +78,9 @@ COMMENT ON FUNCTION rai4eo.pair_composites_final(internal) IS
 CREATE AGGREGATE rai4eo.pair_composites(date, embedding, embedding) (
 	SFUNC = rai4eo.pair_composites_accum,
 	STYPE = internal,
-	FINALFUNC = rai4eo.pair_composites_final
+	FINALFUNC = rai4eo.pair_composites_final,
+	-- Safe in a parallel worker; there is no combine function, so never split.
+	PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE rai4eo.pair_composites(date, embedding, embedding) IS
 'Composites of a patch''s pairs (day, its embedding, its partner''s one year earlier), as {annual, seasonal, zscore}: annual the cosine distance between the mean embeddings of the days and of their partners; seasonal the mean over calendar months of that distance within the month; zscore the robust z (scale floor 0.001) of the days'' distances to the partners'' mean against the partners'' own; NULL elements where a mean is a zero vector, NULL without pairs';
