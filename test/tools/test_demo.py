@@ -43,7 +43,7 @@ class DemoTest(unittest.TestCase):
                "--out", cls.out, "--grid", str(GRID), "--date-step", "24", "--train-steps", "3",
                "--embed-dim", "64", "--depth", "2", "--num-heads", "2", "--batch-size", "4",
                "--calib-positives", "2", "--calib-negatives", "2", "--png-scale", str(SCALE), "--threads", "1",
-               "--supervised-steps", "2"]
+               "--supervised-steps", "2", "--temporal-steps", "3"]
         cls.proc = subprocess.run(cmd, capture_output=True, text=True)
         cls.conn = psycopg.connect("dbname=" + cls.db, autocommit=True)
 
@@ -196,6 +196,28 @@ class DemoTest(unittest.TestCase):
         # the cell centres (inside any outline) are pure red exactly where the decision says changed
         centres = red[SCALE // 2::SCALE, SCALE // 2::SCALE]
         self.assertEqual(int(centres.sum()), sum(1 for v in db.values() if v))
+
+    def test_temporal_classifier_and_transitions_reported(self):
+        tp = self.report()["temporal"]
+        for k in ("temporal", "mono_temporal"):
+            for avg in ("micro", "macro"):
+                self.assertTrue(0 <= tp[k][avg] <= 1, (k, avg, tp[k][avg]))
+        self.assertEqual(len(tp["per_class"]), 7)
+        # the counts nest: truly changed >= decided changed >= with a known pair >= matching
+        self.assertGreaterEqual(tp["changed"], tp["found"])
+        self.assertGreaterEqual(tp["found"], tp["scored"])
+        self.assertGreaterEqual(tp["scored"], tp["from_matches"])
+        self.assertGreaterEqual(tp["from_matches"], tp["matches"])
+        # the truly changed count is the truth's
+        n = self.conn.execute("SELECT count(*) FROM demo.truth WHERE changed").fetchone()[0]
+        self.assertEqual(tp["changed"], n)
+        # the transitions the report counts are those class_transitions returns for the changed patches
+        found = self.conn.execute("SELECT count(*) FROM class_transitions((SELECT ST_Envelope(ST_Collect(geom)) "
+                                  "FROM rai4eo.patch), 2019, 'clc7_lstm', 'dino_trained') x JOIN demo.truth t "
+                                  "USING (patch_id) WHERE t.changed").fetchone()[0]
+        self.assertEqual(tp["found"], found)
+        with open(os.path.join(self.out, "report.md")) as f:
+            self.assertIn("## Temporal CLC classifier", f.read())
 
     def test_calibration_patches_are_not_scored(self):
         n = self.conn.execute("SELECT count(*) FROM demo.truth WHERE split = 'calibration'").fetchone()[0]
