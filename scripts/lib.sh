@@ -20,7 +20,10 @@ R4_PACKAGES=(
 	libtap-parser-sourcehandler-pgtap-perl
 	libopenblas-dev zlib1g-dev
 	gdal-bin python3 python3-numpy python3-gdal python3-torch python3-psycopg
-	# the review dashboard's browser test (tools/dashboard) and the GIS client tests
+)
+# What only the test suite needs: the review dashboard's browser test (tools/dashboard) and
+# the GIS client tests (GeoPandas, QGIS); scripts/test.sh passes them to r4_install_deps.
+R4_TEST_PACKAGES=(
 	chromium chromium-driver python3-selenium python3-pil python3-geopandas python3-qgis
 )
 
@@ -32,12 +35,12 @@ r4_as_root() {
 }
 
 r4_install_deps() {
-	local missing=() p
-	for p in "${R4_PACKAGES[@]}"; do
+	local missing=() p want=("${R4_PACKAGES[@]}" "$@")
+	for p in "${want[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 	done
 	if [ ${#missing[@]} -eq 0 ]; then
-		r4_log "Debian packages: all ${#R4_PACKAGES[@]} present"
+		r4_log "Debian packages: all ${#want[@]} present"
 		return
 	fi
 	r4_log "installing Debian packages: ${missing[*]}"

@@ -11,7 +11,7 @@
 source "$(dirname "$0")/lib.sh"
 cd "$R4_ROOT"
 
-r4_install_deps
+r4_install_deps "${R4_TEST_PACKAGES[@]}"
 r4_build_install
 r4_start_cluster
 
