@@ -105,7 +105,7 @@ class ClientsTest(unittest.TestCase):
             "SELECT ST_Width(rast), ST_Height(rast), ST_NumBands(rast), ST_UpperLeftX(rast), ST_UpperLeftY(rast), "
             "ST_ScaleX(rast), ST_ScaleY(rast), ST_SRID(rast) FROM public.heat").fetchone()
         self.assertEqual((ds.RasterXSize, ds.RasterYSize, ds.RasterCount), (w, h, nb))
-        self.assertEqual((w, h, nb), (4, 4, 3))
+        self.assertEqual((w, h, nb), (4, 4, 6))
         self.assertEqual(ds.GetGeoTransform(), (ulx, sx, 0.0, uly, 0.0, sy))
         srs = osr.SpatialReference(wkt=ds.GetProjection())
         srs.AutoIdentifyEPSG()
@@ -149,7 +149,7 @@ class ClientsTest(unittest.TestCase):
         self.assertEqual(int(got["sql_changed"]), sum(1 for r in rows if r[6]))
         self.assertEqual(got["sql_max_score"], repr(max(r[5] for r in rows)))
         self.assertEqual(got["raster_valid"], "True")
-        self.assertEqual(got["raster_size"], "4x4x3")
+        self.assertEqual(got["raster_size"], "4x4x6")
         self.assertEqual(got["raster_crs"], "EPSG:32629")
         self.assertEqual(got["review_count"], "1")
         self.assertEqual(got["review_verdict"], "accept")

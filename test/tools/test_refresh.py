@@ -272,7 +272,14 @@ class RefreshTest(unittest.TestCase):
                       % (self.aoi(), "%s"), thr)[0]
         x0 = min(sid.bounds()[0] for sid in self.samples)
         y1 = max(sid.bounds()[3] for sid in self.samples)
-        self.assertEqual(meta, (x0, y1, GRID, GRID, 600.0, -600.0, 32629, 3))
+        # bands 1-3 the counts, 4-6 the decision (score, changed, onset day of year)
+        self.assertEqual(meta, (x0, y1, GRID, GRID, 600.0, -600.0, 32629, 6))
+        changed = dict(self.q("SELECT patch_id, changed FROM yearly_change(%s, 2019, 'tiny', %s)"
+                              % (self.aoi(), "%s"), thr))
+        vals = self.q("SELECT ST_DumpValues(yearly_heatmap(%s, 2019, 'tiny', %s), 5)" % (self.aoi(), "%s"), thr)[0][0]
+        for sid in self.samples:
+            x, y = sid.gx - min(s.gx for s in self.samples), max(s.gy for s in self.samples) - sid.gy
+            self.assertEqual(vals[y][x], float(changed[sid.patch_id()]))
         for band, col in ((1, 0), (2, 1), (3, 2)):
             vals = self.q("SELECT ST_DumpValues(yearly_heatmap(%s, 2019, 'tiny', %s), %s)" % (self.aoi(), "%s", "%s"),
                           thr, band)[0][0]
