@@ -126,6 +126,10 @@ BEGIN
 		PERFORM create_reference_table('rai4eo.model');
 		PERFORM create_reference_table('rai4eo.clc_class');
 	END IF;
+	-- A model's k-means states (rai4eo_cluster) are small and read with the model: a reference table.
+	IF NOT EXISTS (SELECT 1 FROM pg_dist_partition p WHERE p.logicalrelid = 'rai4eo.state'::regclass) THEN
+		PERFORM create_reference_table('rai4eo.state');
+	END IF;
 	IF NOT EXISTS (SELECT 1 FROM pg_dist_partition p WHERE p.logicalrelid = 'rai4eo.patch'::regclass) THEN
 		PERFORM create_distributed_table('rai4eo.patch', 'patch_id');
 	END IF;
@@ -139,7 +143,7 @@ BEGIN
 	END LOOP;
 	-- The coordinator's own copies of rows now held by the shards.
 	FOREACH t IN ARRAY ARRAY['rai4eo.review', 'rai4eo.embedding', 'rai4eo.image', 'rai4eo.patch_clc', 'rai4eo.patch',
-							 'rai4eo.model', 'rai4eo.clc_class']::regclass[] LOOP
+							 'rai4eo.state', 'rai4eo.model', 'rai4eo.clc_class']::regclass[] LOOP
 		PERFORM truncate_local_data_after_distributing_table(t);
 	END LOOP;
 
@@ -150,7 +154,8 @@ BEGIN
 	FROM (SELECT x.logicalrelid, x.partmethod, x.colocationid,
 				 pg_catalog.column_to_column_name(x.logicalrelid, x.partkey) AS partkey_name
 		  FROM pg_dist_partition x) p
-	WHERE p.logicalrelid IN ('rai4eo.model'::regclass, 'rai4eo.clc_class'::regclass, 'rai4eo.patch'::regclass,
+	WHERE p.logicalrelid IN ('rai4eo.model'::regclass, 'rai4eo.clc_class'::regclass, 'rai4eo.state'::regclass,
+							 'rai4eo.patch'::regclass,
 							 'rai4eo.patch_clc'::regclass, 'rai4eo.image'::regclass, 'rai4eo.embedding'::regclass,
 							 'rai4eo.review'::regclass)
 	ORDER BY p.partmethod DESC, p.logicalrelid::regclass::text;

@@ -124,7 +124,7 @@ class CitusTest(unittest.TestCase):
             ("rai4eo.clc_class", "reference"), ("rai4eo.embedding", "distributed by patch_id"),
             ("rai4eo.image", "distributed by patch_id"), ("rai4eo.model", "reference"),
             ("rai4eo.patch", "distributed by patch_id"), ("rai4eo.patch_clc", "distributed by patch_id"),
-            ("rai4eo.review", "distributed by patch_id")])
+            ("rai4eo.review", "distributed by patch_id"), ("rai4eo.state", "reference")])
         # idempotent, and every foreign key is back
         again = self.dist.execute("SELECT table_name::text, kind FROM rai4eo_distribute()").fetchall()
         self.assertEqual(sorted(again), sorted(self.distributed))
