@@ -132,7 +132,8 @@ class CitusTest(unittest.TestCase):
                                 "AND connamespace = 'rai4eo'::regnamespace AND conrelid::regclass::text "
                                 "NOT LIKE '%\\_1%' ORDER BY 1").fetchall()
         self.assertEqual([r[0] for r in fks], ["embedding_image_fkey", "embedding_model_fkey", "image_patch_id_fkey",
-                                               "patch_clc_code_fkey", "patch_clc_patch_id_fkey"])
+                                               "patch_clc_code_fkey", "patch_clc_patch_id_fkey", "review_patch_id_fkey",
+                                               "state_model_fkey"])
         colocated = self.dist.execute("SELECT count(DISTINCT colocationid) FROM pg_dist_partition "
                                       "WHERE logicalrelid::text IN ('rai4eo.patch', 'rai4eo.patch_clc', "
                                       "'rai4eo.image', 'rai4eo.embedding')").fetchone()[0]
