@@ -6,14 +6,14 @@
 -- routines run with search_path = pg_catalog, pg_temp (docs/sql-conventions.md)
 -- and so must name PostGIS's objects by schema.  They are written
 -- @postgis@.name; here every routine of the extension that contains the
--- placeholder is re-created with PostGIS's schema in its place, now with body
+-- token is re-created with PostGIS's schema in its place, now with body
 -- checking on, so a misspelt name still fails the install.  Upgrade scripts
 -- end with the same call.
 
 CREATE FUNCTION rai4eo.bind_postgis_schema() RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	-- Spelt in pieces, or this body would hold the placeholder and rewrite itself.
+	-- Spelt in pieces, or this body would hold the token and rewrite itself.
 	token CONSTANT text := '@' || 'postgis' || '@';
 	gis name;
 	rast name;
@@ -47,7 +47,7 @@ END
 $$;
 
 COMMENT ON FUNCTION rai4eo.bind_postgis_schema() IS
-'Install step: replace the placeholder @postgis@ in the extension''s routines by the schema of PostGIS (run by the install and upgrade scripts); returns how many routines it re-created';
+'Install step: replace the token @postgis@ in the extension''s routines by the schema of PostGIS (run by the install and upgrade scripts); returns how many routines it re-created';
 REVOKE ALL ON FUNCTION rai4eo.bind_postgis_schema() FROM PUBLIC;
 
 SELECT rai4eo.bind_postgis_schema();
