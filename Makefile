@@ -7,7 +7,7 @@
 #   make bench                  build the C benchmarks in bench/
 
 EXTENSION = rai4eo
-EXTVERSION = 0.2.0
+EXTVERSION = 0.3.0
 
 MODULE_big = rai4eo
 CORE_SRCS = $(sort $(wildcard src/core/*.c))

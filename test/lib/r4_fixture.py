@@ -22,7 +22,7 @@ def admin():
     try:
         return psycopg.connect("dbname=postgres", autocommit=True)
     except psycopg.Error as e:
-        raise RuntimeError("test_search_path needs a PostgreSQL server named by PG* variables: %s" % e)
+        raise RuntimeError("the rai4eo tests need a PostgreSQL server named by PG* variables: %s" % e)
 
 
 def make_db(name, ext_schema=None, gis_schema=None, version=None):

@@ -28,7 +28,8 @@ import psycopg                                               # noqa: E402
 from r4_fixture import admin, make_db                        # noqa: E402
 
 # Released versions and the commit each was released from.
-RELEASES = {"0.1.0": "22acb4a35a53d45b3c2068bbc57404312a23e349"}
+RELEASES = {"0.1.0": "22acb4a35a53d45b3c2068bbc57404312a23e349",
+            "0.2.0": "be232bef35514b4c25255a93968a5fac143acdc0"}
 
 AOI = "ST_MakeEnvelope(240000, 480000, 244200, 482400, 32629)"
 

@@ -1,0 +1,4 @@
+-- The hand-written part of the upgrade from 0.2.0 to 0.3.0: what changes in the state
+-- fragments (tables, indexes, constraints, back-fills), and DROPs of code objects whose
+-- shape changed.  Every code fragment of sql/src follows it in the generated script
+-- (docs/upgrades.md).
