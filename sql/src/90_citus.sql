@@ -111,7 +111,7 @@ BEGIN
 		FOR fk IN
 			SELECT c.conname, c.conrelid::regclass AS rel, pg_get_constraintdef(c.oid) AS def
 			FROM pg_constraint c
-			WHERE c.contype = 'f' AND c.confrelid IN ('rai4eo.model'::regclass, 'rai4eo.clc_class'::regclass)
+			WHERE c.contype = 'f' AND c.confrelid IN ('rai4eo.model'::regclass, 'rai4eo.clc_class'::regclass, 'rai4eo.sensor'::regclass)
 			ORDER BY c.conname
 		LOOP
 			EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.rel, fk.conname);
@@ -125,6 +125,7 @@ BEGIN
 		END LOOP;
 		PERFORM create_reference_table('rai4eo.model');
 		PERFORM create_reference_table('rai4eo.clc_class');
+		PERFORM create_reference_table('rai4eo.sensor');
 	END IF;
 	-- A model's k-means states (rai4eo_cluster) are small and read with the model: a reference table.
 	IF NOT EXISTS (SELECT 1 FROM pg_dist_partition p WHERE p.logicalrelid = 'rai4eo.state'::regclass) THEN
@@ -163,4 +164,4 @@ END
 $$;
 
 COMMENT ON FUNCTION rai4eo_distribute(integer) IS
-'On a Citus coordinator: make rai4eo.model and rai4eo.clc_class reference tables and distribute rai4eo.patch, patch_clc, image, embedding and review by patch_id, co-located (shard_count shards, default citus.shard_count); keeps every foreign key; idempotent; returns each table''s kind and co-location group';
+'On a Citus coordinator: make rai4eo.model, rai4eo.clc_class and rai4eo.sensor reference tables and distribute rai4eo.patch, patch_clc, image, embedding and review by patch_id, co-located (shard_count shards, default citus.shard_count); keeps every foreign key; idempotent; returns each table''s kind and co-location group';
