@@ -201,6 +201,15 @@ class SceneTest(unittest.TestCase):
         self.assertEqual(len(yearly), 84)
         self.assertEqual({r[1] for r in yearly}, {1})
         self.assertEqual({s for s, _, n in yearly if n == 1}, planted)
+        # The heatmap of the own grid: one 1425 m pixel (50 px x 28.5 m) per tile; band 5 the decision.
+        w, h, pw, ph, ulx, uly, changed = self.q(
+            "SELECT ST_Width(r), ST_Height(r), ST_PixelWidth(r), ST_PixelHeight(r), ST_UpperLeftX(r), ST_UpperLeftY(r), "
+            "ST_DumpValues(r, 5) FROM yearly_heatmap(%s, 2019, 'l7tiny', %%s, %%s) r" % aoi, (cut, SENSOR))[0]
+        self.assertEqual((w, h, ulx, uly), (6, 7, self.gt[0], self.gt[3]))
+        self.assertAlmostEqual(pw, PX * self.gt[1], places=6)
+        self.assertAlmostEqual(ph, PX * -self.gt[5], places=6)
+        self.assertEqual({(c, r) for r in range(7) for c in range(6) if changed[r][c] == 1}, PLANTED)
+        self.assertEqual(sum(v == 0 for row in changed for v in row), 42 - len(PLANTED))
         # Both loads of a tile give the same distance.
         d = dict(daily)
         for c in range(self.ncol):
