@@ -144,7 +144,7 @@ BEGIN
 	END LOOP;
 	-- The coordinator's own copies of rows now held by the shards.
 	FOREACH t IN ARRAY ARRAY['rai4eo.review', 'rai4eo.embedding', 'rai4eo.image', 'rai4eo.patch_clc', 'rai4eo.patch',
-							 'rai4eo.state', 'rai4eo.model', 'rai4eo.clc_class']::regclass[] LOOP
+							 'rai4eo.state', 'rai4eo.model', 'rai4eo.clc_class', 'rai4eo.sensor']::regclass[] LOOP
 		PERFORM truncate_local_data_after_distributing_table(t);
 	END LOOP;
 
@@ -155,7 +155,8 @@ BEGIN
 	FROM (SELECT x.logicalrelid, x.partmethod, x.colocationid,
 				 pg_catalog.column_to_column_name(x.logicalrelid, x.partkey) AS partkey_name
 		  FROM pg_dist_partition x) p
-	WHERE p.logicalrelid IN ('rai4eo.model'::regclass, 'rai4eo.clc_class'::regclass, 'rai4eo.state'::regclass,
+	WHERE p.logicalrelid IN ('rai4eo.model'::regclass, 'rai4eo.clc_class'::regclass, 'rai4eo.sensor'::regclass,
+							 'rai4eo.state'::regclass,
 							 'rai4eo.patch'::regclass,
 							 'rai4eo.patch_clc'::regclass, 'rai4eo.image'::regclass, 'rai4eo.embedding'::regclass,
 							 'rai4eo.review'::regclass)
