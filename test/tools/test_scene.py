@@ -71,6 +71,9 @@ class SceneTest(unittest.TestCase):
         cls.conn.execute("CREATE EXTENSION rai4eo CASCADE")
         x, g = schemas(cls.conn)
         cls.conn.execute("SET search_path = %s, %s" % (x, g))
+        cls.code = cls.conn.execute("SELECT rai4eo_register_sensor(%s, '{B1,B2,B3,B4,B5,B7}', 30, "
+                                    "'{485,560,660,835,1650,2220}', 16, 1, 0, "
+                                    "'Landsat 7 ETM+ DNs (r-cran-stars L7_ETMs.tif)')", (SENSOR,)).fetchone()[0]
         cls.tmp = tempfile.mkdtemp(prefix="r4_scene_")
         ds = gdal.Open(L7)
         cls.scene = ds.ReadAsArray()                         # [6][352][349] uint8
@@ -103,10 +106,10 @@ class SceneTest(unittest.TestCase):
 
     def test_scene(self):
         # ---- the sensor ----
-        code = self.q("SELECT rai4eo_register_sensor(%s, '{B1,B2,B3,B4,B5,B7}', 30, "
-                      "'{485,560,660,835,1650,2220}', 16, 1, 0, 'Landsat 7 ETM+ DNs (r-cran-stars L7_ETMs.tif)')",
-                      (SENSOR,))[0][0]
+        code = self.code
         self.assertEqual(code, 2)
+        self.assertEqual(self.q("SELECT band_names, wavelengths, resolution FROM rai4eo.sensor WHERE name = %s", (SENSOR,)),
+                         [(["B1", "B2", "B3", "B4", "B5", "B7"], [485, 560, 660, 835, 1650, 2220], 30)])
         with self.assertRaises(psycopg.errors.UniqueViolation):
             self.q("SELECT rai4eo_register_sensor(%s, '{B1}', 30)", (SENSOR,))
 
@@ -215,6 +218,34 @@ class SceneTest(unittest.TestCase):
         for c in range(self.ncol):
             for r in range(self.nrow):
                 self.assertAlmostEqual(d["l7_%d_%d" % (c, r)], d["r2p_%d_%d" % (c, r)], places=6)
+
+    def test_own_id_clash(self):
+        # Two own ids with the same 33-bit hash (cx78024_0_0 and cx92703_0_0): the second is
+        # refused with 23505 naming the first, by the insert view and by tools/load.
+        a, b = "cx78024_0_0", "cx92703_0_0"
+        self.assertEqual(L.own_patch_id(a), L.own_patch_id(b))
+        self.q("INSERT INTO rai4eo.patch_input (sample_id, geom) VALUES (%s, ST_MakeEnvelope(0, 0, 1, 1, 31985)) "
+               "RETURNING patch_id", (a,))
+        with self.assertRaises(psycopg.errors.UniqueViolation) as e:
+            self.q("INSERT INTO rai4eo.patch_input (sample_id, geom) VALUES (%s, ST_MakeEnvelope(0, 0, 1, 1, 31985)) "
+                   "RETURNING patch_id", (b,))
+        self.assertIn('has the same patch_id %d as the stored "%s"' % (L.own_patch_id(a), a), str(e.exception))
+        # tools/load: a one-tile scene whose tile id is b
+        path = os.path.join(self.tmp, "one.tif")
+        out = gdal.GetDriverByName("GTiff").Create(path, PX, PX, 6, gdal.GDT_Byte)
+        out.SetGeoTransform(self.gt)
+        out.SetProjection(self.wkt)
+        for k in range(6):
+            out.GetRasterBand(k + 1).WriteArray(self.scene[k, :PX, :PX])
+        out = None
+        r = subprocess.run([sys.executable, LOAD, "--scene", path, "--sensor", SENSOR, "--date", DAY1.isoformat(),
+                            "--patch-size", str(PX), "--prefix", "cx92703", "--quiet"],
+                           capture_output=True, text=True, env=self.env())
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("patch id %s has the same patch_id %d as the stored %s" % (b, L.own_patch_id(a), a),
+                      r.stdout + r.stderr)
+        self.assertEqual(self.q("SELECT sample_id FROM rai4eo.patch WHERE sample_id LIKE 'cx%%'"), [(a,)])
+        self.conn.execute("DELETE FROM rai4eo.patch WHERE sample_id = %s", (a,))
 
 
 if __name__ == "__main__":
