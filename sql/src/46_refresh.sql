@@ -157,7 +157,8 @@ BEGIN
 		id := (f ->> 0)::bigint;
 		RAISE WARNING 'rai4eo_refresh_embeddings: image % skipped: %', id, f ->> 2
 			USING DETAIL = format('Image %s of patch %s, %s, acquired %s; SQLSTATE %s.', id,
-								  coalesce(rai4eo.sample_id_of(rai4eo.image_patch_id(id)), rai4eo.image_patch_id(id)::text),
+								  coalesce((SELECT p.sample_id FROM rai4eo.patch p WHERE p.patch_id = rai4eo.image_patch_id(id)),
+										   rai4eo.image_patch_id(id)::text),
 								  rai4eo.sensor_of(rai4eo.image_sensor_code(id)),
 								  rai4eo.image_acquired(id), f ->> 1);
 		st := jsonb_set(st, '{failed}', (st -> 'failed') || to_jsonb(id));
