@@ -44,7 +44,7 @@ ORDER BY 1;
 CREATE TABLE pairs (a embedding, b embedding) WITH (toast_tuple_target = 8160);
 INSERT INTO pairs
 SELECT c.emb, q.emb FROM rai4eo.embedding c JOIN rai4eo.embedding q ON q.image_id = c.image_id - 365 AND q.model = c.model
-WHERE c.image_id & 65535 >= date '2019-01-01' - date '2000-01-01';
+WHERE rai4eo.image_acquired(c.image_id) >= date '2019-01-01';
 VACUUM ANALYZE rai4eo.patch, rai4eo.embedding, pairs;
 SQL
 	aoi="(SELECT ST_Envelope(ST_Collect(geom)) FROM rai4eo.patch)"

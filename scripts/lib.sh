@@ -22,9 +22,11 @@ R4_PACKAGES=(
 	gdal-bin python3 python3-numpy python3-gdal python3-torch python3-psycopg
 )
 # What only the test suite needs: the review dashboard's browser test (tools/dashboard) and
-# the GIS client tests (GeoPandas, QGIS); scripts/test.sh passes them to r4_install_deps.
+# the GIS client tests (GeoPandas, QGIS), the real-scene test (raster2pgsql from postgis, the
+# Landsat 7 crop L7_ETMs.tif of r-cran-stars); scripts/test.sh passes them to r4_install_deps.
 R4_TEST_PACKAGES=(
 	chromium chromium-driver python3-selenium python3-pil python3-geopandas python3-qgis
+	postgis r-cran-stars
 )
 
 r4_log() { printf '\n== %s\n' "$*" >&2; }

@@ -2,12 +2,12 @@
 -- corpus: patches, images, embeddings and CORINE Land Cover labels
 -- ============================================================================
 --
--- Every key is derived from the RapidAI4EO sample id, never drawn from a
--- sequence, so loaders need no coordination and the tables can be distributed
+-- Every key is derived from the sample id (RapidAI4EO's or the user's own), never
+-- drawn from a sequence, so loaders need no coordination and the tables can be distributed
 -- by patch_id (Citus, sql/src/90_citus.sql): patch, patch_clc, image and
 -- embedding rows of one patch share it, every unique key and foreign key
 -- between them includes it (Citus refuses any other), and the only other
--- foreign keys point at small reference tables (model, clc_class).  image_id
+-- foreign keys point at small reference tables (model, clc_class, sensor).  image_id
 -- stays the leading key column: the pairing's range scans over one patch's
 -- images are one index range.
 
@@ -31,26 +31,86 @@ CREATE INDEX patch_geom_idx ON rai4eo.patch USING gist (geom);
 CREATE INDEX patch_srid_idx ON rai4eo.patch (ST_SRID(geom));
 
 COMMENT ON TABLE rai4eo.patch IS
-'One 600 m x 600 m patch (a RapidAI4EO sample location or a 200 x 200 px tile of a scene)';
+'One patch: a RapidAI4EO 600 m sample location, or a tile of the user''s own grid (tools/load --scene: any size, the scene''s CRS)';
 COMMENT ON COLUMN rai4eo.patch.patch_id IS
 'rai4eo.patch_id_of(sample_id): derived, never from a sequence; the distribution key';
 COMMENT ON COLUMN rai4eo.patch.sample_id IS
-'RapidAI4EO sample id {zone}{N|S}_{E}E-{N}N_{col}_{row}, e.g. 33N_16E-243N_39_05 (24 km tile E, N; 600 m patch col, row)';
+'RapidAI4EO sample id {zone}{N|S}_{E}E-{N}N_{col}_{row}, e.g. 33N_16E-243N_39_05 (24 km tile E, N; 600 m patch col, row), or the user''s own id (e.g. tile_12_34; patch_id a hash below 2^33, rai4eo.patch_id_of)';
 COMMENT ON COLUMN rai4eo.patch.geom IS
-'Footprint in the images'' native CRS (UTM, SRID 326zz/327zz); zones differ between patches, so the column has no SRID typmod';
+'Footprint in the images'' native CRS (RapidAI4EO: UTM, SRID 326zz/327zz; own grids: the scene''s CRS); CRSs differ between patches, so the column has no SRID typmod';
 COMMENT ON COLUMN rai4eo.patch.country IS
 'ISO 3166-1 alpha-2 code from the label file when it has one, else NULL';
+
+-- ---- sensors ----------------------------------------------------------------
+--
+-- The registry of what images can come from.  code is the small integer inside
+-- image_id (39_corpus_keys.sql), so a sensor's name and code never change once
+-- images use it (the foreign key from rai4eo.image keeps a used sensor).  Functions
+-- that work per sensor read their band count and pixel scale here.
+
+CREATE TABLE rai4eo.sensor (
+	name text PRIMARY KEY,
+	code smallint NOT NULL,
+	band_names text[] NOT NULL,
+	wavelengths real[],
+	resolution real NOT NULL,
+	cadence real,
+	pixel_scale float8 NOT NULL DEFAULT 1,
+	pixel_offset float8 NOT NULL DEFAULT 0,
+	description text,
+	CONSTRAINT sensor_code_key UNIQUE (code),
+	CONSTRAINT sensor_name_check CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.+-]{0,62}$'),
+	CONSTRAINT sensor_code_check CHECK (code BETWEEN 0 AND 255),
+	CONSTRAINT sensor_bands_check CHECK (array_ndims(band_names) = 1 AND cardinality(band_names) BETWEEN 1 AND 1000
+		AND array_position(band_names, NULL) IS NULL),
+	CONSTRAINT sensor_wavelengths_check CHECK (array_ndims(wavelengths) = 1
+		AND cardinality(wavelengths) = cardinality(band_names)),
+	CONSTRAINT sensor_resolution_check CHECK (resolution > 0 AND resolution < 'Infinity'),
+	CONSTRAINT sensor_cadence_check CHECK (cadence > 0 AND cadence < 'Infinity'),
+	CONSTRAINT sensor_scale_check CHECK (pixel_scale <> 0 AND pixel_scale > '-Infinity' AND pixel_scale < 'Infinity'
+		AND pixel_offset > '-Infinity' AND pixel_offset < 'Infinity')
+);
+
+COMMENT ON TABLE rai4eo.sensor IS
+'The sensors images come from: name, code (inside image_id), bands, resolution, cadence and pixel scale; register one with rai4eo_register_sensor()';
+COMMENT ON COLUMN rai4eo.sensor.name IS 'Sensor name as rai4eo.image.sensor holds it, e.g. PF-SR';
+COMMENT ON COLUMN rai4eo.sensor.code IS
+'0 .. 255, the sensor''s bits in image_id (image_id = patch_id << 24 | code << 16 | days); never changes once images use it';
+COMMENT ON COLUMN rai4eo.sensor.band_names IS 'Band names in raster band order (band 1 first)';
+COMMENT ON COLUMN rai4eo.sensor.wavelengths IS
+'Centre wavelength of each band in nm, in band order; NULL for the whole sensor or an element NULL for a band that is not spectral (e.g. an embedding product)';
+COMMENT ON COLUMN rai4eo.sensor.resolution IS 'Ground sampling distance of the stored pixels, metres';
+COMMENT ON COLUMN rai4eo.sensor.cadence IS 'Nominal days between acquisitions (NULL: irregular)';
+COMMENT ON COLUMN rai4eo.sensor.pixel_scale IS 'Reflectance (or physical value) = DN * pixel_scale + pixel_offset';
+COMMENT ON COLUMN rai4eo.sensor.pixel_offset IS 'Reflectance (or physical value) = DN * pixel_scale + pixel_offset';
+COMMENT ON COLUMN rai4eo.sensor.description IS 'Free text: the product and its source';
+
+-- The two sensors of the RapidAI4EO corpus (facts section 4; tools/synth writes these
+-- bands).  PF-SR: Planet Fusion surface reflectance, PlanetScope-derived 4 bands at 3 m,
+-- a daily product of which the corpus keeps every 5th day.  S2-SR: Sentinel-2 L2A
+-- monthly composites, 12 bands resampled to 10 m (S2A centre wavelengths).
+INSERT INTO rai4eo.sensor (name, code, band_names, wavelengths, resolution, cadence, pixel_scale, pixel_offset, description)
+VALUES
+	('PF-SR', 0, '{blue,green,red,nir}', '{485,545,630,820}', 3, 5, 1e-4, 0,
+	 'Planet Fusion surface reflectance (RapidAI4EO): daily, 200 x 200 px patches at 3 m, every 5th day kept; uint16 reflectance x 10000'),
+	('S2-SR', 1, '{B02,B03,B04,B08,B05,B06,B07,B8A,B11,B12,B01,B09}',
+	 '{492.4,559.8,664.6,832.8,704.1,740.5,782.8,864.7,1613.7,2202.4,442.7,945.1}', 10, 30, 1e-4, 0,
+	 'Sentinel-2 L2A monthly composites (RapidAI4EO): 60 x 60 px patches resampled to 10 m, dated the first of the month; uint16 reflectance x 10000');
 
 -- ---- images -----------------------------------------------------------------
 
 CREATE TABLE rai4eo.image (
 	image_id bigint NOT NULL,
 	patch_id bigint NOT NULL REFERENCES rai4eo.patch ON DELETE CASCADE,
-	sensor text NOT NULL CHECK (sensor IN ('PF-SR', 'S2-SR')),
+	sensor text NOT NULL,
 	acquired date NOT NULL,
 	rast raster NOT NULL,
+	CONSTRAINT image_sensor_fkey FOREIGN KEY (sensor) REFERENCES rai4eo.sensor (name),
 	CONSTRAINT image_key UNIQUE (patch_id, sensor, acquired),
-	CONSTRAINT image_id_from_key CHECK (image_id = rai4eo.image_id_of(patch_id, sensor, acquired)),
+	-- The patch and date parts of image_id; its sensor code is written from the
+	-- registry by every insert path (rai4eo.image_id_of, image_input, tools/load): a
+	-- CHECK cannot read the registry.
+	CONSTRAINT image_id_from_key CHECK (image_id = rai4eo.image_id_of(patch_id, rai4eo.image_sensor_code(image_id), acquired)),
 	-- image_id alone is unique (it encodes patch_id); patch_id is in the key for Citus.
 	CONSTRAINT image_pkey PRIMARY KEY (image_id, patch_id)
 );
@@ -64,27 +124,27 @@ ALTER TABLE rai4eo.image ALTER COLUMN rast SET STORAGE EXTERNAL;
 CREATE INDEX image_sensor_acquired_idx ON rai4eo.image (sensor, acquired);
 
 COMMENT ON TABLE rai4eo.image IS
-'One image of a patch: Planet Fusion (PF-SR, 4 bands BGRN, 200 x 200 px at 3 m, every 5 days) or Sentinel-2 (S2-SR, 12 bands, 60 x 60 px at 10 m, monthly)';
+'One image of a patch by a registered sensor (rai4eo.sensor): e.g. Planet Fusion (PF-SR, 4 bands BGRN, 200 x 200 px at 3 m, every 5 days) or Sentinel-2 (S2-SR, 12 bands, 60 x 60 px at 10 m, monthly)';
 COMMENT ON COLUMN rai4eo.image.image_id IS
 'rai4eo.image_id_of(patch_id, sensor, acquired): derived, never from a sequence';
-COMMENT ON COLUMN rai4eo.image.patch_id IS 'The patch (image_id >> 18)';
+COMMENT ON COLUMN rai4eo.image.patch_id IS 'The patch (rai4eo.image_patch_id(image_id), image_id >> 24)';
 COMMENT ON COLUMN rai4eo.image.sensor IS
-'PF-SR (Planet Fusion surface reflectance) or S2-SR (Sentinel-2 L2A monthly composite)';
+'A registered sensor (rai4eo.sensor.name), e.g. PF-SR (Planet Fusion surface reflectance) or S2-SR (Sentinel-2 L2A monthly composite)';
 COMMENT ON COLUMN rai4eo.image.acquired IS
 'Acquisition date; the first day of the month for S2-SR monthly composites';
 COMMENT ON COLUMN rai4eo.image.rast IS
-'The pixels, in-db or out-db (a GeoTIFF path on the server); uint16 surface reflectance x 10000; PF-SR bands blue, green, red, nir; S2-SR bands B02 B03 B04 B08 B05 B06 B07 B8A B11 B12 B01 B09';
+'The pixels, in-db or out-db (a GeoTIFF path on the server), bands as the sensor''s band_names; value = DN * pixel_scale + pixel_offset of the sensor (PF-SR and S2-SR: uint16 surface reflectance x 10000)';
 
 -- ---- embeddings -------------------------------------------------------------
 
 CREATE TABLE rai4eo.embedding (
 	image_id bigint NOT NULL,
 	-- The image's patch, stored so that the table can be distributed like the others;
-	-- writers set it to image_id >> 18.
+	-- writers set it to rai4eo.image_patch_id(image_id).
 	patch_id bigint NOT NULL,
 	model text NOT NULL REFERENCES rai4eo.model (name) ON DELETE CASCADE ON UPDATE CASCADE,
 	emb @extschema@.embedding NOT NULL,
-	CONSTRAINT embedding_patch_id_of_image CHECK (patch_id = image_id >> 18),
+	CONSTRAINT embedding_patch_id_of_image CHECK (patch_id = rai4eo.image_patch_id(image_id)),
 	CONSTRAINT embedding_pkey PRIMARY KEY (image_id, model, patch_id),
 	CONSTRAINT embedding_image_fkey FOREIGN KEY (image_id, patch_id)
 		REFERENCES rai4eo.image (image_id, patch_id) ON DELETE CASCADE
@@ -94,8 +154,8 @@ CREATE TABLE rai4eo.embedding (
 CREATE INDEX embedding_model_idx ON rai4eo.embedding (model);
 
 COMMENT ON TABLE rai4eo.embedding IS 'The embedding of an image under a model';
-COMMENT ON COLUMN rai4eo.embedding.image_id IS 'The image (its patch is image_id >> 18)';
-COMMENT ON COLUMN rai4eo.embedding.patch_id IS 'The image''s patch, image_id >> 18 (CHECKed): the distribution key';
+COMMENT ON COLUMN rai4eo.embedding.image_id IS 'The image (its patch is rai4eo.image_patch_id(image_id))';
+COMMENT ON COLUMN rai4eo.embedding.patch_id IS 'The image''s patch, rai4eo.image_patch_id(image_id) (CHECKed): the distribution key';
 COMMENT ON COLUMN rai4eo.embedding.model IS 'The model (rai4eo.model.name) that produced it';
 COMMENT ON COLUMN rai4eo.embedding.emb IS 'The feature vector';
 
@@ -217,9 +277,12 @@ COMMENT ON COLUMN rai4eo.patch_clc.code IS 'CLC level-3 code';
 COMMENT ON COLUMN rai4eo.patch_clc.fraction IS 'Share of the patch area, 0 to 1 (label files in percent are divided by 100 when loaded)';
 
 -- Loaded data belongs in pg_dump output; clc_class is created here, so it does not.
+-- The registry's own two rows are not dumped: the extension creates them.
+SELECT pg_catalog.pg_extension_config_dump('rai4eo.sensor', 'WHERE code > 1');
 SELECT pg_catalog.pg_extension_config_dump('rai4eo.patch', '');
 SELECT pg_catalog.pg_extension_config_dump('rai4eo.image', '');
 SELECT pg_catalog.pg_extension_config_dump('rai4eo.embedding', '');
 SELECT pg_catalog.pg_extension_config_dump('rai4eo.patch_clc', '');
 
 GRANT SELECT ON rai4eo.clc_class TO PUBLIC;
+GRANT SELECT ON rai4eo.sensor TO PUBLIC;

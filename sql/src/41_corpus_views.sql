@@ -17,12 +17,13 @@ CREATE VIEW rai4eo.patch_input AS
 SELECT p.patch_id, p.sample_id, p.geom, p.country FROM rai4eo.patch p;
 
 COMMENT ON VIEW rai4eo.patch_input IS
-'Insert patches without computing patch_id: INSERT INTO rai4eo.patch_input (sample_id, geom, country) ... [RETURNING patch_id]; a patch_id given must equal rai4eo.patch_id_of(sample_id); reading it reads rai4eo.patch';
+'Insert patches without computing patch_id: INSERT INTO rai4eo.patch_input (sample_id, geom, country) ... [RETURNING patch_id]; sample_id a RapidAI4EO id or the user''s own (e.g. tile_12_34, geom in any CRS); a patch_id given must equal rai4eo.patch_id_of(sample_id); an own id whose hash meets another stored id''s: 23505; reading it reads rai4eo.patch';
 
 CREATE FUNCTION rai4eo.patch_input_insert() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	pid bigint;
+	other text;
 BEGIN
 	IF NEW.sample_id IS NULL THEN
 		RAISE EXCEPTION 'a patch needs a sample_id' USING ERRCODE = 'not_null_violation';
@@ -33,6 +34,12 @@ BEGIN
 			USING ERRCODE = 'check_violation', DETAIL = format('rai4eo.patch_id_of(%L) = %s.', NEW.sample_id, pid);
 	END IF;
 	NEW.patch_id := pid;
+	-- Two own ids whose hashes meet (rai4eo.patch_id_of): say so instead of a bare key error.
+	SELECT p.sample_id INTO other FROM rai4eo.patch p WHERE p.patch_id = pid AND p.sample_id <> NEW.sample_id;
+	IF other IS NOT NULL THEN
+		RAISE EXCEPTION 'patch id "%" has the same patch_id % as the stored "%"', NEW.sample_id, pid, other
+			USING ERRCODE = 'unique_violation', HINT = 'Own ids are hashed into 33 bits; rename this one (e.g. add a suffix).';
+	END IF;
 	INSERT INTO rai4eo.patch (patch_id, sample_id, geom, country)
 	VALUES (NEW.patch_id, NEW.sample_id, NEW.geom, NEW.country);
 	RETURN NEW;
@@ -46,11 +53,12 @@ CREATE TRIGGER patch_input_insert INSTEAD OF INSERT ON rai4eo.patch_input
 	FOR EACH ROW EXECUTE FUNCTION rai4eo.patch_input_insert();
 
 CREATE VIEW rai4eo.image_input AS
-SELECT i.image_id, i.patch_id, rai4eo.sample_id_of(i.patch_id) AS sample_id, i.sensor, i.acquired, i.rast
-FROM rai4eo.image i;
+SELECT i.image_id, i.patch_id, p.sample_id, i.sensor, i.acquired, i.rast
+FROM rai4eo.image i
+JOIN rai4eo.patch p ON p.patch_id = i.patch_id;
 
 COMMENT ON VIEW rai4eo.image_input IS
-'Insert images without computing image_id: INSERT INTO rai4eo.image_input (sample_id or patch_id, sensor, acquired, rast) ... [RETURNING image_id]; given ones must agree with each other and with rai4eo.image_id_of; reading it reads rai4eo.image';
+'Insert images without computing image_id: INSERT INTO rai4eo.image_input (sample_id or patch_id, sensor, acquired, rast) ... [RETURNING image_id]; sample_id RapidAI4EO''s or the user''s own, sensor a registered one (rai4eo.sensor; else 22023); given ones must agree with each other and with rai4eo.image_id_of; reading it reads rai4eo.image with its patch''s sample_id';
 
 CREATE FUNCTION rai4eo.image_input_insert() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
@@ -78,7 +86,9 @@ BEGIN
 	VALUES (iid, pid, NEW.sensor, NEW.acquired, NEW.rast);
 	NEW.image_id := iid;
 	NEW.patch_id := pid;
-	NEW.sample_id := rai4eo.sample_id_of(pid);
+	IF NEW.sample_id IS NULL THEN
+		SELECT p.sample_id INTO NEW.sample_id FROM rai4eo.patch p WHERE p.patch_id = pid;
+	END IF;
 	RETURN NEW;
 END
 $$;

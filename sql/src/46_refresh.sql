@@ -61,7 +61,7 @@ BEGIN
 				RAISE EXCEPTION 'rai4eo_embed returned NULL for an image';
 			END IF;
 			EXECUTE format('INSERT INTO %s (image_id, patch_id, model, emb)
-							SELECT u.id, u.id >> 18, $1, u.e FROM unnest($2, $3) u(id, e)
+							SELECT u.id, rai4eo.image_patch_id(u.id), $1, u.e FROM unnest($2, $3) u(id, e)
 							ON CONFLICT DO NOTHING', embedding_table)
 			USING model, ids, embs;
 			GET DIAGNOSTICS n = ROW_COUNT;
@@ -77,7 +77,7 @@ BEGIN
 					IF one IS NULL THEN
 						RAISE EXCEPTION 'rai4eo_embed returned NULL' USING ERRCODE = 'null_value_not_allowed';
 					END IF;
-					EXECUTE format('INSERT INTO %s (image_id, patch_id, model, emb) VALUES ($1, $1 >> 18, $2, $3)
+					EXECUTE format('INSERT INTO %s (image_id, patch_id, model, emb) VALUES ($1, rai4eo.image_patch_id($1), $2, $3)
 									ON CONFLICT DO NOTHING', embedding_table)
 					USING ids[k], model, one;
 					GET DIAGNOSTICS n = ROW_COUNT;
@@ -121,9 +121,8 @@ BEGIN
 			USING ERRCODE = 'wrong_object_type',
 				  HINT = 'Use rai4eo_classify_series() or rai4eo_classify_sequence().';
 	END IF;
-	IF sensor IS NOT NULL AND sensor NOT IN ('PF-SR', 'S2-SR') THEN
-		RAISE EXCEPTION 'unknown sensor "%"', sensor USING ERRCODE = 'invalid_parameter_value',
-			HINT = 'Sensors are PF-SR and S2-SR, or NULL for both.';
+	IF sensor IS NOT NULL THEN
+		PERFORM rai4eo.sensor_code(sensor);		-- 22023 unless registered
 	END IF;
 	IF batch_size IS NULL OR batch_size NOT BETWEEN 1 AND 4096 THEN
 		RAISE EXCEPTION 'batch_size % is out of range', batch_size USING ERRCODE = 'invalid_parameter_value',
@@ -158,9 +157,10 @@ BEGIN
 		id := (f ->> 0)::bigint;
 		RAISE WARNING 'rai4eo_refresh_embeddings: image % skipped: %', id, f ->> 2
 			USING DETAIL = format('Image %s of patch %s, %s, acquired %s; SQLSTATE %s.', id,
-								  rai4eo.sample_id_of(id >> 18),
-								  CASE (id >> 16) & 3 WHEN 0 THEN 'PF-SR' ELSE 'S2-SR' END,
-								  date '2000-01-01' + (id & 65535)::integer, f ->> 1);
+								  coalesce((SELECT p.sample_id FROM rai4eo.patch p WHERE p.patch_id = rai4eo.image_patch_id(id)),
+										   rai4eo.image_patch_id(id)::text),
+								  rai4eo.sensor_of(rai4eo.image_sensor_code(id)),
+								  rai4eo.image_acquired(id), f ->> 1);
 		st := jsonb_set(st, '{failed}', (st -> 'failed') || to_jsonb(id));
 		st := jsonb_set(st, '{skipped}', to_jsonb((st ->> 'skipped')::bigint + 1));
 	END LOOP;

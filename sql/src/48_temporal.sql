@@ -177,8 +177,8 @@ BEGIN
 	END IF;
 	RETURN QUERY
 		SELECT y.y, t.from_class, t.to_class, t.from_probability, t.to_probability, t.onset
-		FROM generate_series(extract(year FROM date '2000-01-01' + (span.lo & 65535)::integer)::integer + 1,
-							 extract(year FROM date '2000-01-01' + (span.hi & 65535)::integer)::integer) y(y)
+		FROM generate_series(extract(year FROM rai4eo.image_acquired(span.lo))::integer + 1,
+							 extract(year FROM rai4eo.image_acquired(span.hi))::integer) y(y)
 		CROSS JOIN LATERAL @extschema@.class_transitions(g, y.y, c.model_name, NULL::text, NULL::float8,
 														 c.sensor, 2, @postgis@.ST_SRID(g)) t
 		WHERE t.patch_id = patch_transitions.patch_id;

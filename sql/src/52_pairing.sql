@@ -11,8 +11,8 @@
 -- is a pair whose distance is NaN (a zero embedding has no direction).
 --
 -- Everything below reads rai4eo.embedding alone.  An image_id is
--- patch_id * 2^18 + sensor code * 2^16 + days since 2000-01-01 (image_id_of in
--- 40_corpus.sql), so the primary key (image_id, model) is ordered like
+-- patch_id << 24 | sensor code << 16 | days since 2000-01-01 (39_corpus_keys.sql,
+-- the sensor code from the registry rai4eo.sensor), so the primary key (image_id, model) is ordered like
 -- (patch_id, sensor, acquired): the images of one patch and sensor in a date
 -- range are one index range, and the partner of image i lies in
 -- [i - 365 - tolerance, i - 365 + tolerance].  Pairing is one btree descent per
@@ -75,14 +75,12 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
 	-- BETWEEN and CASE x WHEN would look up >=, <= and = by name, so neither is used;
 	-- OPERATOR() binds left to right at one precedence, hence the parentheses.
 	SELECT c.image_id,
-		   '2000-01-01'::pg_catalog.date OPERATOR(pg_catalog.+) (c.image_id OPERATOR(pg_catalog.&) 65535)::pg_catalog.int4,
+		   rai4eo.image_acquired(c.image_id),
 		   q.image_id,
-		   '2000-01-01'::pg_catalog.date OPERATOR(pg_catalog.+) (q.image_id OPERATOR(pg_catalog.&) 65535)::pg_catalog.int4,
+		   rai4eo.image_acquired(q.image_id),
 		   q.distance, c.emb, q.emb
-	FROM (SELECT ($1 OPERATOR(pg_catalog.<<) 18) OPERATOR(pg_catalog.+)
-				 ((CASE WHEN $3 OPERATOR(pg_catalog.=) 'PF-SR'::pg_catalog.text THEN 0
-						WHEN $3 OPERATOR(pg_catalog.=) 'S2-SR'::pg_catalog.text THEN 1 END)::pg_catalog.int8
-				  OPERATOR(pg_catalog.<<) 16) AS base) b
+	FROM (SELECT rai4eo.image_id_base($1, s.code::pg_catalog.int4) AS base
+		  FROM rai4eo.sensor s WHERE s.name OPERATOR(pg_catalog.=) $3) b
 	JOIN rai4eo.embedding c
 	  ON c.model OPERATOR(pg_catalog.=) $2
 	 -- Dates outside 2000-01-01 .. 2179-06-06 have no image: clamp to the days field.
@@ -117,4 +115,4 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
 $$;
 
 COMMENT ON FUNCTION rai4eo.daily_distances(bigint, text, text, date, date, integer) IS
-'Daily change of one patch: for each embedded image of the sensor acquired from first_day to last_day, the image nearest to 365 days earlier within tolerance days (ties: the earlier) and their cosine distance; days without a partner or with a NaN distance give no row. model is a model name as stored (not resolved: NULL gives no rows); sensor PF-SR or S2-SR (anything else: no rows).';
+'Daily change of one patch: for each embedded image of the sensor acquired from first_day to last_day, the image nearest to 365 days earlier within tolerance days (ties: the earlier) and their cosine distance; days without a partner or with a NaN distance give no row. model is a model name as stored (not resolved: NULL gives no rows); sensor a registered one (rai4eo.sensor; anything else: no rows).';

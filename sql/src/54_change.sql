@@ -13,13 +13,7 @@ CREATE FUNCTION rai4eo.change_args(aoi geometry, model text, threshold float8, s
 	OUT model_name text, OUT threshold_value float8)
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF sensor IS NULL THEN
-		RAISE EXCEPTION 'sensor must not be NULL' USING ERRCODE = 'null_value_not_allowed',
-			HINT = 'Sensors are PF-SR and S2-SR.';
-	ELSIF sensor NOT IN ('PF-SR', 'S2-SR') THEN
-		RAISE EXCEPTION 'unknown sensor "%"', sensor USING ERRCODE = 'invalid_parameter_value',
-			HINT = 'Sensors are PF-SR and S2-SR.';
-	END IF;
+	PERFORM rai4eo.sensor_code(sensor);		-- NULL 22004, not registered 22023
 	IF tolerance IS NULL THEN
 		RAISE EXCEPTION 'tolerance must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	ELSIF tolerance NOT BETWEEN 0 AND 182 THEN

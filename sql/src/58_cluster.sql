@@ -44,11 +44,7 @@ BEGIN
 	IF iterations IS NULL OR iterations NOT BETWEEN 1 AND 1000 THEN
 		RAISE EXCEPTION 'iterations % is out of range', iterations USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	code := CASE sensor WHEN 'PF-SR' THEN 0 WHEN 'S2-SR' THEN 1 END;
-	IF code IS NULL THEN
-		RAISE EXCEPTION 'unknown sensor "%"', sensor USING ERRCODE = 'invalid_parameter_value',
-			HINT = 'Sensors are PF-SR and S2-SR.';
-	END IF;
+	code := rai4eo.sensor_code(sensor);		-- NULL 22004, not registered 22023
 	IF NOT (has_table_privilege('rai4eo.state', 'INSERT') AND has_table_privilege('rai4eo.state', 'DELETE')) THEN
 		RAISE EXCEPTION 'permission denied to store states for model "%"', m USING ERRCODE = 'insufficient_privilege',
 			HINT = 'The owner of rai4eo.state can grant INSERT and DELETE on it.';
@@ -56,7 +52,7 @@ BEGIN
 
 	-- A deterministic sample: the embeddings of the sensor in hash order of image_id.
 	x := ARRAY(SELECT @extschema@.l2_normalize(e.emb) FROM rai4eo.embedding e
-			   WHERE e.model = m AND (e.image_id >> 16) & 3 = code
+			   WHERE e.model = m AND rai4eo.image_sensor_code(e.image_id) = code
 				 AND @extschema@.embedding_norm(e.emb) > 0
 			   ORDER BY hashint8(e.image_id), e.image_id LIMIT sample_size);
 	IF cardinality(x) < k THEN

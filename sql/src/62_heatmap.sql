@@ -9,7 +9,7 @@ CREATE FUNCTION rai4eo.change_heatmap(aoi geometry, first_day date, last_day dat
 RETURNS raster
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 DECLARE
-	cell CONSTANT float8 := 600;	-- one pixel per RapidAI4EO patch
+	cell float8;	-- one pixel per patch: the patches' width (600 m for RapidAI4EO, own grids their tile size)
 	nodata CONSTANT float8 := -9999;
 	a record;
 	srids integer[];
@@ -49,9 +49,10 @@ BEGIN
 	END IF;
 
 	-- The grid first, from the footprints alone, so that a bad AOI fails before the work.
-	SELECT array_agg(t.s ORDER BY t.s), array_agg(t.n ORDER BY t.s), min(t.x0), max(t.y1), max(t.x1), min(t.y0)
-	  INTO srids, counts, ulx, uly, lrx, lry
+	SELECT array_agg(t.s ORDER BY t.s), array_agg(t.n ORDER BY t.s), min(t.x0), max(t.y1), max(t.x1), min(t.y0), min(t.cw)
+	  INTO srids, counts, ulx, uly, lrx, lry, cell
 	FROM (SELECT @postgis@.ST_SRID(p.geom) AS s, count(*) AS n,
+				 min(@postgis@.ST_XMax(@postgis@.Box3D(p.geom)) - @postgis@.ST_XMin(@postgis@.Box3D(p.geom))) AS cw,
 				 min(@postgis@.ST_XMin(@postgis@.Box3D(p.geom))) AS x0, max(@postgis@.ST_YMax(@postgis@.Box3D(p.geom))) AS y1,
 				 max(@postgis@.ST_XMin(@postgis@.Box3D(p.geom))) AS x1, min(@postgis@.ST_YMax(@postgis@.Box3D(p.geom))) AS y0
 		  FROM rai4eo.aoi_patches(aoi, srid) p GROUP BY 1) t;
@@ -64,6 +65,9 @@ BEGIN
 				  DETAIL = format('Patches per SRID: %s.',
 								  (SELECT string_agg(format('%s: %s', u.s, u.n), ', ') FROM unnest(srids, counts) u(s, n))),
 				  HINT = format('A raster has one CRS: pass srid => %s (or another of them) to map the patches of one CRS, or clip the AOI to one UTM zone.', srids[1]);
+	END IF;
+	IF NOT cell > 0 THEN
+		RAISE EXCEPTION 'the patches in the AOI have no width' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	-- Pixel (1, 1) is the upper-left patch; every patch lands on the cell of its upper-left corner.
 	w := round((lrx - ulx) / cell) + 1;
@@ -142,7 +146,7 @@ END
 $$;
 
 COMMENT ON FUNCTION rai4eo.change_heatmap(geometry, date, date, text, float8, text, integer, integer, integer) IS
-'The raster under daily_heatmap and yearly_heatmap: change over first_day .. last_day, one 600 m pixel per patch cell; with year, three more bands from yearly_change''s decision (score, changed, onset day of year)';
+'The raster under daily_heatmap and yearly_heatmap: change over first_day .. last_day, one pixel per patch cell (the patches'' width: 600 m for RapidAI4EO patches); with year, three more bands from yearly_change''s decision (score, changed, onset day of year)';
 
 CREATE FUNCTION daily_heatmap(aoi geometry, day date, model text DEFAULT NULL, threshold float8 DEFAULT NULL,
 	sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2, srid integer DEFAULT NULL)
@@ -152,7 +156,7 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 COMMENT ON FUNCTION daily_heatmap(geometry, date, text, float8, text, integer, integer) IS
-'Daily change map of an AOI as a raster: one 600 m pixel per patch, in the patches'' CRS, aligned to their grid (upper-left = the upper-left patch corner); three 32BF bands, nodata -9999 where there is no patch or no pair: 1 changed (1) or not (0), 2 the distance, 3 the number of comparisons (1). Arguments as daily_change. No patch in the AOI: NULL; patches in several CRSs: ERROR 22023 (pass srid).';
+'Daily change map of an AOI as a raster: one pixel per patch (the patches'' width: 600 m for RapidAI4EO patches), in the patches'' CRS, aligned to their grid (upper-left = the upper-left patch corner); three 32BF bands, nodata -9999 where there is no patch or no pair: 1 changed (1) or not (0), 2 the distance, 3 the number of comparisons (1). Arguments as daily_change. No patch in the AOI: NULL; patches in several CRSs: ERROR 22023 (pass srid).';
 
 CREATE FUNCTION yearly_heatmap(aoi geometry, year integer, model text DEFAULT NULL, threshold float8 DEFAULT NULL,
 	sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2, srid integer DEFAULT NULL)
@@ -162,4 +166,4 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 COMMENT ON FUNCTION yearly_heatmap(geometry, integer, text, float8, text, integer, integer) IS
-'Yearly change heatmap of an AOI: one 600 m pixel per patch, in the patches'' CRS, aligned to their grid; six 32BF bands, nodata -9999 where there is no patch or no compared day: 1 change_rate (share of compared days that changed), 2 mean distance, 3 days compared, and the model''s decision as in yearly_change: 4 score, 5 changed (1) or not (0), 6 onset as day of the year (nodata where not changed). Arguments as yearly_change. No patch in the AOI: NULL; patches in several CRSs: ERROR 22023 (pass srid).';
+'Yearly change heatmap of an AOI: one pixel per patch (the patches'' width: 600 m for RapidAI4EO patches), in the patches'' CRS, aligned to their grid; six 32BF bands, nodata -9999 where there is no patch or no compared day: 1 change_rate (share of compared days that changed), 2 mean distance, 3 days compared, and the model''s decision as in yearly_change: 4 score, 5 changed (1) or not (0), 6 onset as day of the year (nodata where not changed). Arguments as yearly_change. No patch in the AOI: NULL; patches in several CRSs: ERROR 22023 (pass srid).';

@@ -111,7 +111,7 @@ BEGIN
 		FOR fk IN
 			SELECT c.conname, c.conrelid::regclass AS rel, pg_get_constraintdef(c.oid) AS def
 			FROM pg_constraint c
-			WHERE c.contype = 'f' AND c.confrelid IN ('rai4eo.model'::regclass, 'rai4eo.clc_class'::regclass)
+			WHERE c.contype = 'f' AND c.confrelid IN ('rai4eo.model'::regclass, 'rai4eo.clc_class'::regclass, 'rai4eo.sensor'::regclass)
 			ORDER BY c.conname
 		LOOP
 			EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.rel, fk.conname);
@@ -125,6 +125,7 @@ BEGIN
 		END LOOP;
 		PERFORM create_reference_table('rai4eo.model');
 		PERFORM create_reference_table('rai4eo.clc_class');
+		PERFORM create_reference_table('rai4eo.sensor');
 	END IF;
 	-- A model's k-means states (rai4eo_cluster) are small and read with the model: a reference table.
 	IF NOT EXISTS (SELECT 1 FROM pg_dist_partition p WHERE p.logicalrelid = 'rai4eo.state'::regclass) THEN
@@ -143,7 +144,7 @@ BEGIN
 	END LOOP;
 	-- The coordinator's own copies of rows now held by the shards.
 	FOREACH t IN ARRAY ARRAY['rai4eo.review', 'rai4eo.embedding', 'rai4eo.image', 'rai4eo.patch_clc', 'rai4eo.patch',
-							 'rai4eo.state', 'rai4eo.model', 'rai4eo.clc_class']::regclass[] LOOP
+							 'rai4eo.state', 'rai4eo.model', 'rai4eo.clc_class', 'rai4eo.sensor']::regclass[] LOOP
 		PERFORM truncate_local_data_after_distributing_table(t);
 	END LOOP;
 
@@ -154,7 +155,8 @@ BEGIN
 	FROM (SELECT x.logicalrelid, x.partmethod, x.colocationid,
 				 pg_catalog.column_to_column_name(x.logicalrelid, x.partkey) AS partkey_name
 		  FROM pg_dist_partition x) p
-	WHERE p.logicalrelid IN ('rai4eo.model'::regclass, 'rai4eo.clc_class'::regclass, 'rai4eo.state'::regclass,
+	WHERE p.logicalrelid IN ('rai4eo.model'::regclass, 'rai4eo.clc_class'::regclass, 'rai4eo.sensor'::regclass,
+							 'rai4eo.state'::regclass,
 							 'rai4eo.patch'::regclass,
 							 'rai4eo.patch_clc'::regclass, 'rai4eo.image'::regclass, 'rai4eo.embedding'::regclass,
 							 'rai4eo.review'::regclass)
@@ -163,4 +165,4 @@ END
 $$;
 
 COMMENT ON FUNCTION rai4eo_distribute(integer) IS
-'On a Citus coordinator: make rai4eo.model and rai4eo.clc_class reference tables and distribute rai4eo.patch, patch_clc, image, embedding and review by patch_id, co-located (shard_count shards, default citus.shard_count); keeps every foreign key; idempotent; returns each table''s kind and co-location group';
+'On a Citus coordinator: make rai4eo.model, rai4eo.clc_class and rai4eo.sensor reference tables and distribute rai4eo.patch, patch_clc, image, embedding and review by patch_id, co-located (shard_count shards, default citus.shard_count); keeps every foreign key; idempotent; returns each table''s kind and co-location group';

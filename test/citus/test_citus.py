@@ -124,7 +124,8 @@ class CitusTest(unittest.TestCase):
             ("rai4eo.clc_class", "reference"), ("rai4eo.embedding", "distributed by patch_id"),
             ("rai4eo.image", "distributed by patch_id"), ("rai4eo.model", "reference"),
             ("rai4eo.patch", "distributed by patch_id"), ("rai4eo.patch_clc", "distributed by patch_id"),
-            ("rai4eo.review", "distributed by patch_id"), ("rai4eo.state", "reference")])
+            ("rai4eo.review", "distributed by patch_id"), ("rai4eo.sensor", "reference"),
+            ("rai4eo.state", "reference")])
         # idempotent, and every foreign key is back
         again = self.dist.execute("SELECT table_name::text, kind FROM rai4eo_distribute()").fetchall()
         self.assertEqual(sorted(again), sorted(self.distributed))
@@ -132,6 +133,7 @@ class CitusTest(unittest.TestCase):
                                 "AND connamespace = 'rai4eo'::regnamespace AND conrelid::regclass::text "
                                 "NOT LIKE '%\\_1%' ORDER BY 1").fetchall()
         self.assertEqual([r[0] for r in fks], ["embedding_image_fkey", "embedding_model_fkey", "image_patch_id_fkey",
+                                               "image_sensor_fkey",
                                                "patch_clc_code_fkey", "patch_clc_patch_id_fkey", "review_patch_id_fkey",
                                                "state_model_fkey"])
         colocated = self.dist.execute("SELECT count(DISTINCT colocationid) FROM pg_dist_partition "

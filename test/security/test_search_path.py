@@ -63,6 +63,15 @@ CALLS = [
     ("patch_id_of", "SELECT rai4eo.patch_id_of('29N_10E-20N_01_01'::pg_catalog.text)"),
     ("sample_id_of", "SELECT rai4eo.sample_id_of(1234567::bigint)"),
     ("image_id_of", "SELECT rai4eo.image_id_of(1234567::bigint, 'S2-SR'::pg_catalog.text, '2019-05-01'::pg_catalog.date)"),
+    ("image_id_of code", "SELECT rai4eo.image_id_of(1234567::bigint, 7, '2019-05-01'::pg_catalog.date)"),
+    ("own patch id", "SELECT rai4eo.patch_id_of('tile_12_34'::pg_catalog.text)"),
+    ("image_patch_id", "SELECT rai4eo.image_patch_id(20712916189020160::bigint)"),
+    ("image_sensor_code", "SELECT rai4eo.image_sensor_code(20712916189020160::bigint)"),
+    ("image_acquired", "SELECT rai4eo.image_acquired(20712916189020160::bigint)"),
+    ("image_id_base", "SELECT rai4eo.image_id_base(1234567::bigint, 7)"),
+    ("sensor code", "SELECT rai4eo.sensor_code('S2-SR'::pg_catalog.text), rai4eo.sensor_of(1)"),
+    ("register sensor", "SELECT {x}.rai4eo_register_sensor('SP-TEST'::pg_catalog.text, '{{a,b}}'::pg_catalog.text[], 5::real, "
+                        "'{{500,600}}'::real[], 10::real, 0.5::double precision, 1::double precision, 'x'::pg_catalog.text, 9)"),
     ("external model", "SELECT {x}.rai4eo_create_external_model('ext2'::pg_catalog.text, 3, '{{}}'::pg_catalog.jsonb, false)"),
     ("drop model", "SELECT {x}.rai4eo_drop_model('ext2'::pg_catalog.text, false)"),
     ("models view", "SELECT name, arch, output_dims FROM rai4eo.models ORDER BY name"),
@@ -163,9 +172,17 @@ CALLS = [
                     "'PF-SR'::pg_catalog.text, '2019-03-11'::pg_catalog.date, {g}.ST_MakeEmptyRaster(40, 40, "
                     "245400::double precision, 481200::double precision, 15::double precision, -15::double precision, "
                     "0::double precision, 0::double precision, 32629)) RETURNING image_id, patch_id"),
+    ("own patch input", "INSERT INTO rai4eo.patch_input (sample_id, geom) VALUES ('field-0042'::pg_catalog.text, "
+                        "{g}.ST_MakeEnvelope(0::double precision, 0::double precision, 100::double precision, "
+                        "100::double precision, 3035)) RETURNING patch_id"),
+    ("own image input", "INSERT INTO rai4eo.image_input (sample_id, sensor, acquired, rast) VALUES ('field-0042'::pg_catalog.text, "
+                        "'SP-TEST'::pg_catalog.text, '2019-03-11'::pg_catalog.date, {g}.ST_MakeEmptyRaster(20, 20, "
+                        "0::double precision, 100::double precision, 5::double precision, -5::double precision, "
+                        "0::double precision, 0::double precision, 3035)) RETURNING image_id, patch_id, sample_id"),
     ("distribute", "SELECT * FROM {x}.rai4eo_distribute()"),
     # so that the list can run again on the same database
-    ("input cleanup", "DELETE FROM rai4eo.patch WHERE sample_id OPERATOR(pg_catalog.=) '29N_10E-20N_09_01'::pg_catalog.text"),
+    ("input cleanup", "DELETE FROM rai4eo.patch WHERE sample_id OPERATOR(pg_catalog.=) ANY ('{{29N_10E-20N_09_01,field-0042}}'::pg_catalog.text[])"),
+    ("sensor cleanup", "DELETE FROM rai4eo.sensor WHERE name OPERATOR(pg_catalog.=) 'SP-TEST'::pg_catalog.text"),
     ("model stored", "SELECT name, config::pg_catalog.text FROM rai4eo.model ORDER BY name"),
     # last, so that running the list again starts from the same models
     ("temporal drop", "SELECT {x}.rai4eo_drop_model('seq'::pg_catalog.text, false)"),

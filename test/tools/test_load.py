@@ -398,9 +398,17 @@ class LoaderTest(unittest.TestCase):
         for sensor, d in ((L.PF, dt.date(2018, 1, 3)), (L.S2, dt.date(2019, 12, 1)), (L.PF, dt.date(2179, 6, 6))):
             self.assertEqual(self.q("SELECT rai4eo.image_id_of(%s, %s, %s)", pid, sensor, d)[0][0],
                              L.image_id_of(pid, sensor, d))
-        for bad in ("33N_016E-243N_39_05", "33N_16E-243N_40_05", "33N_1024E-243N_39_05", "x"):
+        for bad in ("33N_016E-243N_39_05", "33N_16E-243N_40_05", "33N_1024E-243N_39_05", " x", "x\n", ""):
             with self.assertRaises(psycopg.errors.InvalidTextRepresentation):
                 self.q("SELECT rai4eo.patch_id_of(%s)", bad)
+            with self.assertRaises(ValueError):
+                L.patch_id_of(bad)
+        # The user's own ids: the same 33-bit hash in SQL and Python, below every RapidAI4EO id.
+        own = ["x", "tile_12_34", "field-0042", "l7_5_6", "Ünïcødé tile", "33N_16E", "a" * 200]
+        rows = self.q("SELECT s, rai4eo.patch_id_of(s), rai4eo.sample_id_of(rai4eo.patch_id_of(s)) FROM unnest(%s::text[]) s", own)
+        self.assertEqual(rows, [(s, L.own_patch_id(s), None) for s in own])
+        self.assertLess(max(r[1] for r in rows), min(L.patch_id_of(s) for s in ids))
+        self.assertLess(max(r[1] for r in rows), 2 ** 33)
         with self.assertRaises(psycopg.errors.CheckViolation):
             self.q("INSERT INTO rai4eo.patch VALUES (1, '29N_23E-183N_10_10', "
                    "ST_MakeEnvelope(0, 0, 600, 600, 32629), NULL)")

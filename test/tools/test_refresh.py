@@ -145,7 +145,7 @@ class RefreshTest(unittest.TestCase):
                                       r"[0-9.]+ images/s, ETA [0-9:]+$")
         # the rest of PF-SR, then S2-SR, then nothing
         self.assertEqual(self.refresh("tiny", "PF-SR", 4, None).embedded(), GRID * GRID * N_PF - 10)
-        self.assertEqual(self.count("image_id >> 16 & 3 = 1"), 0)
+        self.assertEqual(self.count("rai4eo.image_sensor_code(image_id) = 1"), 0)
         self.assertEqual(self.refresh("tiny", None, 8, None).embedded(), GRID * GRID * N_S2)
         self.assertEqual(self.refresh("tiny", None, 8, None).embedded(), 0)
         self.assertEqual(self.count(), N_IMAGES)
@@ -240,8 +240,8 @@ class RefreshTest(unittest.TestCase):
 
     def embeddings(self):
         """{(patch_id, date): float64 vector} of the PF-SR embeddings."""
-        rows = self.q("SELECT image_id, emb::real[] FROM rai4eo.embedding WHERE model = 'tiny' AND image_id >> 16 & 3 = 0")
-        return {(i >> 18, EPOCH + dt.timedelta(days=i & 65535)): np.array(e, np.float64) for i, e in rows}
+        rows = self.q("SELECT image_id, emb::real[] FROM rai4eo.embedding WHERE model = 'tiny' AND rai4eo.image_sensor_code(image_id) = 0")
+        return {(L.image_patch_id(i), L.image_acquired(i)): np.array(e, np.float64) for i, e in rows}
 
     def test_yearly_and_daily_maps(self):
         self.refresh("tiny", "PF-SR", 8, None)

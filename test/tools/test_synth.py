@@ -78,9 +78,12 @@ class LayoutTest(unittest.TestCase):
     def test_image_id(self):
         pid = L.patch_id_of("29N_23E-183N_10_10")
         d = dt.date(2019, 12, 29)
-        self.assertEqual(L.image_id_of(pid, L.PF, d), pid * 2**18 + (d - dt.date(2000, 1, 1)).days)
-        self.assertEqual(L.image_id_of(pid, L.S2, d), pid * 2**18 + 2**16 + (d - dt.date(2000, 1, 1)).days)
-        self.assertEqual(L.image_id_of(pid, L.S2, d) >> 18, pid)
+        self.assertEqual(L.image_id_of(pid, L.PF, d), pid * 2**24 + (d - dt.date(2000, 1, 1)).days)
+        self.assertEqual(L.image_id_of(pid, L.S2, d), pid * 2**24 + 2**16 + (d - dt.date(2000, 1, 1)).days)
+        self.assertEqual(L.image_id_of(pid, 255, d), pid * 2**24 + 255 * 2**16 + (d - dt.date(2000, 1, 1)).days)
+        self.assertEqual(L.image_patch_id(L.image_id_of(pid, L.S2, d)), pid)
+        self.assertEqual(L.image_sensor_code(L.image_id_of(pid, 7, d)), 7)
+        self.assertEqual(L.image_acquired(L.image_id_of(pid, 7, d)), d)
         self.assertLess(L.image_id_of(2**39 - 1, L.S2, dt.date(2179, 6, 6)), 2**63)
         with self.assertRaises(ValueError):
             L.image_id_of(pid, L.PF, dt.date(1999, 12, 31))

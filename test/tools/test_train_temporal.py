@@ -119,7 +119,7 @@ class WithDatabase(unittest.TestCase):
         m.load_state_dict({(k if k.split(".")[0] in ("attn", "head") else "rnn." + k): v for k, v in tensors.items()})
         m = m.double().eval()
         pid = self.conn.execute("SELECT min(patch_id) FROM rai4eo.patch").fetchone()[0]
-        seq = self.conn.execute("SELECT e.emb::text FROM rai4eo.embedding e WHERE e.image_id >> 18 = %s "
+        seq = self.conn.execute("SELECT e.emb::text FROM rai4eo.embedding e WHERE e.patch_id = %s "
                                 "ORDER BY e.image_id", (pid,)).fetchall()
         x = torch.tensor([json.loads(s[0]) for s in seq], dtype=torch.float64)
         ref = TR.probabilities(m, x).numpy()

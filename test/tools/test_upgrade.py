@@ -6,7 +6,8 @@ recipe its Makefile used) and put beside the current scripts; the current shared
 both, as it does for a real upgrade.  On a database of the old version the test loads patches,
 images, a model, embeddings (computed by the old refresh and hand-made) and a calibration, then
 updates, and checks:
-  - the data: every row, digest, embedding and the stored threshold are unchanged;
+  - the data: every row, digest, embedding and the stored threshold are unchanged (image ids
+    through the renumbering of 0.3.0: patch_id << 18 became patch_id << 24);
   - the API works on it: yearly_change gives the old rows, rai4eo_embed reproduces the stored
     embeddings, a new image is embedded by the refresh;
   - the catalog: every object of the extension (routines with their definitions, views, tables,
@@ -30,6 +31,10 @@ from r4_fixture import admin, make_db                        # noqa: E402
 # Released versions and the commit each was released from.
 RELEASES = {"0.1.0": "22acb4a35a53d45b3c2068bbc57404312a23e349",
             "0.2.0": "be232bef35514b4c25255a93968a5fac143acdc0"}
+
+# The image_id each release's ids become in the current version.
+RENUMBER = {"0.1.0": "((image_id >> 18) << 24) | (image_id & 262143)",
+            "0.2.0": "((image_id >> 18) << 24) | (image_id & 262143)"}
 
 AOI = "ST_MakeEnvelope(240000, 480000, 244200, 482400, 32629)"
 
@@ -138,13 +143,15 @@ class UpgradeTest(unittest.TestCase):
         self.dbs.append(name)
         return make_db(name, version=version)
 
-    def state(self, c):
-        """Everything the data holds, as text."""
+    def state(self, c, renumber=""):
+        """Everything the data holds, as text.  renumber: an SQL expression of image_id giving
+        the id the upgrade turns it into (the image_id layouts of the versions differ)."""
         q = lambda sql: repr(c.execute(sql).fetchall())          # noqa: E731
+        iid = renumber or "image_id"
         return {
             "patches": q("SELECT patch_id, sample_id, ST_AsText(geom), country FROM rai4eo.patch ORDER BY 1"),
-            "images": q("SELECT image_id, patch_id, sensor, acquired, md5(rast::text) FROM rai4eo.image ORDER BY 1"),
-            "embeddings": q("SELECT image_id, model, emb::text FROM rai4eo.embedding ORDER BY 1, 2"),
+            "images": q("SELECT %s, patch_id, sensor, acquired, md5(rast::text) FROM rai4eo.image ORDER BY 1" % iid),
+            "embeddings": q("SELECT %s, model, emb::text FROM rai4eo.embedding ORDER BY 1, 2" % iid),
             "models": q("SELECT name, arch, sha256 = sha256(weights), encode(sha256, 'hex'), parameters, "
                         "config->'change_threshold' FROM rai4eo.model ORDER BY 1"),
             "labels": q("SELECT count(*) FROM rai4eo.clc_class"),
@@ -163,7 +170,9 @@ class UpgradeTest(unittest.TestCase):
                 old.execute("CALL rai4eo_refresh_embeddings('tiny')")
                 cal = old.execute("SELECT threshold FROM rai4eo_calibrate_threshold('ext', 2019, 'public.truth') "
                                   "WHERE chosen").fetchone()[0]
-                before = self.state(old)
+                # 0.1.0 and 0.2.0 pack image_id as patch_id << 18 | code << 16 | days; 0.3.0 as
+                # patch_id << 24 | code << 16 | days: the data must come back through that mapping.
+                before = self.state(old, RENUMBER[v])
                 self.assertIn("'tiny'", before["embeddings"])
                 self.assertEqual(old.execute("SELECT (config->'change_threshold')::float8 FROM rai4eo.model "
                                              "WHERE name = 'ext'").fetchone()[0], cal)
@@ -172,6 +181,12 @@ class UpgradeTest(unittest.TestCase):
                 self.assertEqual(old.execute("SELECT extversion FROM pg_extension WHERE extname = 'rai4eo'")
                                  .fetchone()[0], self.current)
                 self.assertEqual(self.state(old), before)
+                # Every renumbered id is the one the current key function derives.
+                self.assertEqual(old.execute(
+                    "SELECT count(*), count(*) FILTER (WHERE image_id = rai4eo.image_id_of(patch_id, sensor, acquired) "
+                    "AND patch_id = rai4eo.image_patch_id(image_id)) FROM rai4eo.image").fetchone(), (48, 48))
+                self.assertEqual(old.execute("SELECT count(*) FROM rai4eo.embedding e LEFT JOIN rai4eo.image i "
+                                             "USING (image_id, patch_id) WHERE i.image_id IS NULL").fetchone()[0], 0)
 
                 # The API on the upgraded data: embeddings reproduce (a batch of one image is not
                 # bitwise a batch of 16: float32 rounding), a new image gets embedded.

@@ -13,12 +13,16 @@ the files' geotransforms.
 
 Identifiers are derived from the sample id, never from a sequence (Citus-ready):
   patch_id = ((((zone*2 + hemi)*1024 + E)*1024 + N)*64 + col)*64 + row
-             hemi = 0 north, 1 south; E, N in 0..1023; col, row in 0..39  (< 2^39)
-  image_id = patch_id * 2^18 + sensor_code * 2^16 + (acquired - 2000-01-01 in days)
-             sensor_code PF-SR = 0, S2-SR = 1; days in 0..65535        (< 2^57)
+             hemi = 0 north, 1 south; E, N in 0..1023; col, row in 0..39  (2^33 .. < 2^39)
+  patch_id of the user's own id (any other text, e.g. tile_12_34): the first 33 bits of
+             its MD5, below 2^33 (own_patch_id)
+  image_id = patch_id << 24 | sensor_code << 16 | (acquired - 2000-01-01 in days)
+             sensor_code from rai4eo.sensor (PF-SR = 0, S2-SR = 1; 0..255); days 0..65535  (< 2^63)
+The functions below are the one Python definition of that layout (SQL: 39_corpus_keys.sql).
 """
 
 import datetime as _dt
+import hashlib
 import os
 import re
 
@@ -139,21 +143,83 @@ class SampleId:
         return hash(str(self))
 
 
+# ---- the image_id layout (the one Python definition; SQL: 39_corpus_keys.sql) --------
+
+PATCH_SHIFT = 24                              # image_id = patch_id << 24 | code << 16 | days
+CODE_SHIFT = 16
+CODE_MASK = 0xFF
+DAYS_MASK = 0xFFFF
+PATCH_ID_LIMIT = 1 << 39
+OWN_ID_LIMIT = 1 << 33                        # own ids hash below it, RapidAI4EO ids start there
+_RAPID_SHAPE = re.compile(r"^[0-9]+[NS]_[0-9]+E-[0-9]+N_[0-9]+_[0-9]+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def own_patch_id(text):
+    """patch_id of the user's own id: the first 33 bits of md5(UTF-8 text) (rai4eo.patch_id_of)."""
+    if not (1 <= len(text) <= 200) or _CONTROL.search(text) or text != text.strip(" "):
+        raise ValueError("invalid patch id %r (1 to 200 characters, no control characters, "
+                         "no leading or trailing spaces)" % (text,))
+    return int(hashlib.md5(text.encode("utf-8")).hexdigest()[:9], 16) & (OWN_ID_LIMIT - 1)
+
+
+def is_rapidai4eo_id(text):
+    """Whether text is shaped like a RapidAI4EO sample id (valid or not)."""
+    return bool(_RAPID_SHAPE.match(text))
+
+
 def patch_id_of(sample_id):
-    """patch_id of a sample id given as text or SampleId (same as SQL rai4eo.patch_id_of)."""
-    if not isinstance(sample_id, SampleId):
-        sample_id = SampleId.parse(sample_id)
-    return sample_id.patch_id()
+    """patch_id of a sample id given as text or SampleId (same as SQL rai4eo.patch_id_of):
+    RapidAI4EO ids by their grid position, any other text by own_patch_id."""
+    if isinstance(sample_id, SampleId):
+        return sample_id.patch_id()
+    if not is_rapidai4eo_id(sample_id):
+        return own_patch_id(sample_id)
+    return SampleId.parse(sample_id).patch_id()
+
+
+def sensor_code_of(sensor):
+    """The code of a sensor given as a code or as PF-SR / S2-SR; other names: read the
+    registry (sensor_codes(conn))."""
+    if isinstance(sensor, int):
+        return sensor
+    try:
+        return SENSOR_CODE[sensor]
+    except KeyError:
+        raise ValueError("sensor %r: pass its code from rai4eo.sensor (sensor_codes(conn))" % (sensor,)) from None
+
+
+def sensor_codes(conn):
+    """{name: code} of every registered sensor (rai4eo.sensor)."""
+    return dict(conn.execute("SELECT name, code FROM rai4eo.sensor").fetchall())
 
 
 def image_id_of(patch_id, sensor, acquired):
-    """image_id of (patch, sensor, date) (same as SQL rai4eo.image_id_of)."""
+    """image_id of (patch, sensor name or code, date) (same as SQL rai4eo.image_id_of)."""
+    code = sensor_code_of(sensor)
     days = (acquired - ID_EPOCH).days
-    if not 0 <= days <= 0xFFFF:
+    if not 0 <= days <= DAYS_MASK:
         raise ValueError("acquisition date %s outside 2000-01-01 .. 2179-06-06" % acquired)
-    if not 0 <= patch_id < (1 << 39):
+    if not 0 <= patch_id < PATCH_ID_LIMIT:
         raise ValueError("patch_id %r out of range" % (patch_id,))
-    return (patch_id << 18) | (SENSOR_CODE[sensor] << 16) | days
+    if not 0 <= code <= CODE_MASK:
+        raise ValueError("sensor code %r out of range" % (code,))
+    return (patch_id << PATCH_SHIFT) | (code << CODE_SHIFT) | days
+
+
+def image_patch_id(image_id):
+    """The patch_id an image_id encodes (rai4eo.image_patch_id)."""
+    return image_id >> PATCH_SHIFT
+
+
+def image_sensor_code(image_id):
+    """The sensor code an image_id encodes (rai4eo.image_sensor_code)."""
+    return (image_id >> CODE_SHIFT) & CODE_MASK
+
+
+def image_acquired(image_id):
+    """The date an image_id encodes (rai4eo.image_acquired)."""
+    return ID_EPOCH + _dt.timedelta(days=image_id & DAYS_MASK)
 
 
 # ---- dates ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+# Band counts of the two pre-registered sensors (rai4eo.sensor); others: sensor_band_count.
 SENSOR_BANDS = {"PF-SR": 4, "S2-SR": 12}
 DAY0 = dt.date(2000, 1, 1)             # the same epoch as rai4eo.image_id_of
 
@@ -102,6 +103,12 @@ def patch_ids(conn, sensor, page=100000):
             break
         last = rows[-1][0]
     return np.array(out, dtype=np.int64)
+
+
+def sensor_band_count(conn, sensor):
+    """Number of bands the registry (rai4eo.sensor) gives the sensor (None when not registered)."""
+    row = conn.execute("SELECT cardinality(band_names) FROM rai4eo.sensor WHERE name = %s", (sensor,)).fetchone()
+    return None if row is None else row[0]
 
 
 def band_count(conn, sensor):

@@ -112,6 +112,8 @@ def check_arguments(p, a):
     """Validate the byol options and fill the per-sensor defaults."""
     T.check_common_arguments(p, a)
     if a.crop_size is None:
+        if a.sensor not in CROP_SIZE:    # a sensor the user registered
+            p.error("--crop-size is needed for sensor %s (defaults exist for %s)" % (a.sensor, ", ".join(sorted(CROP_SIZE))))
         a.crop_size = CROP_SIZE[a.sensor]
     if a.crop_size < 32:
         p.error("--crop-size must be at least 32 (a ResNet's smallest input)")

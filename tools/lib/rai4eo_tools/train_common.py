@@ -76,8 +76,9 @@ def add_common_arguments(p):
     """Options every trainer has: data, run control, checkpoints, export."""
     g = p.add_argument_group("data")
     g.add_argument("--dsn", help="libpq connection string (default: PG* environment variables, like psql)")
-    g.add_argument("--sensor", choices=sorted(db_images.SENSOR_BANDS), default="PF-SR",
-                   help="images to train on: PF-SR (4 bands) or S2-SR (12 bands); default PF-SR")
+    g.add_argument("--sensor", default="PF-SR",
+                   help="images to train on: a registered sensor (rai4eo.sensor), e.g. PF-SR (4 bands) "
+                        "or S2-SR (12 bands); default PF-SR")
     g.add_argument("--bands", type=int_list,
                    help="raster band numbers in model channel order (default: all bands of the sensor)")
     g.add_argument("--scale", type=float, default=1e-4,
@@ -138,7 +139,17 @@ def add_common_arguments(p):
 def check_common_arguments(p, a):
     """Validate the shared options (p.error on a bad one)."""
     if a.bands is None:
-        a.bands = list(range(1, db_images.SENSOR_BANDS[a.sensor] + 1))
+        nb = db_images.SENSOR_BANDS.get(a.sensor)
+        if nb is None:                # a sensor the user registered: its bands from the registry
+            import psycopg
+            try:
+                with psycopg.connect(a.dsn or "") as conn:
+                    nb = db_images.sensor_band_count(conn, a.sensor)
+            except psycopg.Error as e:
+                p.error("cannot read the bands of sensor %s: %s" % (a.sensor, e))
+            if nb is None:
+                p.error("sensor %s is not registered (rai4eo.sensor)" % a.sensor)
+        a.bands = list(range(1, nb + 1))
     C = len(a.bands)
     for key in ("mean", "std"):
         v = getattr(a, key)

@@ -235,9 +235,13 @@ def add_arguments(p):
 def check_arguments(p, a):
     """Validate the dino options and fill the per-sensor defaults."""
     T.check_common_arguments(p, a)
-    for k, v in SENSOR_DEFAULTS[a.sensor].items():
+    for k, v in SENSOR_DEFAULTS.get(a.sensor, {}).items():
         if getattr(a, k) is None:
             setattr(a, k, v)
+    for k in ("patch_size", "global_size", "local_size"):
+        if getattr(a, k) is None:     # a sensor the user registered: its crops are the user's choice
+            p.error("--%s is needed for sensor %s (defaults exist for %s)"
+                    % (k.replace("_", "-"), a.sensor, ", ".join(sorted(SENSOR_DEFAULTS))))
     if a.num_heads is None:
         a.num_heads = max(1, a.embed_dim // 64)
     if a.embed_dim < 1 or a.depth < 1 or a.num_heads < 1 or a.embed_dim % a.num_heads:

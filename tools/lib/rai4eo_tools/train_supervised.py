@@ -329,6 +329,8 @@ def check_arguments(p, a):
     """Validate the supervised options and fill the per-sensor defaults."""
     T.check_common_arguments(p, a)
     if a.patch_size is None:
+        if a.sensor not in VIT_PATCH:    # a sensor the user registered
+            p.error("--patch-size is needed for sensor %s (defaults exist for %s)" % (a.sensor, ", ".join(sorted(VIT_PATCH))))
         a.patch_size = VIT_PATCH[a.sensor]
     if a.num_heads is None:
         a.num_heads = max(1, a.embed_dim // 64)

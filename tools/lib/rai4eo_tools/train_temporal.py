@@ -29,14 +29,12 @@ from rai4eo_tools import train_supervised as S
 from rai4eo_tools import safetensors_io
 from rai4eo_tools.temporal_reference import TemporalClassifier
 
-SENSOR_CODE = {"PF-SR": 0, "S2-SR": 1}
-
 
 def add_arguments(p):
     g = p.add_argument_group("data")
     g.add_argument("--dsn", help="libpq connection string (default: PG* variables, like psql)")
     g.add_argument("--input-model", required=True, help="the stored model whose embeddings form the sequences")
-    g.add_argument("--sensor", choices=sorted(SENSOR_CODE), default="PF-SR", help="default PF-SR")
+    g.add_argument("--sensor", default="PF-SR", help="a registered sensor (rai4eo.sensor); default PF-SR")
     g.add_argument("--years", type=S.year_list, default=[2018],
                    help="years whose sequences are samples (default 2018, the labels' year)")
     g.add_argument("--classes", choices=("class7", "level2"), default="class7")
@@ -93,9 +91,10 @@ def check_arguments(p, a):
 def load_sequences(conn, model, sensor, years):
     """{(patch_id, year): float32 [T][D]} of the stored embeddings, oldest first."""
     rows = conn.execute(
-        "SELECT e.image_id >> 18, extract(year FROM date '2000-01-01' + (e.image_id & 65535)::int)::int, "
-        "e.emb::text FROM rai4eo.embedding e WHERE e.model = %s AND (e.image_id >> 16) & 3 = %s "
-        "ORDER BY e.image_id", (model, SENSOR_CODE[sensor])).fetchall()
+        "SELECT e.patch_id, extract(year FROM rai4eo.image_acquired(e.image_id))::int, "
+        "e.emb::text FROM rai4eo.embedding e WHERE e.model = %s "
+        "AND rai4eo.image_sensor_code(e.image_id) = rai4eo.sensor_code(%s) "
+        "ORDER BY e.image_id", (model, sensor)).fetchall()
     out = {}
     for pid, year, text in rows:
         if year in years:
