@@ -85,7 +85,7 @@ COMMENT ON COLUMN rai4eo.sensor.pixel_scale IS 'Reflectance (or physical value) 
 COMMENT ON COLUMN rai4eo.sensor.pixel_offset IS 'Reflectance (or physical value) = DN * pixel_scale + pixel_offset';
 COMMENT ON COLUMN rai4eo.sensor.description IS 'Free text: the product and its source';
 
--- The two sensors of the RapidAI4EO corpus (facts section 4; tools/synth writes these
+-- The two sensors of the RapidAI4EO corpus (its data description; tools/synth writes these
 -- bands).  PF-SR: Planet Fusion surface reflectance, PlanetScope-derived 4 bands at 3 m,
 -- a daily product of which the corpus keeps every 5th day.  S2-SR: Sentinel-2 L2A
 -- monthly composites, 12 bands resampled to 10 m (S2A centre wavelengths).
