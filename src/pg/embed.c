@@ -103,11 +103,11 @@ ModelInput(EmbedCallSite *cs, CachedModel *m, Datum rast, int *out_h, int *out_w
 
 	RasterReadDatum(&cs->raster, rast, cfg->bands, cfg->in_chans, &px);
 	r4_preprocess_output_size(cfg, px.height, px.width, &oh, &ow);
-	if (oh < cfg->patch_size || ow < cfg->patch_size)
+	if (oh < cfg->min_input || ow < cfg->min_input)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("raster of %d x %d pixels is smaller than one %d x %d patch of model \"%s\"",
-						px.width, px.height, cfg->patch_size, cfg->patch_size, m->name)));
+						px.width, px.height, cfg->min_input, cfg->min_input, m->name)));
 	n = (size_t) cfg->in_chans * oh * ow;
 	input = palloc_extended(n * sizeof(float), MCXT_ALLOC_HUGE);
 	r4_error_clear(&err);

@@ -49,5 +49,8 @@ ModelValidate(const uint8 *buf, size_t len, const char *config_json,
 	MemoryContextSwitchTo(old);
 	result = pstrdup(json);
 	MemoryContextDelete(scratch);
+	/* The class names lived in the scratch context: the caller gets the rest */
+	cfg->class_names = NULL;
+	cfg->class_names_len = 0;
 	return result;
 }
