@@ -406,7 +406,7 @@ position_table(R4ViT *m, int gh, int gw, bool square, const float **table, R4Err
 	memcpy(m->pos_cache, m->pos_embed, D * sizeof(float));
 	/*
 	 * DINO passes scale_factor=(gh + 0.1) / g0, and PyTorch then steps the
-	 * source by 1 / scale_factor, not by g0 / gh (facts §1.5).  Same double
+	 * source by 1 / scale_factor, not by g0 / gh (docs/formats.md, "DINO ViT").  Same double
 	 * arithmetic as Python's and PyTorch's, so the rounded step agrees.
 	 */
 	r4_bicubic_resize_hwc(m->pos_embed + D, g0, g0, (int) D,

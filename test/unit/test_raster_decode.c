@@ -404,9 +404,9 @@ stored_value(R4PixType pt, double v)
 
 /* ---- tests ---- */
 
-/* The byte dumps quoted in the facts §1.3, checked both ways. */
+/* The byte layouts docs/formats.md gives as examples (from rasters PostGIS wrote), checked both ways. */
 static void
-test_facts_bytes(void)
+test_layout_bytes(void)
 {
 	static const uint8_t band8[] = {0x44, 0xff, 0x01, 0x02, 0x03, 0xff, 0xfe, 0x00};
 	static const uint8_t band16[] = {0x45, 0x00, 0x00, 0x80, 0xff, 0xff, 0x2c, 0x01,
@@ -437,7 +437,7 @@ test_facts_bytes(void)
 		uint32_t	word;
 
 		memcpy(&word, buf, 4);
-		CHECK_EQ_INT(word, 72 << 2);	/* facts: the stored word is len << 2 on LE */
+		CHECK_EQ_INT(word, 72 << 2);	/* the stored word is len << 2 on LE */
 	}
 
 	/* and a header followed by the literal dump bytes parses to those values */
@@ -837,7 +837,7 @@ test_outdb(void)
 		CHECK_EQ_INT(parse((enum Enc) e, buf, len, &r, &err), R4_OK);
 		if (e == ENC_SER && host_le())
 		{
-			/* facts §1.4: c5 00 ff ff 00 "/tmp..." */
+			/* an out-db 16BSI band: c5 00 ff ff 00 "/tmp..." */
 			static const uint8_t head[] = {0xc5, 0x00, 0xff, 0xff, 0x00, 0x2f, 0x74, 0x6d, 0x70};
 
 			CHECK(memcmp(buf + 72, head, sizeof(head)) == 0);
@@ -870,7 +870,7 @@ test_outdb(void)
 static void
 test_nodata_rule(void)
 {
-	/* facts §1.2: 64BF nodata 0 -> 1e-8 and -1e-8 are nodata, 1e-6 is not */
+	/* PostGIS's FLT_EQ: 64BF nodata 0 -> 1e-8 and -1e-8 are nodata, 1e-6 is not */
 	static const double v64[] = {1e-8, -1e-8, 1e-6, 0, 1.1e-7, 1.3e-7, NAN};
 	static const double v32[] = {1e-7, -1e-7, 2e-7, 0, 1e-6, NAN, 0};
 	TRaster		t = raster_template(7, 1);
@@ -1624,7 +1624,7 @@ test_names(void)
 int
 main(void)
 {
-	RUN(test_facts_bytes);
+	RUN(test_layout_bytes);
 	RUN(test_rfc_size);
 	RUN(test_all_types);
 	RUN(test_conversions);
