@@ -606,7 +606,53 @@ test_json_round_trip(void)
 	r4_free(json);
 }
 
-/* Run the configuration tests. */
+/*
+ * The messages that name the architectures come from the descriptor table:
+ * they must read as they did when model_config.c named ViT and ResNet
+ * itself (tools and users match on them).
+ */
+static void
+test_table_messages(void)
+{
+	R4ModelConfig c;
+	R4Error		e;
+
+	vit(&m, 64, 2, 2, 3, 2, 32);
+	CHECK_EQ_INT(resolve(&m, "{\"n_last_block\": 2}", &c, &e), R4_ERR_INVALID);
+	CHECK(strcmp(e.detail, "known keys: arch, img_size, bands, scale, mean, std, input, change_threshold, "
+				 "head, classes, multilabel, output; ViT: num_heads, ln_eps, n_last_blocks, avgpool; "
+				 "ResNet: bn_eps") == 0);
+	CHECK_EQ_INT(resolve(&m, "{\"arch\": \"convnext\"}", &c, &e), R4_ERR_INVALID);
+	CHECK(strcmp(e.message, "unknown architecture \"convnext\" in the configuration") == 0);
+	CHECK(strcmp(e.detail, "known architectures: vit, resnet (or resnet18, resnet34, resnet50, "
+				 "resnet101, resnet152, which also assert the layout)") == 0);
+	CHECK_EQ_INT(resolve(&m, "{\"bn_eps\": 1e-5}", &c, &e), R4_ERR_INVALID);
+	CHECK(strcmp(e.message, "\"bn_eps\" in the configuration applies to ResNet models only, and this model is a ViT") == 0);
+
+	/* Both anchors present and no "arch" */
+	add(&m, "layer1.0.conv1.weight", "F32", 4, 8, 8, 3, 3);
+	CHECK_EQ_INT(resolve(&m, NULL, &c, &e), R4_ERR_INVALID);
+	CHECK(strcmp(e.message, "cannot tell the model architecture: the weights hold both ViT and ResNet tensors") == 0);
+	CHECK(strcmp(e.detail, "give \"arch\": \"vit\" or \"resnet\" in the configuration") == 0);
+
+	/* Neither */
+	memset(&m, 0, sizeof(m));
+	add(&m, "something.weight", "F32", 1, 4, 0, 0, 0);
+	CHECK_EQ_INT(resolve(&m, NULL, &c, &e), R4_ERR_INVALID);
+	CHECK(strcmp(e.message, "cannot tell the model architecture: no \"arch\" given and no ViT or ResNet tensors found") == 0);
+	CHECK(strcmp(e.detail, "expected DINO/timm ViT tensor names such as \"blocks.0.attn.qkv.weight\" or "
+				 "torchvision/timm ResNet names such as \"layer1.0.conv1.weight\"") == 0);
+
+	/* Detection and the accessors */
+	vit(&m, 64, 2, 2, 3, 2, 32);
+	CHECK_EQ_INT(resolve(&m, NULL, &c, &e), R4_OK);
+	CHECK(c.arch == &r4_arch_vit && strcmp(r4_arch_name(c.arch), "vit") == 0);
+	CHECK(r4_vit_cfg(&c) != NULL && r4_resnet_cfg(&c) == NULL);
+	CHECK_EQ_INT(c.min_input, 2);	/* a ViT's smallest input is one patch */
+	r4_model_config_free(&c);
+}
+
+/* Run every model configuration test. */
 int
 main(void)
 {
@@ -618,5 +664,6 @@ main(void)
 	RUN(test_value_errors);
 	RUN(test_resnet_keys_refused);
 	RUN(test_json_round_trip);
+	RUN(test_table_messages);
 	return unit_summary("model_config");
 }
