@@ -52,6 +52,15 @@ typedef struct R4ResNetConfig
 /* The descriptor (arch_resnet.c): tensors, keys, defaults, engine. */
 extern const R4ArchOps r4_arch_resnet;
 
+/*
+ * Tensor names (arch_resnet.c, shared with resnet.c): a BatchNorm's
+ * entries after its prefix ("bn1.running_var"; NULL-terminated), and the
+ * name of a tensor inside a residual block, "layer<stage>.<block>.<part>"
+ * (stage 1-based).
+ */
+extern const char *const r4_resnet_bn_entries[];
+void		r4_resnet_block_name(char *buf, size_t size, int stage, long block, const char *part);
+
 /* The ResNet part of cfg, or NULL when cfg is not a ResNet's. */
 const R4ResNetConfig *r4_resnet_cfg(const R4ModelConfig *cfg);
 

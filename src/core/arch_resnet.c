@@ -37,7 +37,14 @@ static const char *const own_keys[] = {"bn_eps", NULL};
 static const char *const derived_keys[] = {"block", "layers", "width", NULL};
 
 /* The entries of every BatchNorm, after its prefix. */
-static const char *const bn_entries[] = {"weight", "bias", "running_mean", "running_var", NULL};
+const char *const r4_resnet_bn_entries[] = {"weight", "bias", "running_mean", "running_var", NULL};
+
+/* "layer<stage>.<block>.<part>": every tensor inside a residual block (stage 1-based). */
+void
+r4_resnet_block_name(char *buf, size_t size, int stage, long block, const char *part)
+{
+	snprintf(buf, size, "layer%d.%ld.%s", stage, block, part);
+}
 
 /* Torchvision's standard ResNets, which "arch" may name to assert the layout. */
 static const struct
@@ -191,7 +198,7 @@ is_bn_entry(const char *rest, const char *bn)
 	if (strncmp(rest, bn, l) != 0 || rest[l] != '.')
 		return false;
 	rest += l + 1;
-	return r4_name_in_list(bn_entries, rest) || strcmp(rest, "num_batches_tracked") == 0;
+	return r4_name_in_list(r4_resnet_bn_entries, rest) || strcmp(rest, "num_batches_tracked") == 0;
 }
 
 /*
@@ -260,9 +267,9 @@ expect_bn(const R4SafeTensors *st, const char *prefix, int64_t c, R4Error *err)
 	char		name[R4_TENSOR_NAME_MAX + 32];	/* prefix plus ".running_mean" */
 	R4Status	rc;
 
-	for (int k = 0; bn_entries[k]; k++)
+	for (int k = 0; r4_resnet_bn_entries[k]; k++)
 	{
-		snprintf(name, sizeof(name), "%s.%s", prefix, bn_entries[k]);
+		snprintf(name, sizeof(name), "%s.%s", prefix, r4_resnet_bn_entries[k]);
 		if ((rc = r4_expect_float(st, name, err)) != R4_OK ||
 			(rc = r4_expect_shape(st, name, 1, want, err)) != R4_OK)
 			return rc;
@@ -276,9 +283,9 @@ need_bn(const R4SafeTensors *st, const char *prefix, R4MissingList *ml)
 {
 	char		name[R4_TENSOR_NAME_MAX + 32];	/* prefix plus ".running_mean" */
 
-	for (int k = 0; bn_entries[k]; k++)
+	for (int k = 0; r4_resnet_bn_entries[k]; k++)
 	{
-		snprintf(name, sizeof(name), "%s.%s", prefix, bn_entries[k]);
+		snprintf(name, sizeof(name), "%s.%s", prefix, r4_resnet_bn_entries[k]);
 		r4_need_tensor(st, name, ml);
 	}
 }
@@ -315,6 +322,7 @@ check_resnet(const R4SafeTensors *st, R4ModelConfig *cfg, R4Error *err)
 	const R4StTensor *stem;
 	R4MissingList ml;
 	char		name[R4_TENSOR_NAME_MAX];
+	char		part[32];
 	char		shape_s[96];
 	long		blocks[R4_RESNET_STAGES] = {0};
 	int64_t		width[R4_RESNET_STAGES];	/* the 3 x 3 conv's width per stage */
@@ -356,9 +364,11 @@ check_resnet(const R4SafeTensors *st, R4ModelConfig *cfg, R4Error *err)
 		for (long b = 0; b < blocks[s]; b++)
 			for (int j = 1; j <= (bottleneck ? 3 : 2); j++)
 			{
-				snprintf(name, sizeof(name), "layer%d.%ld.conv%d.weight", s + 1, b, j);
+				snprintf(part, sizeof(part), "conv%d.weight", j);
+				r4_resnet_block_name(name, sizeof(name), s + 1, b, part);
 				r4_need_tensor(st, name, &ml);
-				snprintf(name, sizeof(name), "layer%d.%ld.bn%d", s + 1, b, j);
+				snprintf(part, sizeof(part), "bn%d", j);
+				r4_resnet_block_name(name, sizeof(name), s + 1, b, part);
 				need_bn(st, name, &ml);
 			}
 	}
@@ -394,13 +404,13 @@ check_resnet(const R4SafeTensors *st, R4ModelConfig *cfg, R4Error *err)
 	/* Widths per stage from each stage's first block. */
 	for (int s = 0; s < R4_RESNET_STAGES; s++)
 	{
-		snprintf(name, sizeof(name), "layer%d.0.conv1.weight", s + 1);
+		r4_resnet_block_name(name, sizeof(name), s + 1, 0, "conv1.weight");
 		if ((rc = conv_width(st, name, &width[s], err)) != R4_OK)
 			return rc;
 		outw[s] = width[s];
 		if (bottleneck)
 		{
-			snprintf(name, sizeof(name), "layer%d.0.conv3.weight", s + 1);
+			r4_resnet_block_name(name, sizeof(name), s + 1, 0, "conv3.weight");
 			if ((rc = conv_width(st, name, &outw[s], err)) != R4_OK)
 				return rc;
 		}
@@ -416,11 +426,11 @@ check_resnet(const R4SafeTensors *st, R4ModelConfig *cfg, R4Error *err)
 			int64_t		bin = b == 0 ? in : outw[s];
 			int			stride = (b == 0 && s > 0) ? 2 : 1;
 
-			snprintf(name, sizeof(name), "layer%d.%ld.downsample.0.weight", s + 1, b);
+			r4_resnet_block_name(name, sizeof(name), s + 1, b, "downsample.0.weight");
 			if (r4_safetensors_find(st, name) != NULL || stride != 1 || bin != outw[s])
 			{
 				r4_need_tensor(st, name, &ml);
-				snprintf(name, sizeof(name), "layer%d.%ld.downsample.1", s + 1, b);
+				r4_resnet_block_name(name, sizeof(name), s + 1, b, "downsample.1");
 				need_bn(st, name, &ml);
 			}
 		}
@@ -444,7 +454,7 @@ check_resnet(const R4SafeTensors *st, R4ModelConfig *cfg, R4Error *err)
 			int64_t		bin = b == 0 ? in : O;
 			char		pre[R4_TENSOR_NAME_MAX];
 
-#define BLOCK_NAME(suffix) (snprintf(name, sizeof(name), "layer%d.%ld.%s", s + 1, b, (suffix)), name)
+#define BLOCK_NAME(suffix) (r4_resnet_block_name(name, sizeof(name), s + 1, b, (suffix)), name)
 			snprintf(pre, sizeof(pre), "layer%d.%ld.", s + 1, b);
 			if (bottleneck)
 				rc = expect_conv(st, BLOCK_NAME("conv1.weight"), P, bin, 1, err);

@@ -133,8 +133,8 @@ list_slots(R4ResNet *m, const R4SafeTensors *st, ConvSlot *slots)
 
 			blk->stage = s + 1;
 			blk->index = b;
-#define NAMES(conv, bnname) (snprintf(w, sizeof(w), "layer%d.%d.%s", s + 1, b, (conv)), \
-							 snprintf(bn, sizeof(bn), "layer%d.%d.%s", s + 1, b, (bnname)))
+#define NAMES(conv, bnname) (r4_resnet_block_name(w, sizeof(w), s + 1, b, (conv)), \
+							 r4_resnet_block_name(bn, sizeof(bn), s + 1, b, (bnname)))
 			if (m->rn.bottleneck)
 			{
 				NAMES("conv1.weight", "bn1");
@@ -167,7 +167,7 @@ static R4Status
 check_slot(const R4SafeTensors *st, const ConvSlot *s, int cin, R4Error *err)
 {
 	const R4StTensor *t = r4_safetensors_find(st, s->weight);
-	static const char *const entries[] = {"weight", "bias", "running_mean", "running_var"};
+	const char *const *entries = r4_resnet_bn_entries;
 
 	if (t == NULL)
 		return r4_fail(err, R4_ERR_MISMATCH, "tensor \"%s\" is missing from the weights", s->weight);
@@ -368,7 +368,7 @@ r4_resnet_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
 
 	/* Convert each weight into its slot and fold its BatchNorm in. */
 	{
-		static const char *const entries[] = {"weight", "bias", "running_mean", "running_var"};
+		const char *const *entries = r4_resnet_bn_entries;
 		float	   *base = m->params;
 		size_t		off = 0;
 
