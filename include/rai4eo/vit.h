@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "rai4eo/arch.h"
 #include "rai4eo/core.h"
@@ -58,6 +59,25 @@ const R4ViTConfig *r4_vit_cfg(const R4ModelConfig *cfg);
  */
 extern const char *const r4_vit_global_tensors[];
 extern const char *const r4_vit_block_tensors[];
+
+#define R4_VIT_GLOBAL_TENSORS 6
+#define R4_VIT_BLOCK_TENSORS 12
+
+/* A tensor's shape: ndim dimensions (at most 4). */
+typedef struct R4ViTShape
+{
+	int			ndim;
+	int64_t		dim[4];
+} R4ViTShape;
+
+/*
+ * The shape of each tensor in those lists' order, for a resolved
+ * configuration: validation (arch_vit.c) and the weight block (vit.c) use
+ * the same table.  shapes has R4_VIT_GLOBAL_TENSORS or R4_VIT_BLOCK_TENSORS
+ * entries.
+ */
+void		r4_vit_global_shapes(const R4ViTConfig *v, int in_chans, R4ViTShape *shapes);
+void		r4_vit_block_shapes(const R4ViTConfig *v, R4ViTShape *shapes);
 
 /*
  * Build an engine from validated weights (cfg from r4_model_config_resolve

@@ -225,34 +225,57 @@ check_vit_shapes(const R4SafeTensors *st, R4ModelConfig *cfg, R4Error *err)
 	VIT(cfg)->mlp_hidden = (int) Hd;
 	VIT(cfg)->pos_grid = (int) g;
 
+	/* pos_embed and the patch weight gave the dimensions above; the rest must fit them */
 	{
-		const int64_t vec_d[1] = {D};
-		const int64_t cls[3] = {1, 1, D};
-		const int64_t pb[1] = {D};
+		R4ViTShape	gs[R4_VIT_GLOBAL_TENSORS];
+		const int	rest[4] = {0, 3, 4, 5};	/* cls_token, patch bias, norm weight and bias */
 
-		if ((rc = r4_expect_shape(st, "cls_token", 3, cls, err)) != R4_OK ||
-			(rc = r4_expect_shape(st, "patch_embed.proj.bias", 1, pb, err)) != R4_OK ||
-			(rc = r4_expect_shape(st, "norm.weight", 1, vec_d, err)) != R4_OK ||
-			(rc = r4_expect_shape(st, "norm.bias", 1, vec_d, err)) != R4_OK)
-			return rc;
+		r4_vit_global_shapes(VIT(cfg), (int) C, gs);
+		for (int k = 0; k < 4; k++)
+			if ((rc = r4_expect_shape(st, r4_vit_global_tensors[rest[k]], gs[rest[k]].ndim,
+									  gs[rest[k]].dim, err)) != R4_OK)
+				return rc;
 	}
 	for (int b = 0; b < VIT(cfg)->depth; b++)
 	{
-		/* Shapes in r4_vit_block_tensors order. */
-		const int64_t shapes[12][2] = {
-			{D, 0}, {D, 0}, {3 * D, D}, {3 * D, 0}, {D, D}, {D, 0},
-			{D, 0}, {D, 0}, {Hd, D}, {Hd, 0}, {D, Hd}, {D, 0}
-		};
+		R4ViTShape	shapes[R4_VIT_BLOCK_TENSORS];
 
+		r4_vit_block_shapes(VIT(cfg), shapes);
 		for (int k = 0; r4_vit_block_tensors[k]; k++)
 		{
 			snprintf(name, sizeof(name), "blocks.%d.%s", b, r4_vit_block_tensors[k]);
-			rc = r4_expect_shape(st, name, shapes[k][1] ? 2 : 1, shapes[k], err);
+			rc = r4_expect_shape(st, name, shapes[k].ndim, shapes[k].dim, err);
 			if (rc != R4_OK)
 				return rc;
 		}
 	}
 	return R4_OK;
+}
+
+void
+r4_vit_global_shapes(const R4ViTConfig *v, int in_chans, R4ViTShape *shapes)
+{
+	const int64_t D = v->embed_dim;
+	const int64_t P = v->patch_size;
+	const int64_t G = (int64_t) v->pos_grid * v->pos_grid;
+	const R4ViTShape s[R4_VIT_GLOBAL_TENSORS] = {
+		{3, {1, 1, D}}, {3, {1, G + 1, D}}, {4, {D, in_chans, P, P}}, {1, {D}}, {1, {D}}, {1, {D}}
+	};
+
+	memcpy(shapes, s, sizeof(s));
+}
+
+void
+r4_vit_block_shapes(const R4ViTConfig *v, R4ViTShape *shapes)
+{
+	const int64_t D = v->embed_dim;
+	const int64_t Hd = v->mlp_hidden;
+	const R4ViTShape s[R4_VIT_BLOCK_TENSORS] = {
+		{1, {D}}, {1, {D}}, {2, {3 * D, D}}, {1, {3 * D}}, {2, {D, D}}, {1, {D}},
+		{1, {D}}, {1, {D}}, {2, {Hd, D}}, {1, {Hd}}, {2, {D, Hd}}, {1, {D}}
+	};
+
+	memcpy(shapes, s, sizeof(s));
 }
 
 #define LOOKUP(key, words) \

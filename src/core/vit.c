@@ -91,49 +91,58 @@ typedef struct WeightSlot
 	size_t		numel;
 } WeightSlot;
 
+/* Number of values of a tensor of shape s. */
+static size_t
+numel(const R4ViTShape *s)
+{
+	size_t		n = 1;
+
+	for (int i = 0; i < s->ndim; i++)
+		n *= (size_t) s->dim[i];
+	return n;
+}
+
 /* List every weight and its expected size; returns the number of slots. */
 static int
 list_slots(R4ViT *m, WeightSlot *slots)
 {
 	const R4ModelConfig *c = &m->cfg;
 	const R4ViTConfig *vc = &m->vc;
-	size_t		D = (size_t) vc->embed_dim;
-	size_t		Hd = (size_t) vc->mlp_hidden;
-	size_t		K = (size_t) c->in_chans * vc->patch_size * vc->patch_size;
-	size_t		G = (size_t) vc->pos_grid * vc->pos_grid;
 	int			n = 0;
 
 #define SLOT(nm, ptr, count) \
 	do { snprintf(slots[n].name, sizeof(slots[n].name), "%s", (nm)); \
 		 slots[n].dst = (ptr); slots[n].numel = (count); n++; } while (0)
 
-	/* Names from arch_vit.c's lists: cls, pos, patch embedding; the blocks; the final norm */
+	/* Names and shapes from arch_vit.c: cls, pos, patch embedding; the blocks; the final norm */
 	{
-		float	  **gdst[6] = {&m->cls_token, &m->pos_embed, &m->patch_w, &m->patch_b,
-		&m->norm_w, &m->norm_b};
-		const size_t gnum[6] = {D, (G + 1) * D, D * K, D, D, D};
+		float	  **gdst[R4_VIT_GLOBAL_TENSORS] = {&m->cls_token, &m->pos_embed, &m->patch_w,
+		&m->patch_b, &m->norm_w, &m->norm_b};
+		R4ViTShape	gs[R4_VIT_GLOBAL_TENSORS];
+		R4ViTShape	bs[R4_VIT_BLOCK_TENSORS];
 
+		r4_vit_global_shapes(vc, c->in_chans, gs);
+		r4_vit_block_shapes(vc, bs);
 		for (int k = 0; k < 4; k++)
-			SLOT(r4_vit_global_tensors[k], gdst[k], gnum[k]);
+			SLOT(r4_vit_global_tensors[k], gdst[k], numel(&gs[k]));
 		for (int b = 0; b < vc->depth; b++)
 		{
 			R4ViTBlock *blk = &m->blocks[b];
-			float	  **bdst[12] = {&blk->norm1_w, &blk->norm1_b, &blk->qkv_w, &blk->qkv_b,
-				&blk->proj_w, &blk->proj_b, &blk->norm2_w, &blk->norm2_b,
+			float	  **bdst[R4_VIT_BLOCK_TENSORS] = {&blk->norm1_w, &blk->norm1_b, &blk->qkv_w,
+				&blk->qkv_b, &blk->proj_w, &blk->proj_b, &blk->norm2_w, &blk->norm2_b,
 			&blk->fc1_w, &blk->fc1_b, &blk->fc2_w, &blk->fc2_b};
-			const size_t bnum[12] = {D, D, 3 * D * D, 3 * D, D * D, D, D, D, Hd * D, Hd, D * Hd, D};
 
-			for (int k = 0; k < 12; k++)
+			for (int k = 0; k < R4_VIT_BLOCK_TENSORS; k++)
 			{
 				snprintf(slots[n].name, sizeof(slots[n].name), "blocks.%d.%s", b,
 						 r4_vit_block_tensors[k]);
 				slots[n].dst = bdst[k];
-				slots[n].numel = bnum[k];
+				slots[n].numel = numel(&bs[k]);
 				n++;
 			}
 		}
-		for (int k = 4; k < 6; k++)
-			SLOT(r4_vit_global_tensors[k], gdst[k], gnum[k]);
+		for (int k = 4; k < R4_VIT_GLOBAL_TENSORS; k++)
+			SLOT(r4_vit_global_tensors[k], gdst[k], numel(&gs[k]));
 	}
 #undef SLOT
 	return n;
