@@ -1,6 +1,7 @@
 /*
- * engine.h — one interface over the architectures the core runs (ViT and
- * ResNet), so the PostgreSQL glue and the tools never switch on arch.
+ * engine.h — one interface over the architectures the core runs (the
+ * descriptors of arch.h: ViT, ResNet), so the PostgreSQL glue and the tools
+ * never switch on arch.
  *
  * Same contract as the per-architecture APIs (vit.h): build from validated
  * weights and a resolved configuration, then forward batches of
@@ -11,11 +12,11 @@
 
 #include <stddef.h>
 
+#include "rai4eo/arch.h"
 #include "rai4eo/core.h"
 #include "rai4eo/head.h"
 #include "rai4eo/model_config.h"
 #include "rai4eo/safetensors.h"
-#include "rai4eo/vit.h"
 
 typedef struct R4Engine R4Engine;
 
@@ -29,7 +30,11 @@ typedef struct R4Engine R4Engine;
  */
 R4Status	r4_engine_check_input(const R4ModelConfig *cfg, int H, int W, R4Error *err);
 
-/* Build the engine cfg->arch names; R4_ERR_UNSUPPORTED for an architecture not built in. */
+/*
+ * Build the engine cfg->arch names (it keeps its own copy of cfg, so cfg
+ * may be freed afterwards); R4_ERR_UNSUPPORTED for an architecture not
+ * built in.
+ */
 R4Status	r4_engine_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
 							R4Engine **out, R4Error *err);
 

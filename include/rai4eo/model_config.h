@@ -54,18 +54,19 @@
  * the metadata alike, except that derived keys in the metadata are only
  * informational and never checked.
  *
- * A ResNet is torchvision's (timm's names are the same): conv1 (7 x 7,
- * stride 2, no bias), bn1, ReLU, 3 x 3 / 2 max-pool, layer1..layer4 of
- * BasicBlocks (conv1, conv2: 3 x 3) or Bottlenecks (conv1 1 x 1, conv2
- * 3 x 3 carrying the stride, conv3 1 x 1: "v1.5"), stride 2 from layer2
- * on, downsample.0 (1 x 1 conv) + downsample.1 (BN) where the shape
- * changes, global average pooling.  Widths and blocks per stage come from
- * the tensors, the input channels from conv1.weight; fc.* is ignored.
+ * This file resolves what every architecture shares (the keys above from
+ * img_size to output, the classification head, detection of the
+ * architecture); each architecture's own tensors, shapes, keys and
+ * defaults live with it (arch.h, arch_vit.c, arch_resnet.c), and its part
+ * of the resolved configuration is opaque here (R4ModelConfig.arch_data).
+ * docs/architecture.md says how to add one.
  */
 #ifndef RAI4EO_MODEL_CONFIG_H
 #define RAI4EO_MODEL_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "rai4eo/core.h"
 #include "rai4eo/json.h"
@@ -85,22 +86,18 @@
 #define R4_MAX_EMBED_DIM 65536	/* larger embed or MLP widths: R4_ERR_LIMIT */
 #define R4_MAX_PATCH 1024		/* larger patches: R4_ERR_LIMIT */
 
-#define R4_RESNET_STAGES 4		/* layer1 .. layer4 */
-/*
- * Smallest input side a ResNet takes: its total stride, so that the last
- * stage still sees a 1 x 1 map.  A ResNet's patch_size is this value, so
- * that code checking "at least one patch" works for both architectures.
- */
-#define R4_RESNET_MIN_SIZE 32
-
-typedef enum R4Arch
-{
-	R4_ARCH_VIT = 1,
-	R4_ARCH_RESNET = 2
-} R4Arch;
-
 #define R4_MAX_CLASSES 4096		/* more classes: R4_ERR_LIMIT */
 #define R4_CLASS_NAMES_BYTES 32768	/* all class names together, NULs included */
+
+/*
+ * Bytes an architecture's own part of the configuration may take inside
+ * R4ModelConfig (its struct is plain data, copied with the rest; each
+ * architecture checks its size against this at compile time).
+ */
+#define R4_ARCH_CONFIG_BYTES 256
+
+/* An architecture's descriptor (arch.h); opaque to code that only reads configurations. */
+typedef struct R4ArchOps R4ArchOps;
 
 /* What rai4eo_embed returns for a model with a classification head. */
 typedef enum R4Output
@@ -115,37 +112,30 @@ typedef enum R4InputMode
 	R4_INPUT_RESIZE = 1
 } R4InputMode;
 
+/*
+ * A resolved configuration: what every architecture has, then the
+ * architecture's own part (read it through the architecture's accessor,
+ * e.g. r4_vit_cfg in vit.h).  Owns class_names: release with
+ * r4_model_config_free, duplicate with r4_model_config_copy (a plain struct
+ * copy shares class_names).
+ */
 typedef struct R4ModelConfig
 {
-	R4Arch		arch;
+	const R4ArchOps *arch;		/* never NULL once resolved */
 	/* From the weight shapes. */
-	int			embed_dim;		/* D: patch_embed.proj.weight [D, C, P, P];
-								 * ResNet: the feature width (= out_dim) */
-	int			depth;			/* number of blocks.N; ResNet: residual blocks */
-	int			patch_size;		/* P; ResNet: R4_RESNET_MIN_SIZE */
-	int			in_chans;		/* C (ResNet: conv1.weight [width, C, 7, 7]) */
-	int			mlp_hidden;		/* blocks.0.mlp.fc1.weight [hidden, D]; ResNet: 0 */
-	int			pos_grid;		/* training grid side: pos_embed [1, grid^2 + 1, D];
-								 * ResNet: 0 */
-	/* ResNet only, from the weight shapes (zero for a ViT). */
-	int			resnet_layers[R4_RESNET_STAGES];	/* blocks per stage: layerS.N */
-	bool		resnet_bottleneck;	/* Bottleneck (conv1..conv3) or BasicBlock */
-	int			resnet_width;	/* stem width: conv1.weight [width, C, 7, 7] */
+	int			in_chans;		/* input channels */
+	int			min_input;		/* smallest input side the architecture takes
+								 * (a ViT's patch, a ResNet's total stride) */
 	/* From metadata / configuration, with defaults. */
-	int			num_heads;		/* ViT only */
-	double		ln_eps;			/* ViT only */
-	double		bn_eps;			/* ResNet only */
 	int			img_size;
 	int			bands[R4_MAX_CHANNELS];	/* in_chans entries, each >= 1 */
 	double		scale;
 	double		mean[R4_MAX_CHANNELS];	/* in_chans entries */
 	double		std[R4_MAX_CHANNELS];	/* in_chans entries, each > 0 */
 	R4InputMode input;
-	int			n_last_blocks;	/* ViT only */
-	bool		avgpool;		/* ViT only */
 	bool		has_change_threshold;
 	double		change_threshold;
-	/* Derived: embed_dim * (n_last_blocks + avgpool); ResNet: the last stage's width. */
+	/* Derived by the architecture: the width of the features it returns. */
 	int			out_dim;
 	/*
 	 * Classification head (head.h): found in the weights, used unless the
@@ -155,13 +145,25 @@ typedef struct R4ModelConfig
 	bool		head_disabled;	/* "head": false although the weights hold one */
 	bool		multilabel;		/* sigmoid per class instead of softmax */
 	R4Output	output;			/* what rai4eo_embed returns */
-	char		class_names[R4_CLASS_NAMES_BYTES];	/* n_classes names, each NUL-terminated */
+	char	   *class_names;	/* n_classes names, each NUL-terminated
+								 * (r4_alloc'd; NULL without a head) */
+	size_t		class_names_len;	/* bytes of class_names, NULs included */
+	/* The architecture's own part, plain data (see R4_ARCH_CONFIG_BYTES). */
+	union
+	{
+		unsigned char bytes[R4_ARCH_CONFIG_BYTES];
+		double		align_double;
+		int64_t		align_int64;
+		void	   *align_pointer;
+	}			arch_data;
 } R4ModelConfig;
 
 /*
  * Resolve and validate a model's configuration from its weights, their
  * metadata and an optional configuration object (config may be NULL; if
- * given it must be an object).  Errors:
+ * given it must be an object).  On success *out owns memory (release it
+ * with r4_model_config_free); on failure *out holds nothing to release.
+ * Errors:
  *   R4_ERR_INVALID      missing required tensors (named, up to five, then
  *                       "and N more"), unknown configuration keys, values
  *                       of the wrong type or out of their domain
@@ -177,11 +179,18 @@ typedef struct R4ModelConfig
  *                       conv biases, a stem kernel other than 7 x 7) that
  *                       the engine does not implement
  *   R4_ERR_LIMIT        sizes beyond the R4_MAX_* limits
+ *   R4_ERR_NOMEM        out of memory for the class names
  * Tensors that are not part of the architecture (head.*, fc.*,
  * num_batches_tracked, ...) are ignored.
  */
 R4Status	r4_model_config_resolve(const R4SafeTensors *st, const R4Json *config,
 									R4ModelConfig *out, R4Error *err);
+
+/* Release what a resolved configuration owns (NULL and repeated calls are fine). */
+void		r4_model_config_free(R4ModelConfig *cfg);
+
+/* Deep copy of src into *dst (which then owns its own class names); R4_ERR_NOMEM. */
+R4Status	r4_model_config_copy(R4ModelConfig *dst, const R4ModelConfig *src, R4Error *err);
 
 /*
  * The resolved configuration as canonical JSON text (every key, derived
@@ -192,6 +201,6 @@ R4Status	r4_model_config_resolve(const R4SafeTensors *st, const R4Json *config,
 char	   *r4_model_config_to_json(const R4ModelConfig *cfg);
 
 /* Name of an architecture as the configuration spells it ("vit", "resnet"). */
-const char *r4_arch_name(R4Arch arch);
+const char *r4_arch_name(const R4ArchOps *arch);
 
 #endif							/* RAI4EO_MODEL_CONFIG_H */

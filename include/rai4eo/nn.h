@@ -8,7 +8,7 @@
  *
  * The resampling kernels reproduce PyTorch's F.interpolate arithmetic
  * (align_corners=False, no antialias) so that the engine matches the
- * reference models: see docs/facts/vit-resnet-safetensors-openblas.md §1.5.
+ * reference models (docs/formats.md, "DINO ViT", interpolation arithmetic).
  */
 #ifndef RAI4EO_NN_H
 #define RAI4EO_NN_H

@@ -16,6 +16,7 @@
 
 #include "rai4eo/core.h"
 #include "rai4eo/model_config.h"
+#include "rai4eo/raster.h"
 
 /* Size of the model input for an H x W raster (H x W, or img_size square). */
 void		r4_preprocess_output_size(const R4ModelConfig *cfg, int H, int W,
@@ -33,5 +34,16 @@ void		r4_preprocess_output_size(const R4ModelConfig *cfg, int H, int W,
 R4Status	r4_preprocess(const R4ModelConfig *cfg, const float *planes,
 						  const uint8_t *mask, int H, int W,
 						  float *out, int *out_h, int *out_w, R4Error *err);
+
+/*
+ * The same model input straight from a parsed raster r (its bands picked
+ * by cfg->bands): out receives in_chans * out_h * out_w floats, bit for bit
+ * what r4_raster_decode followed by r4_preprocess gives.  In native mode
+ * the decoder normalises into out directly (no planes, no mask, no
+ * temporary); resize mode allocates one normalised plane set to resample
+ * from.  Errors as r4_raster_decode and r4_preprocess.
+ */
+R4Status	r4_preprocess_raster(const R4ModelConfig *cfg, const R4Raster *r, float *out,
+								 R4Error *err);
 
 #endif							/* RAI4EO_PREPROCESS_H */

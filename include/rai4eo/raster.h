@@ -9,9 +9,10 @@
  * caller's buffer.  Decoding turns in-db bands into float planes plus a
  * nodata mask that follows PostGIS's own nodata rule.
  *
- * Layout and semantics follow PostGIS 3.3.2 (see
- * docs/facts/postgis-raster-format.md); pixel type 9 (16BF) is the one
- * PostGIS 3.7 added and is decoded as IEEE binary16.
+ * Layout and semantics follow PostGIS 3.3.2 (raster/rt_core/rt_serialize.c,
+ * rt_wkb.c, rt_band.c; summarised in docs/formats.md, "PostGIS raster");
+ * pixel type 9 (16BF) is the one PostGIS 3.7 added and is decoded as IEEE
+ * binary16.
  */
 #ifndef RAI4EO_RASTER_H
 #define RAI4EO_RASTER_H
@@ -142,6 +143,32 @@ R4Status	r4_raster_decode_count(const R4Raster *r, int nbands, size_t *count,
  */
 R4Status	r4_raster_decode(const R4Raster *r, const int *bands, int nbands,
 							 float *planes, uint8_t *mask, R4Error *err);
+
+/*
+ * One model input value from a decoded pixel v: (v * scale - mean) *
+ * inv_std computed in double and rounded once to float, with inv_std =
+ * 1 / std; nodata pixels and NaN or infinite values give exactly 0 (the
+ * channel mean).  preprocess.c and r4_raster_decode_normalised both use
+ * this, so the two paths give the same bits.
+ */
+static inline float
+r4_normalise_value(float v, bool nodata, double scale, double mean, double inv_std)
+{
+	if (nodata || !__builtin_isfinite(v))
+		return 0.0f;
+	return (float) (((double) v * scale - mean) * inv_std);
+}
+
+/*
+ * Decode bands (as r4_raster_decode: 1-based, NULL = all) and normalise
+ * them straight into out[nbands][height][width] with r4_normalise_value,
+ * channel k using mean[k] and std[k] (std[k] > 0): the model input of a
+ * native-size raster, with no intermediate planes or mask (decoding runs
+ * in chunks that stay in cache).  Errors as r4_raster_decode.
+ */
+R4Status	r4_raster_decode_normalised(const R4Raster *r, const int *bands, int nbands,
+										double scale, const double *mean, const double *std,
+										float *out, R4Error *err);
 
 /*
  * Apply PostGIS's nodata test to one value (rt_band_clamped_value_is_nodata:

@@ -10,12 +10,13 @@
  * Activations live channel-major across the batch, [C][B][H][W], in one
  * arena sized from (batch, height, width) and grown only when a larger
  * shape is asked for; im2col works on bounded column chunks, so its buffer
- * does not grow with the image.  Nothing is allocated per layer.  See
- * docs/facts/vit-resnet-safetensors-openblas.md §2.
+ * does not grow with the image.  Nothing is allocated per layer.  The
+ * computation reproduced is torchvision's resnet.py in eval mode
+ * (docs/formats.md, "torchvision ResNet").
  *
  * An R4ResNet is not thread-safe (the arena belongs to it); use one per
  * thread.  BLAS threading is whatever the OpenBLAS build and its
- * environment say (§5).
+ * environment say (docs/formats.md, "OpenBLAS").
  */
 #ifndef RAI4EO_RESNET_H
 #define RAI4EO_RESNET_H
@@ -25,11 +26,43 @@
 
 #include "rai4eo/core.h"
 #include "rai4eo/model_config.h"
+#include "rai4eo/arch.h"
 #include "rai4eo/safetensors.h"
-#include "rai4eo/vit.h"			/* R4InterruptCheck */
 
 /* Most pixels one input image may have (any aspect ratio): 2048 x 2048. */
 #define R4_RESNET_MAX_PIXELS (2048 * 2048)
+
+#define R4_RESNET_STAGES 4		/* layer1 .. layer4 */
+
+/* Smallest input side a ResNet takes: its total stride, so that the last stage still sees 1 x 1. */
+#define R4_RESNET_MIN_SIZE 32
+
+/* The ResNet part of a resolved configuration (R4ModelConfig.arch_data). */
+typedef struct R4ResNetConfig
+{
+	/* From the weight shapes. */
+	int			layers[R4_RESNET_STAGES];	/* blocks per stage: layerS.N */
+	bool		bottleneck;		/* Bottleneck (conv1..conv3) or BasicBlock */
+	int			width;			/* stem width: conv1.weight [width, C, 7, 7] */
+	int			depth;			/* residual blocks, all stages */
+	/* From metadata / configuration, with defaults. */
+	double		bn_eps;			/* default 1e-5 (nn.BatchNorm2d's) */
+} R4ResNetConfig;
+
+/* The descriptor (arch_resnet.c): tensors, keys, defaults, engine. */
+extern const R4ArchOps r4_arch_resnet;
+
+/*
+ * Tensor names (arch_resnet.c, shared with resnet.c): a BatchNorm's
+ * entries after its prefix ("bn1.running_var"; NULL-terminated), and the
+ * name of a tensor inside a residual block, "layer<stage>.<block>.<part>"
+ * (stage 1-based).
+ */
+extern const char *const r4_resnet_bn_entries[];
+void		r4_resnet_block_name(char *buf, size_t size, int stage, long block, const char *part);
+
+/* The ResNet part of cfg, or NULL when cfg is not a ResNet's. */
+const R4ResNetConfig *r4_resnet_cfg(const R4ModelConfig *cfg);
 
 typedef struct R4ResNet R4ResNet;
 

@@ -3,7 +3,7 @@
  *
  * Layout: u64 little-endian header length N, N bytes of UTF-8 JSON, then the
  * tensor bytes.  r4_safetensors_parse checks everything the reference
- * reader checks (facts/vit-resnet-safetensors-openblas.md §3.3) and copies
+ * reader checks (docs/formats.md, "safetensors") and copies
  * no tensor data: each R4StTensor points into the caller's buffer, which
  * must outlive the R4SafeTensors.  Data may be unaligned in memory; use
  * r4_tensor_to_f32 (or memcpy) rather than casting the pointer.

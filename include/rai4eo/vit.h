@@ -6,19 +6,20 @@
  * activations live in one arena sized from (batch, tokens) and grown only
  * when a larger shape is asked for.  Nothing is allocated per layer or per
  * token.  The forward pass follows facebookresearch/dino
- * vision_transformer.py in eval mode: see
- * docs/facts/vit-resnet-safetensors-openblas.md §1.
+ * vision_transformer.py in eval mode (docs/formats.md, "DINO ViT").
  *
  * An R4ViT is not thread-safe (the arena and the position-embedding cache
  * belong to it); use one per thread.  BLAS threading is whatever the
- * OpenBLAS build and its environment say (§5).
+ * OpenBLAS build and its environment say (docs/formats.md, "OpenBLAS").
  */
 #ifndef RAI4EO_VIT_H
 #define RAI4EO_VIT_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "rai4eo/arch.h"
 #include "rai4eo/core.h"
 #include "rai4eo/model_config.h"
 #include "rai4eo/safetensors.h"
@@ -28,21 +29,62 @@
 
 typedef struct R4ViT R4ViT;
 
+/* The ViT part of a resolved configuration (R4ModelConfig.arch_data). */
+typedef struct R4ViTConfig
+{
+	/* From the weight shapes. */
+	int			embed_dim;		/* D: patch_embed.proj.weight [D, C, P, P] */
+	int			depth;			/* number of blocks.N */
+	int			patch_size;		/* P */
+	int			mlp_hidden;		/* blocks.0.mlp.fc1.weight [hidden, D] */
+	int			pos_grid;		/* training grid side: pos_embed [1, grid^2 + 1, D] */
+	/* From metadata / configuration, with defaults. */
+	int			num_heads;		/* default embed_dim / 64 */
+	double		ln_eps;			/* default 1e-6 (DINO's factories) */
+	int			n_last_blocks;	/* default 1 */
+	bool		avgpool;		/* default false */
+} R4ViTConfig;
+
+/* The descriptor (arch_vit.c): tensors, keys, defaults, engine. */
+extern const R4ArchOps r4_arch_vit;
+
+/* The ViT part of cfg, or NULL when cfg is not a ViT's. */
+const R4ViTConfig *r4_vit_cfg(const R4ModelConfig *cfg);
+
 /*
- * Called before each block.  Returning true stops the forward pass with
- * R4_ERR_LIMIT ("inference interrupted").  The callback may also never
- * return (the PostgreSQL glue calls CHECK_FOR_INTERRUPTS, which longjmps):
- * at every call the model is in a consistent state, holds no lock and owns
- * all its memory, so abandoning the forward pass leaks nothing and the
- * model stays usable; only the caller's output buffer is left half written.
+ * Tensor names, in the order the weight block holds them (arch_vit.c):
+ * the global ones (cls_token, pos_embed, patch_embed.proj.weight,
+ * patch_embed.proj.bias, norm.weight, norm.bias) and, after "blocks.N.",
+ * the twelve of each block.  NULL-terminated.
  */
-typedef bool (*R4InterruptCheck) (void *arg);
+extern const char *const r4_vit_global_tensors[];
+extern const char *const r4_vit_block_tensors[];
+
+#define R4_VIT_GLOBAL_TENSORS 6
+#define R4_VIT_BLOCK_TENSORS 12
+
+/* A tensor's shape: ndim dimensions (at most 4). */
+typedef struct R4ViTShape
+{
+	int			ndim;
+	int64_t		dim[4];
+} R4ViTShape;
+
+/*
+ * The shape of each tensor in those lists' order, for a resolved
+ * configuration: validation (arch_vit.c) and the weight block (vit.c) use
+ * the same table.  shapes has R4_VIT_GLOBAL_TENSORS or R4_VIT_BLOCK_TENSORS
+ * entries.
+ */
+void		r4_vit_global_shapes(const R4ViTConfig *v, int in_chans, R4ViTShape *shapes);
+void		r4_vit_block_shapes(const R4ViTConfig *v, R4ViTShape *shapes);
 
 /*
  * Build an engine from validated weights (cfg from r4_model_config_resolve
  * on the same st).  Copies and converts every weight, so st and its buffer
  * may be freed afterwards.  R4_ERR_MISMATCH if cfg does not fit st,
  * R4_ERR_UNSUPPORTED for a configuration other than a ViT, R4_ERR_NOMEM.
+ * The engine keeps a copy of cfg without its class names.
  */
 R4Status	r4_vit_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
 						 R4ViT **out, R4Error *err);
@@ -61,6 +103,9 @@ R4Status	r4_vit_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
  * n_last_blocks == 1 that is DINO eval_linear's interleaved layout
  * [cls0, avg0, cls1, avg1, ...]; for n_last_blocks > 1 (where DINO's own
  * code does not run) it is [cls of block depth-n ... cls of last block, avg].
+ *
+ * check (may be NULL) is called before each block (arch.h's
+ * R4InterruptCheck).
  *
  * Errors: R4_ERR_RANGE for B < 1 or H, W smaller than a patch,
  * R4_ERR_LIMIT for more than R4_VIT_MAX_TOKENS tokens or sizes that

@@ -1,18 +1,19 @@
 /*
- * engine.c — dispatch from the architecture-neutral engine API to the
- * architecture's own implementation.
+ * engine.c — the architecture-neutral engine: the configuration's
+ * descriptor (arch.h) builds and runs the architecture, this file adds the
+ * classification head and the input checks every architecture shares.
  */
 #include "rai4eo/engine.h"
-#include "rai4eo/preprocess.h"
 
-#include "rai4eo/resnet.h"
+#include "rai4eo/arch.h"
+#include "rai4eo/preprocess.h"
 
 struct R4Engine
 {
-	R4Arch		arch;
-	R4ViT	   *vit;
-	R4ResNet   *resnet;
+	const R4ArchOps *ops;
+	void	   *impl;			/* the architecture's engine */
 	R4Head	   *head;			/* NULL when the model has no head in use */
+	R4ModelConfig cfg;			/* a deep copy, class names included */
 };
 
 R4Status
@@ -25,24 +26,8 @@ r4_engine_check_input(const R4ModelConfig *cfg, int H, int W, R4Error *err)
 		return r4_fail(err, R4_ERR_LIMIT, "raster of %d x %d pixels exceeds the limit of %ld pixels",
 					   W, H, R4_MAX_INPUT_PIXELS);
 	r4_preprocess_output_size(cfg, H, W, &oh, &ow);
-	switch (cfg->arch)
-	{
-		case R4_ARCH_VIT:
-			if (cfg->patch_size > 0 &&
-				(long long) (oh / cfg->patch_size) * (ow / cfg->patch_size) + 1 > R4_VIT_MAX_TOKENS)
-				return r4_fail(err, R4_ERR_LIMIT,
-							   "raster of %d x %d pixels makes %lld tokens; the limit is %d",
-							   W, H, (long long) (oh / cfg->patch_size) * (ow / cfg->patch_size) + 1,
-							   R4_VIT_MAX_TOKENS);
-			break;
-		case R4_ARCH_RESNET:
-			if ((long long) oh * ow > R4_RESNET_MAX_PIXELS)
-				return r4_fail(err, R4_ERR_LIMIT, "input of %d x %d pixels exceeds the limit of %d pixels",
-							   ow, oh, R4_RESNET_MAX_PIXELS);
-			break;
-		default:
-			break;
-	}
+	if (cfg->arch != NULL && cfg->arch->check_input != NULL)
+		return cfg->arch->check_input(cfg, H, W, oh, ow, err);
 	return R4_OK;
 }
 
@@ -53,23 +38,16 @@ r4_engine_build(const R4SafeTensors *st, const R4ModelConfig *cfg, R4Engine **ou
 	R4Status	rc;
 
 	*out = NULL;
+	if (cfg->arch == NULL)
+		return r4_fail(err, R4_ERR_UNSUPPORTED, "architecture \"%s\" is not supported yet",
+					   r4_arch_name(cfg->arch));
 	e = r4_alloc_zero(sizeof(*e));
 	if (e == NULL)
 		return r4_fail(err, R4_ERR_NOMEM, "out of memory building the engine");
-	e->arch = cfg->arch;
-	switch (cfg->arch)
-	{
-		case R4_ARCH_VIT:
-			rc = r4_vit_build(st, cfg, &e->vit, err);
-			break;
-		case R4_ARCH_RESNET:
-			rc = r4_resnet_build(st, cfg, &e->resnet, err);
-			break;
-		default:
-			rc = r4_fail(err, R4_ERR_UNSUPPORTED, "architecture \"%s\" is not supported yet",
-						 r4_arch_name(cfg->arch));
-			break;
-	}
+	e->ops = cfg->arch;
+	rc = r4_model_config_copy(&e->cfg, cfg, err);
+	if (rc == R4_OK)
+		rc = e->ops->build(st, cfg, &e->impl, err);
 	if (rc == R4_OK && cfg->n_classes > 0)
 		rc = r4_head_build(st, cfg->multilabel, &e->head, err);
 	if (rc != R4_OK)
@@ -93,29 +71,13 @@ R4Status
 r4_engine_forward(R4Engine *e, const float *input, int B, int H, int W, float *out,
 				  R4InterruptCheck check, void *check_arg, R4Error *err)
 {
-	switch (e->arch)
-	{
-		case R4_ARCH_VIT:
-			return r4_vit_forward(e->vit, input, B, H, W, out, check, check_arg, err);
-		case R4_ARCH_RESNET:
-			return r4_resnet_forward(e->resnet, input, B, H, W, out, check, check_arg, err);
-		default:
-			return r4_fail(err, R4_ERR_INTERNAL, "engine of an unknown architecture");
-	}
+	return e->ops->forward(e->impl, input, B, H, W, out, check, check_arg, err);
 }
 
 const R4ModelConfig *
 r4_engine_config(const R4Engine *e)
 {
-	switch (e->arch)
-	{
-		case R4_ARCH_VIT:
-			return r4_vit_config(e->vit);
-		case R4_ARCH_RESNET:
-			return r4_resnet_config(e->resnet);
-		default:
-			return NULL;
-	}
+	return &e->cfg;
 }
 
 size_t
@@ -123,38 +85,19 @@ r4_engine_param_count(const R4Engine *e)
 {
 	size_t		head = e->head ? r4_head_param_count(e->head) : 0;
 
-	switch (e->arch)
-	{
-		case R4_ARCH_VIT:
-			return r4_vit_param_count(e->vit) + head;
-		case R4_ARCH_RESNET:
-			return r4_resnet_param_count(e->resnet) + head;
-		default:
-			return head;
-	}
+	return e->ops->param_count(e->impl) + head;
 }
 
 size_t
 r4_engine_work_bytes(const R4Engine *e)
 {
-	switch (e->arch)
-	{
-		case R4_ARCH_VIT:
-			return r4_vit_work_bytes(e->vit);
-		case R4_ARCH_RESNET:
-			return r4_resnet_work_bytes(e->resnet);
-		default:
-			return 0;
-	}
+	return e->ops->work_bytes(e->impl);
 }
 
 void
 r4_engine_release_work(R4Engine *e)
 {
-	if (e->vit != NULL)
-		r4_vit_release_work(e->vit);
-	if (e->resnet != NULL)
-		r4_resnet_release_work(e->resnet);
+	e->ops->release_work(e->impl);
 }
 
 void
@@ -162,8 +105,9 @@ r4_engine_free(R4Engine *e)
 {
 	if (e == NULL)
 		return;
-	r4_vit_free(e->vit);
-	r4_resnet_free(e->resnet);
+	if (e->impl != NULL)
+		e->ops->free(e->impl);
 	r4_head_free(e->head);
+	r4_model_config_free(&e->cfg);
 	r4_free(e);
 }

@@ -811,35 +811,32 @@ r4_raster_decode_count(const R4Raster *r, int nbands, size_t *count, R4Error *er
 	return R4_OK;
 }
 
-/* Decode the requested bands into float planes and an optional nodata mask. */
-R4Status
-r4_raster_decode(const R4Raster *r, const int *bands, int nbands,
-				 float *planes, uint8_t *mask, R4Error *err)
+/*
+ * Check every requested band before anything is written: number in range,
+ * in-db, pixels matching the raster size.  *count gets the band count.
+ */
+static R4Status
+check_bands(const R4Raster *r, const int *bands, int nbands, int *count, R4Error *err)
 {
 	size_t		total;
 	size_t		npix;
-	int			count;
-	int			k;
 	R4Status	st;
 
-	if (r == NULL || planes == NULL)
-		return r4_fail(err, R4_ERR_INTERNAL, "r4_raster_decode called without a raster or planes");
 	if (bands == NULL)
 	{
 		if (r->nbands == 0)
 			return r4_fail(err, R4_ERR_INVALID, "raster has no bands");
-		count = r->nbands;
+		*count = r->nbands;
 	}
 	else
-		count = nbands;
+		*count = nbands;
 
-	st = r4_raster_decode_count(r, count, &total, err);
+	st = r4_raster_decode_count(r, *count, &total, err);
 	if (st != R4_OK)
 		return st;
 	npix = (size_t) r->width * r->height;
 
-	/* validate everything before writing anything */
-	for (k = 0; k < count; k++)
+	for (int k = 0; k < *count; k++)
 	{
 		int			b = bands ? bands[k] : k + 1;
 
@@ -860,23 +857,89 @@ r4_raster_decode(const R4Raster *r, const int *bands, int nbands,
 			r->bands[b - 1].data_size != npix * pixtype_sizes[r->bands[b - 1].pixtype])
 			return r4_fail(err, R4_ERR_INTERNAL, "band %d does not match the raster size", b);
 	}
+	return R4_OK;
+}
 
-	for (k = 0; k < count; k++)
+/*
+ * Decode n pixels of band bd from pixel first on: values into dst, the
+ * nodata mask into m (NULL: not wanted).
+ */
+static void
+decode_range(const R4RasterBand *bd, bool swap, size_t first, size_t n, float *dst, uint8_t *m)
+{
+	R4RasterBand part = *bd;
+
+	part.data = bd->data + first * pixtype_sizes[bd->pixtype];
+	/* is-nodata bands are all nodata; bands without nodata have none */
+	if (m != NULL && bd->hasnodata && !bd->isnodata)
+		decode_band(&part, swap, n, dst, m, true);
+	else
+	{
+		decode_band(&part, swap, n, dst, NULL, false);
+		if (m != NULL)
+			memset(m, bd->isnodata ? 1 : 0, n);
+	}
+}
+
+/* Decode the requested bands into float planes and an optional nodata mask. */
+R4Status
+r4_raster_decode(const R4Raster *r, const int *bands, int nbands,
+				 float *planes, uint8_t *mask, R4Error *err)
+{
+	size_t		npix;
+	int			count;
+	R4Status	st;
+
+	if (r == NULL || planes == NULL)
+		return r4_fail(err, R4_ERR_INTERNAL, "r4_raster_decode called without a raster or planes");
+	/* validate everything before writing anything */
+	if ((st = check_bands(r, bands, nbands, &count, err)) != R4_OK)
+		return st;
+	npix = (size_t) r->width * r->height;
+	for (int k = 0; k < count; k++)
+		decode_range(&r->bands[(bands ? bands[k] : k + 1) - 1], r->swap, 0, npix,
+					 planes + (size_t) k * npix, mask ? mask + (size_t) k * npix : NULL);
+	return R4_OK;
+}
+
+/*
+ * Pixels decoded per chunk before normalisation: the chunk's floats and mask
+ * bytes stay in L1, so each model input value is written to memory once.
+ */
+#define NORMALISE_CHUNK 2048
+
+/* Decode and normalise the requested bands straight into out. */
+R4Status
+r4_raster_decode_normalised(const R4Raster *r, const int *bands, int nbands,
+							double scale, const double *mean, const double *std,
+							float *out, R4Error *err)
+{
+	float		vals[NORMALISE_CHUNK];
+	uint8_t		mask[NORMALISE_CHUNK];
+	size_t		npix;
+	int			count;
+	R4Status	st;
+
+	if (r == NULL || out == NULL || mean == NULL || std == NULL)
+		return r4_fail(err, R4_ERR_INTERNAL, "r4_raster_decode_normalised called with a NULL pointer");
+	if ((st = check_bands(r, bands, nbands, &count, err)) != R4_OK)
+		return st;
+	npix = (size_t) r->width * r->height;
+	for (int k = 0; k < count; k++)
 	{
 		const R4RasterBand *bd = &r->bands[(bands ? bands[k] : k + 1) - 1];
-		float	   *dst = planes + (size_t) k * npix;
-		uint8_t    *m = mask ? mask + (size_t) k * npix : NULL;
+		float	   *o = out + (size_t) k * npix;
+		double		mu = mean[k];
+		double		inv_std = 1.0 / std[k];
 
-		/* is-nodata bands are all nodata; bands without nodata have none */
-		if (m != NULL && bd->hasnodata && !bd->isnodata)
-			decode_band(bd, r->swap, npix, dst, m, true);
-		else
+		for (size_t first = 0; first < npix; first += NORMALISE_CHUNK)
 		{
-			decode_band(bd, r->swap, npix, dst, NULL, false);
-			if (m != NULL)
-				memset(m, bd->isnodata ? 1 : 0, npix);
+			size_t		n = npix - first < NORMALISE_CHUNK ? npix - first : NORMALISE_CHUNK;
+
+			decode_range(bd, r->swap, first, n, vals, mask);
+			for (size_t i = 0; i < n; i++)
+				o[first + i] = r4_normalise_value(vals[i], mask[i], scale, mu, inv_std);
 		}
 	}
-	(void) total;
 	return R4_OK;
 }

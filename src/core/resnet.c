@@ -57,7 +57,8 @@ typedef struct Block
 
 struct R4ResNet
 {
-	R4ModelConfig cfg;
+	R4ModelConfig cfg;			/* without class names (the head is engine.c's) */
+	R4ResNetConfig rn;			/* the ResNet part of cfg */
 
 	/* Weights: named pointers into the single block `params`. */
 	float	   *params;
@@ -118,7 +119,6 @@ add_slot(ConvSlot *slots, int *n, const char *weight, const char *bn, Conv *conv
 static int
 list_slots(R4ResNet *m, const R4SafeTensors *st, ConvSlot *slots)
 {
-	const R4ModelConfig *c = &m->cfg;
 	char		w[MAX_NAME];
 	char		bn[MAX_NAME];
 	int			n = 0;
@@ -126,16 +126,16 @@ list_slots(R4ResNet *m, const R4SafeTensors *st, ConvSlot *slots)
 
 	add_slot(slots, &n, "conv1.weight", "bn1", &m->stem, 7, 2, 3);
 	for (int s = 0; s < R4_RESNET_STAGES; s++)
-		for (int b = 0; b < c->resnet_layers[s]; b++)
+		for (int b = 0; b < m->rn.layers[s]; b++)
 		{
 			Block	   *blk = &m->blocks[bi++];
 			int			stride = (b == 0 && s > 0) ? 2 : 1;
 
 			blk->stage = s + 1;
 			blk->index = b;
-#define NAMES(conv, bnname) (snprintf(w, sizeof(w), "layer%d.%d.%s", s + 1, b, (conv)), \
-							 snprintf(bn, sizeof(bn), "layer%d.%d.%s", s + 1, b, (bnname)))
-			if (c->resnet_bottleneck)
+#define NAMES(conv, bnname) (r4_resnet_block_name(w, sizeof(w), s + 1, b, (conv)), \
+							 r4_resnet_block_name(bn, sizeof(bn), s + 1, b, (bnname)))
+			if (m->rn.bottleneck)
 			{
 				NAMES("conv1.weight", "bn1");
 				add_slot(slots, &n, w, bn, &blk->c1, 1, 1, 0);
@@ -167,7 +167,7 @@ static R4Status
 check_slot(const R4SafeTensors *st, const ConvSlot *s, int cin, R4Error *err)
 {
 	const R4StTensor *t = r4_safetensors_find(st, s->weight);
-	static const char *const entries[] = {"weight", "bias", "running_mean", "running_var"};
+	const char *const *entries = r4_resnet_bn_entries;
 
 	if (t == NULL)
 		return r4_fail(err, R4_ERR_MISMATCH, "tensor \"%s\" is missing from the weights", s->weight);
@@ -220,7 +220,7 @@ check_chain(R4ResNet *m, const R4SafeTensors *st, const ConvSlot *slots, int nsl
 			(rc = check_slot(st, &slots[i++], blk->c1.cout, err)) != R4_OK)
 			return rc;
 		out = blk->c2.cout;
-		if (c->resnet_bottleneck)
+		if (m->rn.bottleneck)
 		{
 			if ((rc = check_slot(st, &slots[i++], blk->c2.cout, err)) != R4_OK)
 				return rc;
@@ -283,6 +283,7 @@ r4_resnet_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
 				R4ResNet **out, R4Error *err)
 {
 	R4ResNet   *m;
+	const R4ResNetConfig *rn;
 	ConvSlot   *slots = NULL;
 	float	   *bn = NULL;
 	int			nslots;
@@ -294,22 +295,22 @@ r4_resnet_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
 	*out = NULL;
 	if (st == NULL || cfg == NULL)
 		return r4_fail(err, R4_ERR_INTERNAL, "r4_resnet_build called without weights or configuration");
-	if (cfg->arch != R4_ARCH_RESNET)
+	if ((rn = r4_resnet_cfg(cfg)) == NULL)
 		return r4_fail(err, R4_ERR_UNSUPPORTED, "r4_resnet_build needs a ResNet configuration, not %s",
 					   r4_arch_name(cfg->arch));
-	if (cfg->in_chans < 1 || cfg->out_dim < 1 || !(cfg->bn_eps > 0.0) || cfg->depth < R4_RESNET_STAGES)
+	if (cfg->in_chans < 1 || cfg->out_dim < 1 || !(rn->bn_eps > 0.0) || rn->depth < R4_RESNET_STAGES)
 		return r4_fail(err, R4_ERR_INTERNAL, "r4_resnet_build called with an unresolved configuration");
 	{
 		int			depth = 0;
 
 		for (int s = 0; s < R4_RESNET_STAGES; s++)
 		{
-			if (cfg->resnet_layers[s] < 1 || cfg->resnet_layers[s] > R4_MAX_DEPTH)
+			if (rn->layers[s] < 1 || rn->layers[s] > R4_MAX_DEPTH)
 				return r4_fail(err, R4_ERR_INTERNAL,
 							   "r4_resnet_build called with an unresolved configuration");
-			depth += cfg->resnet_layers[s];
+			depth += rn->layers[s];
 		}
-		if (depth != cfg->depth)
+		if (depth != rn->depth)
 			return r4_fail(err, R4_ERR_INTERNAL, "r4_resnet_build called with an unresolved configuration");
 	}
 
@@ -317,9 +318,12 @@ r4_resnet_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
 	if (m == NULL)
 		return r4_fail(err, R4_ERR_NOMEM, "out of memory building the ResNet");
 	m->cfg = *cfg;
-	m->nblocks = cfg->depth;
-	m->blocks = r4_alloc_zero(sizeof(Block) * (size_t) cfg->depth);
-	slots = r4_alloc(sizeof(ConvSlot) * ((size_t) cfg->depth * 4 + 1));
+	m->cfg.class_names = NULL;
+	m->cfg.class_names_len = 0;
+	m->rn = *rn;
+	m->nblocks = rn->depth;
+	m->blocks = r4_alloc_zero(sizeof(Block) * (size_t) rn->depth);
+	slots = r4_alloc(sizeof(ConvSlot) * ((size_t) rn->depth * 4 + 1));
 	if (m->blocks == NULL || slots == NULL)
 	{
 		rc = r4_fail(err, R4_ERR_NOMEM, "out of memory building the ResNet");
@@ -364,7 +368,7 @@ r4_resnet_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
 
 	/* Convert each weight into its slot and fold its BatchNorm in. */
 	{
-		static const char *const entries[] = {"weight", "bias", "running_mean", "running_var"};
+		const char *const *entries = r4_resnet_bn_entries;
 		float	   *base = m->params;
 		size_t		off = 0;
 
@@ -394,7 +398,7 @@ r4_resnet_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
 										   bn + (size_t) e * cv->cout, err)) != R4_OK)
 					goto fail;
 			}
-			if ((rc = fold_bn(cv, bn, cfg->bn_eps, slots[i].bn, err)) != R4_OK)
+			if ((rc = fold_bn(cv, bn, m->rn.bn_eps, slots[i].bn, err)) != R4_OK)
 				goto fail;
 		}
 	}
@@ -855,7 +859,7 @@ walk(Pass *p, const float *input, int H, int W, float *out,
 	for (int bi = 0; bi < m->nblocks; bi++)
 	{
 		const Block *blk = &m->blocks[bi];
-		const Conv *last = c->resnet_bottleneck ? &blk->c3 : &blk->c2;
+		const Conv *last = m->rn.bottleneck ? &blk->c3 : &blk->c2;
 		const Act  *mid = &u1;
 		float	   *dst = cur;
 
@@ -864,7 +868,7 @@ walk(Pass *p, const float *input, int H, int W, float *out,
 			return r4_fail(err, R4_ERR_LIMIT, "inference interrupted before block layer%d.%d",
 						   blk->stage, blk->index);
 		conv_forward(p, &blk->c1, &a, p->t1, &p->need_t1, false, true, &u1);
-		if (c->resnet_bottleneck)
+		if (m->rn.bottleneck)
 		{
 			conv_forward(p, &blk->c2, &u1, p->t2, &p->need_t2, false, true, &u2);
 			mid = &u2;

@@ -3,7 +3,7 @@
  *
  * The checks mirror the reference reader (huggingface/safetensors,
  * SafeTensors::read_metadata and Metadata::validate; see
- * facts/vit-resnet-safetensors-openblas.md §3.3): header length bounds,
+ * docs/formats.md, "safetensors"): header length bounds,
  * UTF-8, a JSON object header, known dtypes, tensors laid out back to back
  * from offset 0 with no gaps or overlaps, byte counts that match dtype and
  * shape, and a data section indexed to its last byte.  A file that passes

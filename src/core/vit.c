@@ -35,7 +35,8 @@ typedef struct R4ViTBlock
 
 struct R4ViT
 {
-	R4ModelConfig cfg;
+	R4ModelConfig cfg;			/* without class names (the head is engine.c's) */
+	R4ViTConfig vc;				/* the ViT part of cfg */
 
 	/* Weights: named pointers into the single block `params`. */
 	float	   *params;
@@ -90,49 +91,60 @@ typedef struct WeightSlot
 	size_t		numel;
 } WeightSlot;
 
+/* Number of values of a tensor of shape s. */
+static size_t
+numel(const R4ViTShape *s)
+{
+	size_t		n = 1;
+
+	for (int i = 0; i < s->ndim; i++)
+		n *= (size_t) s->dim[i];
+	return n;
+}
+
 /* List every weight and its expected size; returns the number of slots. */
 static int
 list_slots(R4ViT *m, WeightSlot *slots)
 {
 	const R4ModelConfig *c = &m->cfg;
-	size_t		D = (size_t) c->embed_dim;
-	size_t		Hd = (size_t) c->mlp_hidden;
-	size_t		K = (size_t) c->in_chans * c->patch_size * c->patch_size;
-	size_t		G = (size_t) c->pos_grid * c->pos_grid;
+	const R4ViTConfig *vc = &m->vc;
 	int			n = 0;
 
 #define SLOT(nm, ptr, count) \
 	do { snprintf(slots[n].name, sizeof(slots[n].name), "%s", (nm)); \
-		 slots[n].dst = &(ptr); slots[n].numel = (count); n++; } while (0)
-#define BSLOT(b, nm, ptr, count) \
-	do { snprintf(slots[n].name, sizeof(slots[n].name), "blocks.%d.%s", (b), (nm)); \
-		 slots[n].dst = &(ptr); slots[n].numel = (count); n++; } while (0)
+		 slots[n].dst = (ptr); slots[n].numel = (count); n++; } while (0)
 
-	SLOT("cls_token", m->cls_token, D);
-	SLOT("pos_embed", m->pos_embed, (G + 1) * D);
-	SLOT("patch_embed.proj.weight", m->patch_w, D * K);
-	SLOT("patch_embed.proj.bias", m->patch_b, D);
-	for (int b = 0; b < c->depth; b++)
+	/* Names and shapes from arch_vit.c: cls, pos, patch embedding; the blocks; the final norm */
 	{
-		R4ViTBlock *blk = &m->blocks[b];
+		float	  **gdst[R4_VIT_GLOBAL_TENSORS] = {&m->cls_token, &m->pos_embed, &m->patch_w,
+		&m->patch_b, &m->norm_w, &m->norm_b};
+		R4ViTShape	gs[R4_VIT_GLOBAL_TENSORS];
+		R4ViTShape	bs[R4_VIT_BLOCK_TENSORS];
 
-		BSLOT(b, "norm1.weight", blk->norm1_w, D);
-		BSLOT(b, "norm1.bias", blk->norm1_b, D);
-		BSLOT(b, "attn.qkv.weight", blk->qkv_w, 3 * D * D);
-		BSLOT(b, "attn.qkv.bias", blk->qkv_b, 3 * D);
-		BSLOT(b, "attn.proj.weight", blk->proj_w, D * D);
-		BSLOT(b, "attn.proj.bias", blk->proj_b, D);
-		BSLOT(b, "norm2.weight", blk->norm2_w, D);
-		BSLOT(b, "norm2.bias", blk->norm2_b, D);
-		BSLOT(b, "mlp.fc1.weight", blk->fc1_w, Hd * D);
-		BSLOT(b, "mlp.fc1.bias", blk->fc1_b, Hd);
-		BSLOT(b, "mlp.fc2.weight", blk->fc2_w, D * Hd);
-		BSLOT(b, "mlp.fc2.bias", blk->fc2_b, D);
+		r4_vit_global_shapes(vc, c->in_chans, gs);
+		r4_vit_block_shapes(vc, bs);
+		for (int k = 0; k < 4; k++)
+			SLOT(r4_vit_global_tensors[k], gdst[k], numel(&gs[k]));
+		for (int b = 0; b < vc->depth; b++)
+		{
+			R4ViTBlock *blk = &m->blocks[b];
+			float	  **bdst[R4_VIT_BLOCK_TENSORS] = {&blk->norm1_w, &blk->norm1_b, &blk->qkv_w,
+				&blk->qkv_b, &blk->proj_w, &blk->proj_b, &blk->norm2_w, &blk->norm2_b,
+			&blk->fc1_w, &blk->fc1_b, &blk->fc2_w, &blk->fc2_b};
+
+			for (int k = 0; k < R4_VIT_BLOCK_TENSORS; k++)
+			{
+				snprintf(slots[n].name, sizeof(slots[n].name), "blocks.%d.%s", b,
+						 r4_vit_block_tensors[k]);
+				slots[n].dst = bdst[k];
+				slots[n].numel = numel(&bs[k]);
+				n++;
+			}
+		}
+		for (int k = 4; k < R4_VIT_GLOBAL_TENSORS; k++)
+			SLOT(r4_vit_global_tensors[k], gdst[k], numel(&gs[k]));
 	}
-	SLOT("norm.weight", m->norm_w, D);
-	SLOT("norm.bias", m->norm_b, D);
 #undef SLOT
-#undef BSLOT
 	return n;
 }
 
@@ -142,6 +154,7 @@ r4_vit_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
 			 R4ViT **out, R4Error *err)
 {
 	R4ViT	   *m;
+	const R4ViTConfig *vc;
 	WeightSlot *slots = NULL;
 	int			nslots;
 	size_t		total = 0;
@@ -151,21 +164,24 @@ r4_vit_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
 	*out = NULL;
 	if (st == NULL || cfg == NULL)
 		return r4_fail(err, R4_ERR_INTERNAL, "r4_vit_build called without weights or configuration");
-	if (cfg->arch != R4_ARCH_VIT)
+	if ((vc = r4_vit_cfg(cfg)) == NULL)
 		return r4_fail(err, R4_ERR_UNSUPPORTED, "r4_vit_build needs a ViT configuration, not %s",
 					   r4_arch_name(cfg->arch));
-	if (cfg->depth < 1 || cfg->embed_dim < 1 || cfg->num_heads < 1 ||
-		cfg->embed_dim % cfg->num_heads != 0 || cfg->n_last_blocks < 1 ||
-		cfg->n_last_blocks > cfg->depth || cfg->pos_grid < 1 || cfg->patch_size < 1 ||
-		cfg->in_chans < 1 || cfg->mlp_hidden < 1)
+	if (vc->depth < 1 || vc->embed_dim < 1 || vc->num_heads < 1 ||
+		vc->embed_dim % vc->num_heads != 0 || vc->n_last_blocks < 1 ||
+		vc->n_last_blocks > vc->depth || vc->pos_grid < 1 || vc->patch_size < 1 ||
+		cfg->in_chans < 1 || vc->mlp_hidden < 1)
 		return r4_fail(err, R4_ERR_INTERNAL, "r4_vit_build called with an unresolved configuration");
 
 	m = r4_alloc_zero(sizeof(R4ViT));
 	if (m == NULL)
 		return r4_fail(err, R4_ERR_NOMEM, "out of memory building the ViT");
 	m->cfg = *cfg;
-	m->blocks = r4_alloc_zero(sizeof(R4ViTBlock) * (size_t) cfg->depth);
-	slots = r4_alloc(sizeof(WeightSlot) * ((size_t) cfg->depth * 12 + 6));
+	m->cfg.class_names = NULL;
+	m->cfg.class_names_len = 0;
+	m->vc = *vc;
+	m->blocks = r4_alloc_zero(sizeof(R4ViTBlock) * (size_t) vc->depth);
+	slots = r4_alloc(sizeof(WeightSlot) * ((size_t) vc->depth * 12 + 6));
 	if (m->blocks == NULL || slots == NULL)
 	{
 		rc = r4_fail(err, R4_ERR_NOMEM, "out of memory building the ViT");
@@ -305,8 +321,9 @@ static R4Status
 plan_arena(R4ViT *m, int B, int T, int npatch, ViTActs *a, R4Error *err)
 {
 	const R4ModelConfig *c = &m->cfg;
+	const R4ViTConfig *vc = &m->vc;
 	size_t		M = (size_t) B * T;
-	size_t		K = (size_t) c->in_chans * c->patch_size * c->patch_size;
+	size_t		K = (size_t) c->in_chans * vc->patch_size * vc->patch_size;
 	size_t		sizes[6];
 	size_t		offs[6];
 	size_t		need = 0;
@@ -314,10 +331,10 @@ plan_arena(R4ViT *m, int B, int T, int npatch, ViTActs *a, R4Error *err)
 	size_t		bytes;
 	int			bad = 0;
 
-	bad |= r4_mul_size(M, (size_t) c->embed_dim, &sizes[0]);
+	bad |= r4_mul_size(M, (size_t) vc->embed_dim, &sizes[0]);
 	sizes[1] = sizes[0];
 	bad |= r4_mul_size(sizes[0], 3, &sizes[2]);
-	bad |= r4_mul_size(M, (size_t) c->mlp_hidden, &sizes[3]);
+	bad |= r4_mul_size(M, (size_t) vc->mlp_hidden, &sizes[3]);
 	bad |= r4_mul_size((size_t) B * npatch, K, &cols);
 	if (cols > sizes[3])
 		sizes[3] = cols;
@@ -371,8 +388,8 @@ plan_arena(R4ViT *m, int B, int T, int npatch, ViTActs *a, R4Error *err)
 static R4Status
 position_table(R4ViT *m, int gh, int gw, bool square, const float **table, R4Error *err)
 {
-	int			g0 = m->cfg.pos_grid;
-	size_t		D = (size_t) m->cfg.embed_dim;
+	int			g0 = m->vc.pos_grid;
+	size_t		D = (size_t) m->vc.embed_dim;
 	size_t		need = ((size_t) gh * gw + 1) * D;
 
 	if (gh == g0 && gw == g0 && square)
@@ -398,7 +415,7 @@ position_table(R4ViT *m, int gh, int gw, bool square, const float **table, R4Err
 	memcpy(m->pos_cache, m->pos_embed, D * sizeof(float));
 	/*
 	 * DINO passes scale_factor=(gh + 0.1) / g0, and PyTorch then steps the
-	 * source by 1 / scale_factor, not by g0 / gh (facts §1.5).  Same double
+	 * source by 1 / scale_factor, not by g0 / gh (docs/formats.md, "DINO ViT").  Same double
 	 * arithmetic as Python's and PyTorch's, so the rounded step agrees.
 	 */
 	r4_bicubic_resize_hwc(m->pos_embed + D, g0, g0, (int) D,
@@ -421,9 +438,10 @@ patch_embed(const R4ViT *m, const ViTActs *a, const float *input, int B, int H, 
 			int gh, int gw, const float *pos)
 {
 	const R4ModelConfig *c = &m->cfg;
+	const R4ViTConfig *vc = &m->vc;
 	int			C = c->in_chans;
-	int			P = c->patch_size;
-	int			D = c->embed_dim;
+	int			P = vc->patch_size;
+	int			D = vc->embed_dim;
 	int			np = gh * gw;
 	int			T = np + 1;
 	size_t		K = (size_t) C * P * P;
@@ -472,8 +490,8 @@ patch_embed(const R4ViT *m, const ViTActs *a, const float *input, int B, int H, 
 static void
 attention(const R4ViT *m, const ViTActs *a, int B, int T)
 {
-	int			D = m->cfg.embed_dim;
-	int			nh = m->cfg.num_heads;
+	int			D = m->vc.embed_dim;
+	int			nh = m->vc.num_heads;
 	int			hd = D / nh;
 	float		scale = (float) (1.0 / sqrt((double) hd));
 
@@ -497,10 +515,10 @@ attention(const R4ViT *m, const ViTActs *a, int B, int T)
 static void
 block_forward(const R4ViT *m, const R4ViTBlock *blk, const ViTActs *a, int B, int T)
 {
-	int			D = m->cfg.embed_dim;
-	int			Hd = m->cfg.mlp_hidden;
+	int			D = m->vc.embed_dim;
+	int			Hd = m->vc.mlp_hidden;
 	int			M = B * T;
-	float		eps = (float) m->cfg.ln_eps;
+	float		eps = (float) m->vc.ln_eps;
 
 	r4_layernorm(a->y, a->x, blk->norm1_w, blk->norm1_b, M, D, eps);
 	r4_linear(a->qkv, a->y, blk->qkv_w, blk->qkv_b, M, D, 3 * D, false);
@@ -518,6 +536,7 @@ r4_vit_forward(R4ViT *m, const float *input, int B, int H, int W,
 			   float *out, R4InterruptCheck check, void *check_arg, R4Error *err)
 {
 	const R4ModelConfig *c;
+	const R4ViTConfig *vc;
 	ViTActs		a;
 	const float *pos = NULL;
 	int			P,
@@ -533,9 +552,10 @@ r4_vit_forward(R4ViT *m, const float *input, int B, int H, int W,
 		return r4_fail(err, R4_ERR_INTERNAL, "r4_vit_forward called with a NULL pointer");
 	memset(&a, 0, sizeof(a));
 	c = &m->cfg;
-	P = c->patch_size;
-	D = c->embed_dim;
-	n_last = c->n_last_blocks;
+	vc = &m->vc;
+	P = vc->patch_size;
+	D = vc->embed_dim;
+	n_last = vc->n_last_blocks;
 	out_dim = c->out_dim;
 	if (B < 1)
 		return r4_fail(err, R4_ERR_RANGE, "batch size must be at least 1, not %d", B);
@@ -558,7 +578,7 @@ r4_vit_forward(R4ViT *m, const float *input, int B, int H, int W,
 
 	patch_embed(m, &a, input, B, H, W, gh, gw, pos);
 
-	for (int l = 0; l < c->depth; l++)
+	for (int l = 0; l < vc->depth; l++)
 	{
 		/* Between blocks nothing is half-updated, so check may longjmp. */
 		if (check != NULL && check(check_arg))
@@ -566,21 +586,21 @@ r4_vit_forward(R4ViT *m, const float *input, int B, int H, int W,
 		block_forward(m, &m->blocks[l], &a, B, T);
 
 		/* Keep the normed CLS token of each of the last n blocks. */
-		if (l >= c->depth - n_last)
+		if (l >= vc->depth - n_last)
 		{
-			int			k = l - (c->depth - n_last);
+			int			k = l - (vc->depth - n_last);
 
 			for (int b = 0; b < B; b++)
 				r4_layernorm(a.feats + (size_t) b * out_dim + (size_t) k * D,
 							 a.x + (size_t) b * T * D, m->norm_w, m->norm_b, 1, D,
-							 (float) c->ln_eps);
+							 (float) vc->ln_eps);
 		}
 	}
 
-	if (c->avgpool)
+	if (vc->avgpool)
 	{
 		/* Mean of the last block's normed patch tokens, CLS excluded. */
-		r4_layernorm(a.y, a.x, m->norm_w, m->norm_b, B * T, D, (float) c->ln_eps);
+		r4_layernorm(a.y, a.x, m->norm_w, m->norm_b, B * T, D, (float) vc->ln_eps);
 		for (int b = 0; b < B; b++)
 		{
 			float	   *avg = a.feats + (size_t) b * out_dim + (size_t) n_last * D;
@@ -601,7 +621,7 @@ r4_vit_forward(R4ViT *m, const float *input, int B, int H, int W,
 		const float *f = a.feats + (size_t) b * out_dim;
 		float	   *o = out + (size_t) b * out_dim;
 
-		if (c->avgpool && n_last == 1)
+		if (vc->avgpool && n_last == 1)
 		{
 			/*
 			 * DINO eval_linear: cat((cls.unsqueeze(-1), avg.unsqueeze(-1)),

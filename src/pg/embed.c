@@ -14,7 +14,9 @@
 #include "core_error.h"
 #include "embedding.h"
 #include "fmgr.h"
+#include "inference.h"
 #include "model_cache.h"
+#include "model_lookup.h"
 #include "rai4eo/preprocess.h"
 #include "raster.h"
 #include "utils/array.h"
@@ -85,36 +87,58 @@ GetModel(FunctionCallInfo fcinfo, EmbedCallSite *cs, int argno)
 }
 
 /*
- * Decode and preprocess one raster into a palloc'd tensor (in the current
- * context), checking it is large enough for the model.
+ * Parse one raster for the model (header checks, band numbers, size limits,
+ * nothing decoded yet) and give the size of its model input, checking it is
+ * large enough for the model.
  */
-static float *
-ModelInput(EmbedCallSite *cs, CachedModel *m, Datum rast, int *out_h, int *out_w)
+static void
+OpenModelRaster(EmbedCallSite *cs, CachedModel *m, Datum rast, RasterSource *src,
+				int *out_h, int *out_w)
 {
 	const R4ModelConfig *cfg = &m->cfg;
-	RasterPixels px;
-	R4Error		err;
 	int			oh,
 				ow;
-	size_t		n;
-	float	   *input;
 
-	RasterReadDatum(&cs->raster, rast, cfg->bands, cfg->in_chans, &px);
-	r4_preprocess_output_size(cfg, px.height, px.width, &oh, &ow);
-	if (oh < cfg->patch_size || ow < cfg->patch_size)
+	RasterOpenDatum(&cs->raster, rast, cfg->bands, cfg->in_chans, src);
+	r4_preprocess_output_size(cfg, src->raster->height, src->raster->width, &oh, &ow);
+	if (oh < cfg->min_input || ow < cfg->min_input)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("raster of %d x %d pixels is smaller than one %d x %d patch of model \"%s\"",
-						px.width, px.height, cfg->patch_size, cfg->patch_size, m->name)));
-	n = (size_t) cfg->in_chans * oh * ow;
-	input = palloc_extended(n * sizeof(float), MCXT_ALLOC_HUGE);
-	r4_error_clear(&err);
-	if (r4_preprocess(cfg, px.planes, px.mask, px.height, px.width, input, NULL, NULL, &err) != R4_OK)
-		ReportCoreError(&err, ERRCODE_INVALID_PARAMETER_VALUE);
-	pfree(px.planes);
-	pfree(px.mask);
+						src->raster->width, src->raster->height, cfg->min_input, cfg->min_input,
+						m->name)));
 	*out_h = oh;
 	*out_w = ow;
+}
+
+/*
+ * Decode and preprocess an opened raster straight into dst (in_chans *
+ * out_h * out_w floats: a batch slot), then release the source.  The
+ * decoder writes normalised values there directly: no float planes, mask
+ * or preprocessed copy in between.
+ */
+static void
+FillModelInput(CachedModel *m, RasterSource *src, float *dst)
+{
+	R4Error		err;
+
+	r4_error_clear(&err);
+	if (r4_preprocess_raster(&m->cfg, src->raster, dst, &err) != R4_OK)
+		ReportCoreError(&err, ERRCODE_INVALID_PARAMETER_VALUE);
+	RasterCloseSource(src);
+}
+
+/* One raster's model input as a palloc'd tensor (in the current context). */
+static float *
+ModelInput(EmbedCallSite *cs, CachedModel *m, Datum rast, int *out_h, int *out_w)
+{
+	RasterSource src;
+	float	   *input;
+
+	OpenModelRaster(cs, m, rast, &src, out_h, out_w);
+	input = palloc_extended((size_t) m->cfg.in_chans * *out_h * *out_w * sizeof(float),
+							MCXT_ALLOC_HUGE);
+	FillModelInput(m, &src, input);
 	return input;
 }
 
@@ -297,21 +321,24 @@ RunArray(FunctionCallInfo fcinfo, Want want)
 
 	for (int i = 0; i <= n; i++)
 	{
-		float	   *input = NULL;
+		RasterSource src;
+		bool		have = false;
 		int			h = 0,
 					w = 0;
 
+		/* The header first: limits and sizes are checked before any pixel is decoded */
 		if (i < n && !nulls[i])
 		{
 			MemoryContext old = MemoryContextSwitchTo(cs->scratch);
 
 			current = i + 1;
-			input = ModelInput(cs, m, elems[i], &h, &w);
+			OpenModelRaster(cs, m, elems[i], &src, &h, &w);
 			MemoryContextSwitchTo(old);
+			have = true;
 		}
 
 		/* Flush when the size changes, the batch is full, or at the end */
-		if (nb > 0 && (i == n || (input != NULL && (h != bh || w != bw)) || nb == batch_cap))
+		if (nb > 0 && (i == n || (have && (h != bh || w != bw)) || nb == batch_cap))
 		{
 			current = batch_idx[0] + 1;
 			RunModel(m, want, batch, nb, bh, bw, out);
@@ -319,7 +346,7 @@ RunArray(FunctionCallInfo fcinfo, Want want)
 				results[batch_idx[k]] = PointerGetDatum(MakeEmbedding(out + (size_t) k * dim, dim));
 			nb = 0;
 		}
-		if (input == NULL)
+		if (!have)
 			continue;
 		if (nb == 0 && (batch == NULL || h != bh || w != bw))
 		{
@@ -340,7 +367,13 @@ RunArray(FunctionCallInfo fcinfo, Want want)
 		}
 		bh = h;
 		bw = w;
-		memcpy(batch + per_image * nb, input, per_image * sizeof(float));
+		{
+			MemoryContext old = MemoryContextSwitchTo(cs->scratch);
+
+			current = i + 1;
+			FillModelInput(m, &src, batch + per_image * nb);
+			MemoryContextSwitchTo(old);
+		}
 		batch_idx[nb++] = i;
 		MemoryContextReset(cs->scratch);
 	}

@@ -1,11 +1,12 @@
 /*
  * model_cache.h — models as a backend uses them: looked up by name in
- * rai4eo.model, built once and kept per backend.  A transaction that runs a
- * model holds its lock (share mode) until it ends and reads the row once
- * under it; rai4eo_load_model replaces a row only under the exclusive lock.
- * So an embedding computed and stored in one transaction always comes from
- * the weights stored when it commits, and a model replaced or dropped in
- * another session is noticed by this session's next transaction.
+ * rai4eo.model (model_lookup.h), built once and kept per backend.  A
+ * transaction that runs a model holds its lock (share mode) until it ends
+ * and reads the row once under it; rai4eo_load_model replaces a row only
+ * under the exclusive lock.  So an embedding computed and stored in one
+ * transaction always comes from the weights stored when it commits, and a
+ * model replaced or dropped in another session is noticed by this session's
+ * next transaction.  Running a cached model: inference.h.
  */
 #ifndef RAI4EO_PG_MODEL_CACHE_H
 #define RAI4EO_PG_MODEL_CACHE_H
@@ -39,16 +40,6 @@ typedef struct ModelHandle
 	MemoryContext mcxt;
 } ModelHandle;
 
-/* The model argument resolved: the name, or rai4eo.default_model when NULL. */
-char	   *ResolveModelName(text *arg);
-
-/*
- * Take the lock of model name until the transaction ends: share mode before
- * computing with it, exclusive before replacing its row.  Returns true when
- * this (sub)transaction did not hold it yet.
- */
-bool		ModelLock(const char *name, bool exclusive);
-
 /* Drop this backend's engine for name (after this session replaced it). */
 void		ModelForget(const char *name);
 
@@ -63,29 +54,5 @@ void		ModelHandleInit(ModelHandle *h, MemoryContext mcxt);
  * share lock, validated against rai4eo.model once per transaction.
  */
 CachedModel *ModelHandleGet(ModelHandle *h, const char *name);
-
-/*
- * Run the engine on B preprocessed inputs of H x W; out receives
- * B * cfg.out_dim floats.  Cancellable between blocks.
- */
-void		ModelForward(CachedModel *m, const float *input, int B, int H, int W, float *out);
-
-/*
- * Class probabilities [B][cfg.n_classes] from features [B][cfg.out_dim];
- * 22023 when the model has no classification head in use.
- */
-void		ModelClassify(CachedModel *m, const float *features, int B, float *probs);
-
-/* Width of what rai4eo_embed returns: features, or class probabilities. */
-int			ModelEmbedDim(const CachedModel *m);
-
-/*
- * Validate weights + config completely by building the engine in a scratch
- * context.  Returns the canonical configuration JSON (palloc'd) and fills
- * cfg and parameters.  Errors name what is wrong (22P03 malformed file,
- * 22023 bad configuration, 22000 shape mismatch, 0A000 unsupported).
- */
-char	   *ModelValidate(const uint8 *buf, size_t len, const char *config_json,
-						  R4ModelConfig *cfg, int64 *parameters);
 
 #endif							/* RAI4EO_PG_MODEL_CACHE_H */

@@ -23,6 +23,8 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "model_cache.h"
+#include "model_lookup.h"
+#include "model_validate.h"
 #include "storage/fd.h"
 #include "temporal.h"
 #include "utils/acl.h"

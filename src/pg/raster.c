@@ -130,48 +130,49 @@ RasterReadPixels(FunctionCallInfo fcinfo, int rast_argno, const int *bands,
 }
 
 void
-RasterReadDatum(RasterReader *cache, Datum rast, const int *bands, int nbands,
-				RasterPixels *out)
+RasterOpenDatum(RasterReader *cache, Datum rast, const int *bands, int nbands,
+				RasterSource *out)
 {
 	struct varlena *datum = PG_DETOAST_DATUM(rast);
-	R4Raster	r = {0};
-	R4Raster	wkb_raster = {0};
-	R4Raster   *src = &r;
+	R4Raster   *r = &out->serialized;
 	R4Error		err;
-	size_t		count;
 
+	memset(out, 0, sizeof(*out));
+	out->datum = datum;
+	out->detoasted = (Pointer) datum != DatumGetPointer(rast);
 	r4_error_clear(&err);
-	if (r4_raster_parse_serialized((const uint8 *) datum, VARSIZE(datum), &r, &err) != R4_OK)
+	if (r4_raster_parse_serialized((const uint8 *) datum, VARSIZE(datum), r, &err) != R4_OK)
 		ReportRasterError(&err);
 
-	if (r.nbands == 0)
+	if (r->nbands == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("raster has no bands")));
-	if (r.width == 0 || r.height == 0)
+	if (r->width == 0 || r->height == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("raster is empty (%d x %d pixels)", r.width, r.height)));
+				 errmsg("raster is empty (%d x %d pixels)", r->width, r->height)));
 	for (int i = 0; bands != NULL && i < nbands; i++)
 	{
-		if (bands[i] > r.nbands && cache->purpose != NULL)
+		if (bands[i] > r->nbands && cache->purpose != NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("raster has %d band%s, but %s reads band %d",
-							r.nbands, r.nbands == 1 ? "" : "s", cache->purpose, bands[i])));
-		if (bands[i] < 1 || bands[i] > r.nbands)
+							r->nbands, r->nbands == 1 ? "" : "s", cache->purpose, bands[i])));
+		if (bands[i] < 1 || bands[i] > r->nbands)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("band %d is out of range", bands[i]),
-					 errdetail("The raster has %d band%s.", r.nbands, r.nbands == 1 ? "" : "s")));
+					 errdetail("The raster has %d band%s.", r->nbands, r->nbands == 1 ? "" : "s")));
 	}
 	if (bands == NULL)
-		nbands = r.nbands;
+		nbands = r->nbands;
 	/* Limits are known from the header: refuse before decoding anything */
 	if (cache->check_size != NULL)
-		cache->check_size(cache->check_arg, nbands, r.width, r.height);
+		cache->check_size(cache->check_arg, nbands, r->width, r->height);
 
-	if (r4_raster_has_outdb(&r, bands, nbands))
+	out->raster = r;
+	if (r4_raster_has_outdb(r, bands, nbands))
 	{
 		bytea	   *wkb;
 
@@ -183,25 +184,44 @@ RasterReadDatum(RasterReader *cache, Datum rast, const int *bands, int nbands,
 		}
 		CheckOutdbAllowed();
 		wkb = DatumGetByteaPP(FunctionCall2(&cache->asbinary, PointerGetDatum(datum), BoolGetDatum(true)));
-		if (r4_raster_parse_wkb((const uint8 *) VARDATA_ANY(wkb), VARSIZE_ANY_EXHDR(wkb), &wkb_raster, &err) != R4_OK)
+		if (r4_raster_parse_wkb((const uint8 *) VARDATA_ANY(wkb), VARSIZE_ANY_EXHDR(wkb), &out->wkb, &err) != R4_OK)
 			ReportRasterError(&err);
-		src = &wkb_raster;
+		out->raster = &out->wkb;
 	}
-
-	if (r4_raster_decode_count(src, nbands, &count, &err) != R4_OK)
-		ReportRasterError(&err);
 	out->nbands = nbands;
-	out->width = src->width;
-	out->height = src->height;
+}
+
+void
+RasterCloseSource(RasterSource *src)
+{
+	r4_raster_free(&src->serialized);
+	r4_raster_free(&src->wkb);
+	if (src->detoasted && src->datum != NULL)
+		pfree(src->datum);
+	src->datum = NULL;
+	src->raster = NULL;
+}
+
+void
+RasterReadDatum(RasterReader *cache, Datum rast, const int *bands, int nbands,
+				RasterPixels *out)
+{
+	RasterSource src;
+	R4Error		err;
+	size_t		count;
+
+	RasterOpenDatum(cache, rast, bands, nbands, &src);
+	r4_error_clear(&err);
+	if (r4_raster_decode_count(src.raster, src.nbands, &count, &err) != R4_OK)
+		ReportRasterError(&err);
+	out->nbands = src.nbands;
+	out->width = src.raster->width;
+	out->height = src.raster->height;
 	out->planes = palloc_extended(count * sizeof(float), MCXT_ALLOC_HUGE);
 	out->mask = palloc_extended(count, MCXT_ALLOC_HUGE);
-	if (r4_raster_decode(src, bands, nbands, out->planes, out->mask, &err) != R4_OK)
+	if (r4_raster_decode(src.raster, bands, src.nbands, out->planes, out->mask, &err) != R4_OK)
 		ReportRasterError(&err);
-
-	r4_raster_free(&r);
-	r4_raster_free(&wkb_raster);
-	if ((Pointer) datum != DatumGetPointer(rast))
-		pfree(datum);
+	RasterCloseSource(&src);
 }
 
 /* rai4eo_raster_values builds one Datum per value: refuse what cannot fit */

@@ -7,6 +7,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "rai4eo/raster.h"
 
 /* Decoded pixels of some bands of one raster, palloc'd in the caller's context. */
 typedef struct RasterPixels
@@ -37,6 +38,32 @@ typedef struct RasterReader
 
 /* Set up a reader for values of raster_type (InvalidOid: look up "raster"). */
 void		RasterReaderInit(RasterReader *rd, Oid raster_type, MemoryContext mcxt);
+
+/*
+ * A raster datum parsed, its header checked, ready to decode: raster points
+ * into the detoasted datum, or into PostGIS's WKB when a requested band is
+ * out-db.  Release with RasterCloseSource.
+ */
+typedef struct RasterSource
+{
+	const R4Raster *raster;		/* what to decode from */
+	int			nbands;			/* bands requested (all when bands is NULL) */
+	R4Raster	serialized;		/* the datum's own parse */
+	R4Raster	wkb;			/* ST_AsBinary(rast, true)'s, for out-db bands */
+	struct varlena *datum;
+	bool		detoasted;		/* datum is a copy to free */
+} RasterSource;
+
+/*
+ * Parse a raster datum (maybe toasted) and check it for the given bands
+ * (1-based; NULL = all): band numbers, the reader's check_size, out-db
+ * access.  Nothing is decoded yet.
+ */
+void		RasterOpenDatum(RasterReader *rd, Datum rast, const int *bands, int nbands,
+							RasterSource *out);
+
+/* Free what RasterOpenDatum allocated. */
+void		RasterCloseSource(RasterSource *src);
 
 /*
  * Decode the given bands (1-based; NULL = all) of a raster datum (maybe

@@ -17,7 +17,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "model_cache.h"
+#include "model_lookup.h"
 #include "rai4eo/safetensors.h"
 #include "rai4eo/temporal.h"
 #include "storage/proc.h"

@@ -1,6 +1,6 @@
 /*
- * fuzz_raster_serialized.c — libFuzzer target for r4_raster_parse_serialized
- * and r4_raster_decode.
+ * fuzz_raster_serialized.c — libFuzzer target for r4_raster_parse_serialized,
+ * r4_raster_decode and r4_raster_decode_normalised.
  *
  * Each input is parsed twice: as given, and with its varlena word rewritten
  * to the input length (so the fuzzer is not stuck guessing a consistent
@@ -72,6 +72,34 @@ check_decode(const R4Raster *r)
 	else
 	{
 		require(st == R4_OK, "decode of a parsed raster failed");
+		/* decoding straight into normalised values gives the two-step path's bits */
+		{
+			float	   *norm = malloc(count * sizeof(float));
+			double	   *mean = malloc(r->nbands * sizeof(double));
+			double	   *sd = malloc(r->nbands * sizeof(double));
+
+			require(norm && mean && sd, "malloc");
+			for (k = 0; k < r->nbands; k++)
+			{
+				mean[k] = 0.25 * k - 1.0;
+				sd[k] = 0.5 + k;
+			}
+			require(r4_raster_decode_normalised(r, NULL, 0, 1e-3, mean, sd, norm, &err) == R4_OK,
+					"normalised decode of a parsed raster failed");
+			for (k = 0; k < r->nbands; k++)
+				for (i = 0; i < npix; i++)
+				{
+					float		want = r4_normalise_value(planes[(size_t) k * npix + i],
+														  mask[(size_t) k * npix + i], 1e-3,
+														  mean[k], 1.0 / sd[k]);
+
+					require(memcmp(&want, &norm[(size_t) k * npix + i], sizeof(float)) == 0,
+							"normalised decode differs from decode + normalise");
+				}
+			free(norm);
+			free(mean);
+			free(sd);
+		}
 		for (k = 0; k < r->nbands; k++)
 		{
 			const R4RasterBand *b = &r->bands[k];

@@ -117,6 +117,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			ASSERT(json2 != NULL && strcmp(json, json2) == 0);
 			r4_free(json2);
 		}
+		r4_model_config_free(&cfg2);
 		r4_json_free(again);
 		r4_free(json);
 
@@ -130,6 +131,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		else
 			ASSERT(engine == NULL && err.message[0] != '\0' && s != R4_ERR_INTERNAL);
+		r4_model_config_free(&cfg);
 	}
 	r4_safetensors_free(&st);
 done:

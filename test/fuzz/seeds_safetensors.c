@@ -3,7 +3,7 @@
  *
  * Usage: seeds_safetensors DIR [JSONDIR]
  *
- * Files are laid out the way the reference writer does it (facts §3.4):
+ * Files are laid out the way the reference writer does it (docs/formats.md, "safetensors"):
  * tensors sorted by dtype (descending alignment order) then name, packed
  * back to back, header padded with spaces to a multiple of 8.  Some seeds
  * deliberately break the alignment (leading whitespace, odd padding) as

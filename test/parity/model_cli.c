@@ -266,6 +266,7 @@ main(int argc, char **argv)
 		   engine ? r4_engine_param_count(engine) : (size_t) 0, json ? json : "null");
 	r4_free(json);
 	r4_engine_free(engine);
+	r4_model_config_free(&cfg);
 	r4_json_free(config);
 	r4_safetensors_free(&st);
 	if (model_in != input)

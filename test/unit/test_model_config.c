@@ -11,7 +11,9 @@
 
 #include "rai4eo/json.h"
 #include "rai4eo/model_config.h"
+#include "rai4eo/resnet.h"
 #include "rai4eo/safetensors.h"
+#include "rai4eo/vit.h"
 #include "unit.h"
 
 #define MAX_T 96
@@ -240,31 +242,31 @@ test_defaults_from_shapes(void)
 
 	vit(&m, 64, 2, 2, 3, 2, 32);
 	CHECK_EQ_INT(resolve(&m, NULL, &c, &e), R4_OK);
-	CHECK_EQ_INT(c.arch, R4_ARCH_VIT);
-	CHECK_EQ_INT(c.embed_dim, 64);
-	CHECK_EQ_INT(c.depth, 2);
-	CHECK_EQ_INT(c.patch_size, 2);
+	CHECK(c.arch == &r4_arch_vit);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->embed_dim, 64);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->depth, 2);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->patch_size, 2);
 	CHECK_EQ_INT(c.in_chans, 2);
-	CHECK_EQ_INT(c.mlp_hidden, 32);
-	CHECK_EQ_INT(c.pos_grid, 3);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->mlp_hidden, 32);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->pos_grid, 3);
 	CHECK_EQ_INT(c.img_size, 6);
-	CHECK_EQ_INT(c.num_heads, 1);
-	CHECK_NEAR(c.ln_eps, 1e-6, 0);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->num_heads, 1);
+	CHECK_NEAR(r4_vit_cfg(&c)->ln_eps, 1e-6, 0);
 	CHECK_EQ_INT(c.bands[0], 1);
 	CHECK_EQ_INT(c.bands[1], 2);
 	CHECK_NEAR(c.scale, 1.0, 0);
 	CHECK_NEAR(c.mean[1], 0.0, 0);
 	CHECK_NEAR(c.std[1], 1.0, 0);
 	CHECK_EQ_INT(c.input, R4_INPUT_NATIVE);
-	CHECK_EQ_INT(c.n_last_blocks, 1);
-	CHECK(!c.avgpool);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->n_last_blocks, 1);
+	CHECK(!r4_vit_cfg(&c)->avgpool);
 	CHECK(!c.has_change_threshold);
 	CHECK_EQ_INT(c.out_dim, 64);
 
 	/* ViT-S/16-like widths: heads default to D / 64. */
 	vit(&m, 384, 4, 16, 2, 1, 1536);
 	CHECK_EQ_INT(resolve(&m, NULL, &c, &e), R4_OK);
-	CHECK_EQ_INT(c.num_heads, 6);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->num_heads, 6);
 	CHECK_EQ_INT(c.img_size, 32);
 
 	/* Tensors outside the architecture are ignored, whatever their dtype. */
@@ -274,7 +276,11 @@ test_defaults_from_shapes(void)
 	add(&m, "blocks.x.something", "U8", 1, 3, 0, 0, 0);
 	add(&m, "blocks.01.norm1.weight", "F32", 1, 7, 0, 0, 0);	/* not a canonical index */
 	CHECK_EQ_INT(resolve(&m, NULL, &c, &e), R4_OK);
-	CHECK_EQ_INT(c.depth, 2);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->depth, 2);
+	CHECK_EQ_INT(c.n_classes, 10);
+	CHECK_EQ_INT((int) c.class_names_len, 20);	/* "0".."9", each NUL-terminated */
+	r4_model_config_free(&c);
+	CHECK(c.class_names == NULL);
 
 	/* Half-precision weights are fine. */
 	vit(&m, 64, 2, 2, 3, 2, 32);
@@ -306,8 +312,8 @@ test_metadata_values(void)
 	meta(&m, "change_threshold", "0.25");
 	meta(&m, "embed_dim", "999");	/* derived keys in metadata are informational */
 	CHECK_EQ_INT(resolve(&m, NULL, &c, &e), R4_OK);
-	CHECK_EQ_INT(c.num_heads, 4);
-	CHECK_NEAR(c.ln_eps, 1e-5, 0);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->num_heads, 4);
+	CHECK_NEAR(r4_vit_cfg(&c)->ln_eps, 1e-5, 0);
 	CHECK_EQ_INT(c.img_size, 16);
 	CHECK_EQ_INT(c.bands[0], 4);
 	CHECK_EQ_INT(c.bands[1], 2);
@@ -318,8 +324,8 @@ test_metadata_values(void)
 	CHECK_NEAR(c.std[1], 2.0, 0);
 	CHECK_NEAR(c.std[2], 0.25, 0);
 	CHECK_EQ_INT(c.input, R4_INPUT_RESIZE);
-	CHECK_EQ_INT(c.n_last_blocks, 2);
-	CHECK(c.avgpool);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->n_last_blocks, 2);
+	CHECK(r4_vit_cfg(&c)->avgpool);
 	CHECK(c.has_change_threshold);
 	CHECK_NEAR(c.change_threshold, 0.25, 0);
 	CHECK_EQ_INT(c.out_dim, 128 * 3);
@@ -345,10 +351,10 @@ test_config_overrides_metadata(void)
 	meta(&m, "avgpool", "true");
 	CHECK_EQ_INT(resolve(&m, "{\"n_last_blocks\": 1, \"bands\": [2, 3], \"change_threshold\": null}",
 						 &c, &e), R4_OK);
-	CHECK_EQ_INT(c.n_last_blocks, 1);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->n_last_blocks, 1);
 	CHECK_EQ_INT(c.bands[0], 2);
 	CHECK(!c.has_change_threshold);
-	CHECK(c.avgpool);
+	CHECK(r4_vit_cfg(&c)->avgpool);
 	CHECK_EQ_INT(c.out_dim, 128);
 	/* Without the override the broken metadata is reported. */
 	EXPECT_FAIL(&m, NULL, R4_ERR_INVALID, "metadata value of \"bands\" is not valid JSON");
@@ -514,7 +520,7 @@ test_value_errors(void)
 		R4Error		e;
 
 		CHECK_EQ_INT(resolve(&m, "{\"num_heads\": 3}", &c, &e), R4_OK);
-		CHECK_EQ_INT(c.num_heads, 3);
+		CHECK_EQ_INT(r4_vit_cfg(&c)->num_heads, 3);
 	}
 }
 
@@ -541,8 +547,7 @@ test_resnet_keys_refused(void)
 		char	   *json;
 
 		CHECK_EQ_INT(resolve(&m, NULL, &c, &e), R4_OK);
-		CHECK_NEAR(c.bn_eps, 0, 0);
-		CHECK_EQ_INT(c.resnet_layers[0], 0);
+		CHECK(c.arch == &r4_arch_vit && r4_resnet_cfg(&c) == NULL);
 		/* The ViT JSON has no ResNet keys, so it feeds back. */
 		json = r4_model_config_to_json(&c);
 		CHECK(json != NULL && strstr(json, "bn_eps") == NULL && strstr(json, "layers") == NULL);
@@ -584,11 +589,11 @@ test_json_round_trip(void)
 	CHECK_MSG(strcmp(json, want) == 0, "\n got %s\nwant %s", json, want);
 	/* Fed back as the configuration it resolves to the same thing. */
 	CHECK_EQ_INT(resolve(&m, json, &c2, &e), R4_OK);
-	CHECK_EQ_INT(c2.num_heads, c.num_heads);
+	CHECK_EQ_INT(r4_vit_cfg(&c2)->num_heads, r4_vit_cfg(&c)->num_heads);
 	CHECK_EQ_INT(c2.out_dim, c.out_dim);
 	CHECK_EQ_INT(c2.bands[0], 3);
 	CHECK(c2.mean[1] == c.mean[1] && c2.std[2] == c.std[2] && c2.scale == c.scale);
-	CHECK(c2.change_threshold == c.change_threshold && c2.avgpool);
+	CHECK(c2.change_threshold == c.change_threshold && r4_vit_cfg(&c2)->avgpool);
 	r4_free(json);
 
 	/* No threshold is written as null. */
@@ -601,7 +606,53 @@ test_json_round_trip(void)
 	r4_free(json);
 }
 
-/* Run the configuration tests. */
+/*
+ * The messages that name the architectures come from the descriptor table:
+ * they must read as they did when model_config.c named ViT and ResNet
+ * itself (tools and users match on them).
+ */
+static void
+test_table_messages(void)
+{
+	R4ModelConfig c;
+	R4Error		e;
+
+	vit(&m, 64, 2, 2, 3, 2, 32);
+	CHECK_EQ_INT(resolve(&m, "{\"n_last_block\": 2}", &c, &e), R4_ERR_INVALID);
+	CHECK(strcmp(e.detail, "known keys: arch, img_size, bands, scale, mean, std, input, change_threshold, "
+				 "head, classes, multilabel, output; ViT: num_heads, ln_eps, n_last_blocks, avgpool; "
+				 "ResNet: bn_eps") == 0);
+	CHECK_EQ_INT(resolve(&m, "{\"arch\": \"convnext\"}", &c, &e), R4_ERR_INVALID);
+	CHECK(strcmp(e.message, "unknown architecture \"convnext\" in the configuration") == 0);
+	CHECK(strcmp(e.detail, "known architectures: vit, resnet (or resnet18, resnet34, resnet50, "
+				 "resnet101, resnet152, which also assert the layout)") == 0);
+	CHECK_EQ_INT(resolve(&m, "{\"bn_eps\": 1e-5}", &c, &e), R4_ERR_INVALID);
+	CHECK(strcmp(e.message, "\"bn_eps\" in the configuration applies to ResNet models only, and this model is a ViT") == 0);
+
+	/* Both anchors present and no "arch" */
+	add(&m, "layer1.0.conv1.weight", "F32", 4, 8, 8, 3, 3);
+	CHECK_EQ_INT(resolve(&m, NULL, &c, &e), R4_ERR_INVALID);
+	CHECK(strcmp(e.message, "cannot tell the model architecture: the weights hold both ViT and ResNet tensors") == 0);
+	CHECK(strcmp(e.detail, "give \"arch\": \"vit\" or \"resnet\" in the configuration") == 0);
+
+	/* Neither */
+	memset(&m, 0, sizeof(m));
+	add(&m, "something.weight", "F32", 1, 4, 0, 0, 0);
+	CHECK_EQ_INT(resolve(&m, NULL, &c, &e), R4_ERR_INVALID);
+	CHECK(strcmp(e.message, "cannot tell the model architecture: no \"arch\" given and no ViT or ResNet tensors found") == 0);
+	CHECK(strcmp(e.detail, "expected DINO/timm ViT tensor names such as \"blocks.0.attn.qkv.weight\" or "
+				 "torchvision/timm ResNet names such as \"layer1.0.conv1.weight\"") == 0);
+
+	/* Detection and the accessors */
+	vit(&m, 64, 2, 2, 3, 2, 32);
+	CHECK_EQ_INT(resolve(&m, NULL, &c, &e), R4_OK);
+	CHECK(c.arch == &r4_arch_vit && strcmp(r4_arch_name(c.arch), "vit") == 0);
+	CHECK(r4_vit_cfg(&c) != NULL && r4_resnet_cfg(&c) == NULL);
+	CHECK_EQ_INT(c.min_input, 2);	/* a ViT's smallest input is one patch */
+	r4_model_config_free(&c);
+}
+
+/* Run every model configuration test. */
 int
 main(void)
 {
@@ -613,5 +664,6 @@ main(void)
 	RUN(test_value_errors);
 	RUN(test_resnet_keys_refused);
 	RUN(test_json_round_trip);
+	RUN(test_table_messages);
 	return unit_summary("model_config");
 }

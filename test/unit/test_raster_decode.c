@@ -2,13 +2,16 @@
  * test_raster_decode.c — the PostgreSQL-free PostGIS raster reader.
  *
  * Rasters are built by hand here (serialized and WKB, both byte orders)
- * from the byte layout in docs/facts/postgis-raster-format.md, and the
- * builder itself is checked against the byte dumps quoted there.  Expected
+ * from the byte layout in docs/formats.md ("PostGIS raster", after PostGIS's
+ * raster/rt_core/rt_serialize.c and rt_wkb.c), and the builder itself is
+ * checked against byte dumps of rasters PostGIS 3.3 wrote.  Expected
  * nodata masks come from a literal transcription of PostGIS's rule
  * (rt_band_clamped_value_is_nodata + rt_pixtype_compare_clamped_values +
  * the rt_util_clamp_to_* functions), not from the decoder's fast paths.
  */
 #include "rai4eo/raster.h"
+
+#include "rai4eo/preprocess.h"
 
 #include <float.h>
 #include <limits.h>
@@ -401,9 +404,9 @@ stored_value(R4PixType pt, double v)
 
 /* ---- tests ---- */
 
-/* The byte dumps quoted in the facts §1.3, checked both ways. */
+/* The byte layouts docs/formats.md gives as examples (from rasters PostGIS wrote), checked both ways. */
 static void
-test_facts_bytes(void)
+test_layout_bytes(void)
 {
 	static const uint8_t band8[] = {0x44, 0xff, 0x01, 0x02, 0x03, 0xff, 0xfe, 0x00};
 	static const uint8_t band16[] = {0x45, 0x00, 0x00, 0x80, 0xff, 0xff, 0x2c, 0x01,
@@ -434,7 +437,7 @@ test_facts_bytes(void)
 		uint32_t	word;
 
 		memcpy(&word, buf, 4);
-		CHECK_EQ_INT(word, 72 << 2);	/* facts: the stored word is len << 2 on LE */
+		CHECK_EQ_INT(word, 72 << 2);	/* the stored word is len << 2 on LE */
 	}
 
 	/* and a header followed by the literal dump bytes parses to those values */
@@ -834,7 +837,7 @@ test_outdb(void)
 		CHECK_EQ_INT(parse((enum Enc) e, buf, len, &r, &err), R4_OK);
 		if (e == ENC_SER && host_le())
 		{
-			/* facts §1.4: c5 00 ff ff 00 "/tmp..." */
+			/* an out-db 16BSI band: c5 00 ff ff 00 "/tmp..." */
 			static const uint8_t head[] = {0xc5, 0x00, 0xff, 0xff, 0x00, 0x2f, 0x74, 0x6d, 0x70};
 
 			CHECK(memcmp(buf + 72, head, sizeof(head)) == 0);
@@ -867,7 +870,7 @@ test_outdb(void)
 static void
 test_nodata_rule(void)
 {
-	/* facts §1.2: 64BF nodata 0 -> 1e-8 and -1e-8 are nodata, 1e-6 is not */
+	/* PostGIS's FLT_EQ: 64BF nodata 0 -> 1e-8 and -1e-8 are nodata, 1e-6 is not */
 	static const double v64[] = {1e-8, -1e-8, 1e-6, 0, 1.1e-7, 1.3e-7, NAN};
 	static const double v32[] = {1e-7, -1e-7, 2e-7, 0, 1e-6, NAN, 0};
 	TRaster		t = raster_template(7, 1);
@@ -1446,6 +1449,161 @@ test_int_rule_exhaustive(void)
 	free(m);
 }
 
+/*
+ * Decoding straight into normalised model input: for every pixel type and
+ * nodata mode, in every encoding, over a raster larger than the decoder's
+ * chunk, with bands picked out of order and repeated, the output is
+ * (value * scale - mean) / std rounded once to float (written out here in
+ * double, as the reference preprocessing does), and exactly 0 for nodata
+ * and non-finite pixels.
+ */
+static void
+test_decode_normalised(void)
+{
+	enum
+	{
+		NW = 70, NH = 41, NPIX = NW * NH	/* 2870 pixels: more than one 2048-pixel chunk */
+	};
+	static double vals[3][NPIX];
+	static float out[4 * NPIX];
+	static float planes[4 * NPIX];
+	static uint8_t mask[4 * NPIX];
+	const int	pick[4] = {3, 1, 3, 2};
+	const double mean[4] = {0.05, -1.5, 0.25, 7};
+	const double std[4] = {0.03, 2.5, 1e-3, 0.1};
+	const double scale = 1e-4;
+
+	for (int pt = 0; pt < R4_PT_COUNT; pt++)
+		for (int e = 0; e < 3; e++)
+		{
+			TRaster		t = raster_template(NW, NH);
+			size_t		len;
+			uint8_t    *buf;
+			R4Raster	r;
+			R4Error		err;
+			double		nd = 0;
+			int			bad = 0;
+
+			t.nb = 3;
+			for (int b = 0; b < 3; b++)
+			{
+				values_for((R4PixType) pt, NPIX, vals[b], &nd);
+				/* band 1: no nodata, band 2: nodata, band 3: is-nodata */
+				t.b[b] = band_of((R4PixType) pt, b != 0, nd, vals[b]);
+				t.b[b].isnd = b == 2;
+			}
+			len = build(&t, (enum Enc) e, bigbuf);
+			buf = exact_copy(bigbuf, len);
+			if (parse((enum Enc) e, buf, len, &r, &err) != R4_OK)
+			{
+				CHECK_MSG(0, "%s %s: %s", r4_pixtype_name(pt), enc_names[e], err.message);
+				free(buf);
+				continue;
+			}
+			CHECK_EQ_INT(r4_raster_decode_normalised(&r, pick, 4, scale, mean, std, out, &err), R4_OK);
+			CHECK_EQ_INT(r4_raster_decode(&r, pick, 4, planes, mask, &err), R4_OK);
+			for (int k = 0; k < 4; k++)
+				for (size_t i = 0; i < NPIX; i++)
+				{
+					int			b = pick[k] - 1;
+					double		sv = stored_value((R4PixType) pt, vals[b][i]);
+					float		ev = (float) sv;
+					int			em = ref_is_nodata((R4PixType) pt, b != 0, b == 2, sv, nd);
+					float		want = (em || !isfinite(ev)) ? 0.0f :
+						(float) (((double) ev * scale - mean[k]) * (1.0 / std[k]));
+					float		got = out[(size_t) k * NPIX + i];
+
+					if (memcmp(&got, &want, sizeof(float)) != 0)
+						bad++;
+					/* the same bits as the two-step path */
+					if (got != r4_normalise_value(planes[(size_t) k * NPIX + i], mask[(size_t) k * NPIX + i],
+												  scale, mean[k], 1.0 / std[k]))
+						bad++;
+				}
+			CHECK_MSG(bad == 0, "%s %s: %d values differ", r4_pixtype_name(pt), enc_names[e], bad);
+			/* errors as r4_raster_decode, before anything is written */
+			{
+				const int	badband[2] = {1, 4};
+
+				out[0] = 42.0f;
+				CHECK_EQ_INT(r4_raster_decode_normalised(&r, badband, 2, scale, mean, std, out, &err),
+							 R4_ERR_RANGE);
+				CHECK(out[0] == 42.0f);
+			}
+			r4_raster_free(&r);
+			free(buf);
+		}
+}
+
+/*
+ * r4_preprocess_raster gives the bits of r4_raster_decode + r4_preprocess,
+ * native and resize.
+ */
+static void
+test_preprocess_raster(void)
+{
+	enum
+	{
+		PW = 53, PH = 47, PN = PW * PH
+	};
+	static double vals[2][PN];
+	static float planes[2 * PN];
+	static uint8_t mask[2 * PN];
+	static float want[2 * 64 * 64];
+	static float got[2 * 64 * 64];
+	TRaster		t = raster_template(PW, PH);
+	R4ModelConfig cfg;
+	R4Raster	r;
+	R4Error		err;
+	size_t		len;
+	uint8_t    *buf;
+	double		nd;
+
+	t.nb = 2;
+	for (int b = 0; b < 2; b++)
+	{
+		values_for(R4_PT_16BUI, PN, vals[b], &nd);
+		for (size_t i = 0; i < PN; i++)
+			vals[b][i] = (double) ((i * 37 + (size_t) b * 11) % 4000);	/* 0 is nodata */
+		t.b[b] = band_of(R4_PT_16BUI, true, 0, vals[b]);
+	}
+	len = build(&t, ENC_SER, bigbuf);
+	buf = exact_copy(bigbuf, len);
+	CHECK_EQ_INT(parse(ENC_SER, buf, len, &r, &err), R4_OK);
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.in_chans = 2;
+	cfg.bands[0] = 2;
+	cfg.bands[1] = 1;
+	cfg.scale = 1e-4;
+	cfg.mean[0] = 0.1;
+	cfg.mean[1] = 0.2;
+	cfg.std[0] = 0.05;
+	cfg.std[1] = 0.07;
+	cfg.img_size = 64;
+	for (int mode = 0; mode < 2; mode++)
+	{
+		int			oh,
+					ow;
+		size_t		n;
+
+		cfg.input = mode == 0 ? R4_INPUT_NATIVE : R4_INPUT_RESIZE;
+		r4_preprocess_output_size(&cfg, PH, PW, &oh, &ow);
+		n = (size_t) 2 * oh * ow;
+		CHECK_EQ_INT(r4_raster_decode(&r, cfg.bands, 2, planes, mask, &err), R4_OK);
+		CHECK_EQ_INT(r4_preprocess(&cfg, planes, mask, PH, PW, want, NULL, NULL, &err), R4_OK);
+		memset(got, 0xAA, sizeof(got));
+		CHECK_EQ_INT(r4_preprocess_raster(&cfg, &r, got, &err), R4_OK);
+		CHECK_MSG(memcmp(got, want, n * sizeof(float)) == 0, "%s: the two paths differ",
+				  mode == 0 ? "native" : "resize");
+		/* band 1's pixel 0 is nodata: exactly 0 (the channel mean), band 2's is not */
+		if (mode == 0)
+			CHECK(got[(size_t) oh * ow] == 0.0f && got[0] != 0.0f);
+	}
+	r4_raster_free(&r);
+	free(buf);
+}
+
 /* Pixel type names and sizes. */
 static void
 test_names(void)
@@ -1466,7 +1624,7 @@ test_names(void)
 int
 main(void)
 {
-	RUN(test_facts_bytes);
+	RUN(test_layout_bytes);
 	RUN(test_rfc_size);
 	RUN(test_all_types);
 	RUN(test_conversions);
@@ -1483,6 +1641,8 @@ main(void)
 	RUN(test_truncation);
 	RUN(test_float_rule_exhaustive);
 	RUN(test_int_rule_exhaustive);
+	RUN(test_decode_normalised);
+	RUN(test_preprocess_raster);
 	RUN(test_names);
 	return unit_summary("raster_decode");
 }

@@ -18,6 +18,7 @@
 #include "rai4eo/model_config.h"
 #include "rai4eo/resnet.h"
 #include "rai4eo/safetensors.h"
+#include "rai4eo/vit.h"
 #include "unit.h"
 
 #define MAX_T 320
@@ -414,18 +415,17 @@ test_layout_from_tensors(void)
 
 	resnet(&net, false, L2222, 4, 8, false);
 	CHECK_EQ_INT(resolve(&net, NULL, &c, &e), R4_OK);
-	CHECK_EQ_INT(c.arch, R4_ARCH_RESNET);
-	CHECK(!c.resnet_bottleneck);
-	CHECK_EQ_INT(c.resnet_layers[0], 2);
-	CHECK_EQ_INT(c.resnet_layers[3], 2);
-	CHECK_EQ_INT(c.resnet_width, 8);
+	CHECK(c.arch == &r4_arch_resnet);
+	CHECK(!r4_resnet_cfg(&c)->bottleneck);
+	CHECK_EQ_INT(r4_resnet_cfg(&c)->layers[0], 2);
+	CHECK_EQ_INT(r4_resnet_cfg(&c)->layers[3], 2);
+	CHECK_EQ_INT(r4_resnet_cfg(&c)->width, 8);
 	CHECK_EQ_INT(c.in_chans, 4);
-	CHECK_EQ_INT(c.depth, 8);
+	CHECK_EQ_INT(r4_resnet_cfg(&c)->depth, 8);
 	CHECK_EQ_INT(c.out_dim, 64);	/* 8 * 2^3 */
-	CHECK_EQ_INT(c.embed_dim, 64);
-	CHECK_EQ_INT(c.patch_size, R4_RESNET_MIN_SIZE);
+	CHECK_EQ_INT(c.min_input, R4_RESNET_MIN_SIZE);
 	CHECK_EQ_INT(c.img_size, 224);
-	CHECK_NEAR(c.bn_eps, 1e-5, 0);
+	CHECK_NEAR(r4_resnet_cfg(&c)->bn_eps, 1e-5, 0);
 	CHECK_EQ_INT(c.bands[3], 4);
 	CHECK_NEAR(c.std[3], 1.0, 0);
 	CHECK_EQ_INT(c.input, R4_INPUT_NATIVE);
@@ -434,13 +434,13 @@ test_layout_from_tensors(void)
 	/* Bottleneck: 4x expansion, a downsample already in layer1. */
 	resnet(&net, true, L2112, 13, 4, false);
 	CHECK_EQ_INT(resolve(&net, NULL, &c, &e), R4_OK);
-	CHECK(c.resnet_bottleneck);
-	CHECK_EQ_INT(c.resnet_layers[0], 2);
-	CHECK_EQ_INT(c.resnet_layers[1], 1);
-	CHECK_EQ_INT(c.resnet_layers[3], 2);
+	CHECK(r4_resnet_cfg(&c)->bottleneck);
+	CHECK_EQ_INT(r4_resnet_cfg(&c)->layers[0], 2);
+	CHECK_EQ_INT(r4_resnet_cfg(&c)->layers[1], 1);
+	CHECK_EQ_INT(r4_resnet_cfg(&c)->layers[3], 2);
 	CHECK_EQ_INT(c.in_chans, 13);
 	CHECK_EQ_INT(c.out_dim, 4 * 8 * 4);
-	CHECK_EQ_INT(c.depth, 6);
+	CHECK_EQ_INT(r4_resnet_cfg(&c)->depth, 6);
 
 	/* A torchvision file: fc.* and num_batches_tracked are ignored; "arch" asserts. */
 	resnet(&net, false, L2222, 3, 8, false);
@@ -448,14 +448,17 @@ test_layout_from_tensors(void)
 	add(&net, "fc.bias", "F32", 1, 1000, 0, 0, 0);
 	add(&net, "layer5.0.conv1.weight", "U8", 1, 3, 0, 0, 0);	/* outside the architecture */
 	CHECK_EQ_INT(resolve(&net, "{\"arch\": \"resnet18\"}", &c, &e), R4_OK);
+	r4_model_config_free(&c);
 	CHECK_EQ_INT(resolve(&net, "{\"arch\": \"ResNet\"}", &c, &e), R4_OK);
+	CHECK_EQ_INT(c.n_classes, 1000);
+	r4_model_config_free(&c);
 	EXPECT_FAIL(&net, "{\"arch\": \"resnet34\"}", R4_ERR_MISMATCH,
 				"\"arch\" in the configuration is \"resnet34\" but the weights have BasicBlock blocks, layers [2, 2, 2, 2]");
 	EXPECT_FAIL(&net, "{\"arch\": \"resnet50\"}", R4_ERR_MISMATCH, "BasicBlock");
 	resnet(&net, true, (const int[]) {3, 4, 6, 3}, 3, 2, false);
 	meta(&net, "arch", "resnet50");
 	CHECK_EQ_INT(resolve(&net, NULL, &c, &e), R4_OK);
-	CHECK_EQ_INT(c.depth, 16);
+	CHECK_EQ_INT(r4_resnet_cfg(&c)->depth, 16);
 	EXPECT_FAIL(&net, "{\"arch\": \"resnet101\"}", R4_ERR_MISMATCH, "layers [3, 4, 6, 3]");
 
 	/* Keys from metadata and configuration. */
@@ -467,7 +470,7 @@ test_layout_from_tensors(void)
 	meta(&net, "layers", "whatever");
 	CHECK_EQ_INT(resolve(&net, "{\"img_size\": 64, \"scale\": 0.0001, \"mean\": [1, 2], \"std\": 0.5,"
 						 " \"change_threshold\": 0.2}", &c, &e), R4_OK);
-	CHECK_NEAR(c.bn_eps, 1e-3, 0);
+	CHECK_NEAR(r4_resnet_cfg(&c)->bn_eps, 1e-3, 0);
 	CHECK_EQ_INT(c.bands[0], 4);
 	CHECK_EQ_INT(c.input, R4_INPUT_RESIZE);
 	CHECK_EQ_INT(c.img_size, 64);
@@ -1124,7 +1127,7 @@ test_forward_contract(void)
 	CHECK_EQ_INT(r4_engine_build(&l.st, &cfg, &eng, &e), R4_OK);
 	if (eng != NULL)
 	{
-		CHECK_EQ_INT(r4_engine_config(eng)->arch, R4_ARCH_RESNET);
+		CHECK(r4_engine_config(eng)->arch == &r4_arch_resnet);
 		CHECK_EQ_INT(r4_engine_param_count(eng), r4_resnet_param_count(m));
 		CHECK_EQ_INT(r4_engine_forward(eng, x, 2, 64, 48, again, NULL, NULL, &e), R4_OK);
 		CHECK(memcmp(out, again, sizeof(out)) == 0);
@@ -1139,13 +1142,13 @@ test_forward_contract(void)
 		bad.out_dim = 32;
 		CHECK_EQ_INT(r4_resnet_build(&l.st, &bad, &m2, &e), R4_ERR_MISMATCH);
 		bad = cfg;
-		bad.resnet_bottleneck = true;
+		((R4ResNetConfig *) bad.arch_data.bytes)->bottleneck = true;
 		CHECK_EQ_INT(r4_resnet_build(&l.st, &bad, &m2, &e), R4_ERR_MISMATCH);
 		bad = cfg;
 		bad.in_chans = 4;
 		CHECK_EQ_INT(r4_resnet_build(&l.st, &bad, &m2, &e), R4_ERR_MISMATCH);
 		bad = cfg;
-		bad.arch = R4_ARCH_VIT;
+		bad.arch = &r4_arch_vit;
 		CHECK_EQ_INT(r4_resnet_build(&l.st, &bad, &m2, &e), R4_ERR_UNSUPPORTED);
 		CHECK(m2 == NULL);
 	}

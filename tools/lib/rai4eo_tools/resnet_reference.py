@@ -1,7 +1,8 @@
 """A PyTorch torchvision-layout ResNet, the reference the C ResNet engine is checked against.
 
-Written from the description in docs/facts/vit-resnet-safetensors-openblas.md
-section 2 (no torchvision needed): module and parameter names equal
+Written after torchvision's torchvision/models/resnet.py (summarised in
+docs/formats.md, "torchvision ResNet"; no torchvision needed): module and
+parameter names equal
 torchvision's (and timm's), so a torchvision ResNet state dict loads with
 strict=True.  conv1 7x7/2 (no bias) -> bn1 -> ReLU -> maxpool 3x3/2 pad 1 ->
 layer1..layer4 of BasicBlocks (conv1 3x3 carrying the stride, conv2 3x3) or

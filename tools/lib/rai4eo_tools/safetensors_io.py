@@ -1,6 +1,7 @@
 """Read and write safetensors files without the safetensors package.
 
-The format (docs/facts/vit-resnet-safetensors-openblas.md section 3): a
+The format (huggingface/safetensors' format description; docs/formats.md,
+"safetensors"): a
 little-endian u64 header length N, N bytes of UTF-8 JSON, then the tensor
 bytes, little-endian and row-major.  The writer behaves like the reference
 writer: tensors sorted by dtype alignment (descending), then by name, laid

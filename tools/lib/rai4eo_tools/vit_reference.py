@@ -1,7 +1,8 @@
 """A PyTorch DINO v1 Vision Transformer, the reference the C engine is checked against.
 
-Written from the description in docs/facts/vit-resnet-safetensors-openblas.md
-section 1: module and parameter names equal DINO's (and timm's), so a DINO
+Written after facebookresearch/dino's vision_transformer.py and eval_linear.py
+(summarised in docs/formats.md, "DINO ViT"): module and parameter names equal
+DINO's (and timm's), so a DINO
 backbone state dict loads with strict=True; the forward pass is DINO's in
 eval mode (pre-norm blocks, fused qkv, exact GELU, LayerNorm eps 1e-6),
 interpolate_pos_encoding reproduces DINO v1 including the +0.1 and the
