@@ -3,10 +3,10 @@
 Shared by tools/synth (which writes the layout) and tools/load (which reads it), and
 mirrored by sql/src/40_corpus.sql (rai4eo.patch_id_of, rai4eo.image_id_of).
 
-Sample ids (facts/rapidai4eo-corpus.md section 2) look like 33N_16E-243N_39_05:
+Sample ids (docs/formats.md, "The RapidAI4EO corpus layout") look like 33N_16E-243N_39_05:
 {UTM zone}{hemisphere}_{E}E-{N}N_{col:02d}_{row:02d}.  E and N count 24 km tiles in UTM
-metres and col/row the 600 m patch inside the tile (0..39).  Our reading, which the fact
-sheet marks as inferred: the patch's lower-left corner is
+metres and col/row the 600 m patch inside the tile (0..39).  Our reading, which the corpus
+documentation does not state outright: the patch's lower-left corner is
 (E*24000 + col*600, N*24000 + row*600) in EPSG:326zz (327zz south), so col grows
 eastwards and row northwards.  The loader never relies on this: it takes footprints from
 the files' geotransforms.
@@ -35,7 +35,7 @@ S2 = "S2-SR"
 SENSORS = (PF, S2)
 SENSOR_CODE = {PF: 0, S2: 1}
 
-# Pixel grid and bands of each sensor (facts section 4).
+# Pixel grid and bands of each sensor (docs/formats.md, "The RapidAI4EO corpus layout").
 PF_PIXEL_M = 3.0
 PF_SIZE = 200
 PF_BANDS = ("blue", "green", "red", "nir")
