@@ -78,10 +78,9 @@ BEGIN
 	SELECT t.patch_ids, t.changed INTO lp, lc FROM rai4eo.truth_labels(truth) t;
 
 	-- Daily distances of the labelled patches in the year.
-	SELECT array_agg(l.patch_id), array_agg(d.distance) INTO pp, pd
-	FROM unnest(lp) l(patch_id)
-	CROSS JOIN LATERAL rai4eo.daily_pairs(l.patch_id, m, v_sensor, make_date(year, 1, 1),
-										  make_date(year, 12, 31), v_tol) d;
+	SELECT array_agg(s.patch_id), array_agg(d.distance) INTO pp, pd
+	FROM rai4eo.patch_series_of(lp, m, v_sensor, make_date(year, 1, 1), make_date(year, 12, 31), v_tol, 0::float8) s
+	CROSS JOIN LATERAL unnest(s.distances) d(distance);
 
 	n_labelled := coalesce(cardinality(lp), 0);
 	SELECT count(*), count(*) FILTER (WHERE l.changed) INTO n_used, n_pos

@@ -148,7 +148,7 @@ CALLS = [
                     "'PF-SR'::pg_catalog.text, '2019-01-01'::pg_catalog.date, '2019-12-31'::pg_catalog.date, 2) ORDER BY 1"),
     ("cluster", "SELECT state, members FROM {x}.rai4eo_cluster('ext'::pg_catalog.text, 2) ORDER BY 1"),
     ("model states", "SELECT rai4eo.model_states('ext'::pg_catalog.text)::pg_catalog.text"),
-    ("patch_series", "SELECT * FROM rai4eo.patch_series(rai4eo.patch_id_of('29N_10E-20N_01_01'::pg_catalog.text), "
+    ("patch_series_of", "SELECT * FROM rai4eo.patch_series_of(ARRAY[rai4eo.patch_id_of('29N_10E-20N_01_01'::pg_catalog.text)], "
                      "'ext'::pg_catalog.text, 'PF-SR'::pg_catalog.text, '2019-01-01'::pg_catalog.date, "
                      "'2019-12-31'::pg_catalog.date, 2, 0.5::double precision, "
                      "rai4eo.model_states('ext'::pg_catalog.text), true)"),
