@@ -14,7 +14,8 @@
 -- tables cannot run on Citus, and written out, Citus runs the view's query on
 -- the shards.  One pass over a patch's pairs gives every year's series.  The
 -- model and its decision are one row computed first (a materialized CTE: on
--- Citus, on the coordinator, where rai4eo.default_model is set).
+-- Citus, on the coordinator, where rai4eo.default_model is set; the lateral
+-- subqueries refer to it only where Citus allows: not below the LIMIT).
 CREATE VIEW rai4eo.patch_change AS
 WITH c AS MATERIALIZED (
 	SELECT m AS model, rai4eo.change_threshold(m) AS threshold, d.method, d.score_threshold, d.k, d.cut,
@@ -42,7 +43,7 @@ CROSS JOIN LATERAL (
 	CROSS JOIN LATERAL (
 		SELECT f.emb, @extschema@.cosine_change(e.emb, f.emb) AS distance
 		FROM rai4eo.embedding f
-		WHERE f.patch_id = e.patch_id AND f.model = c.model
+		WHERE f.patch_id = e.patch_id AND f.model = e.model
 		  AND f.image_id >= greatest(e.image_id - 365 - 2, p.patch_id << 18)
 		  AND f.image_id <= least(e.image_id - 365 + 2, e.image_id - 1)
 		ORDER BY abs(f.image_id - (e.image_id - 365)), f.image_id
@@ -50,7 +51,8 @@ CROSS JOIN LATERAL (
 	WHERE e.patch_id = p.patch_id AND e.model = c.model
 	  AND e.image_id >= p.patch_id << 18 AND e.image_id <= (p.patch_id << 18) + 65535
 	  AND q.distance <> 'NaN'::float8
-	GROUP BY 1) y
+	-- (patch_id too: Citus pushes down a grouping only with the distribution column in it)
+	GROUP BY e.patch_id, 1) y
 CROSS JOIN LATERAL (SELECT
 	CASE c.method WHEN 'rate' THEN rai4eo.change_persistence(y.distances, c.score_threshold, 1)
 				  WHEN 'persistence' THEN rai4eo.change_persistence(y.distances, c.score_threshold, c.k)

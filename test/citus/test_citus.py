@@ -212,31 +212,79 @@ class CitusTest(unittest.TestCase):
 
     def test_yearly_change(self):
         self.same_embeddings()
-        self.assertSame("SELECT patch_id, days_compared, days_changed, change_rate, mean_distance "
-                        "FROM yearly_change(%s, 2019, 'tiny', %s) ORDER BY 1" % (AOI, THR))
+        self.assertSame("SELECT patch_id, sample_id, ST_AsEWKB(geom), days_compared, days_changed, change_rate, "
+                        "mean_distance, score, changed, onset FROM yearly_change(%s, 2019, 'tiny', %s) ORDER BY 1"
+                        % (AOI, THR))
+        # every patch compared something: the comparison covers real pairs, not NULLs
+        d, _ = self.both("SELECT count(*), count(*) FILTER (WHERE days_compared > 0 AND score IS NOT NULL) "
+                         "FROM yearly_change(%s, 2019, 'tiny', %s)" % (AOI, THR))
+        self.assertEqual(d[0][0], d[0][1])
+        self.assertGreater(d[0][0], 0)
+
+    def test_scores(self):
+        self.same_embeddings()
+        self.assertSame("SELECT * FROM rai4eo.patch_scores(%s, NULL, 2019, 'tiny', 'PF-SR', 2, %s, %s, 2, true, "
+                        "NULL) ORDER BY 1" % (AOI, THR, THR))
 
     def test_daily_change(self):
         self.same_embeddings()
-        self.assertSame("SELECT patch_id, distance, changed FROM daily_change(%s, '2019-01-21', 'tiny', %s) "
+        self.assertSame("SELECT patch_id, sample_id, distance, changed FROM daily_change(%s, '2019-05-03', 'tiny', %s) "
                         "ORDER BY 1" % (AOI, THR))
+        d, _ = self.both("SELECT count(distance) FROM daily_change(%s, '2019-05-03', 'tiny', %s)" % (AOI, THR))
+        self.assertGreater(d[0][0], 0)
+        self.assertSame("SELECT acquired, prior_acquired, distance FROM rai4eo.daily_distances("
+                        "(SELECT min(patch_id) FROM rai4eo.patch), 'tiny', 'PF-SR', '2018-01-01', '2019-12-31') "
+                        "ORDER BY 1")
 
     def test_heatmaps(self):
         self.same_embeddings()
-        self.assertSame("SELECT ST_DumpValues(yearly_heatmap(%s, 2019, 'tiny', %s), 2)::text" % (AOI, THR))
-        self.assertSame("SELECT ST_DumpValues(daily_heatmap(%s, '2019-01-21', 'tiny', %s), 2)::text" % (AOI, THR))
+        for sql in ("yearly_heatmap(%s, 2019, 'tiny', %s)" % (AOI, THR),
+                    "daily_heatmap(%s, '2019-05-03', 'tiny', %s)" % (AOI, THR)):
+            d, s = self.both("SELECT ST_NumBands(h), ST_Width(h), ST_Height(h), md5(ST_AsBinary(h)), "
+                             "md5(heatmap_png(h, 1, 0, 1, 'heat', 2, true)), "
+                             "(ST_SummaryStats(h, 1)).count FROM %s h" % sql)
+            self.assertIsNotNone(s[0][0], sql)
+            self.assertGreater(s[0][5], 0, sql)
+            self.assertEqual(d, s, sql)
 
     def test_calibration(self):
         self.same_embeddings()
         for conn in (self.dist, self.single):
             conn.execute("CREATE TABLE IF NOT EXISTS truth AS "
                          "SELECT patch_id, patch_id % 2 = 0 AS changed FROM rai4eo.patch")
-        self.assertSame("SELECT threshold, f1, chosen FROM rai4eo_calibrate_threshold('tiny', 2019, 'truth', "
+        self.assertSame("SELECT * FROM rai4eo_calibrate_threshold('tiny', 2019, 'truth', "
                         "candidates => 5, store => false)")
+        self.assertSame("SELECT * FROM rai4eo_calibrate('tiny', 2019, 'truth', folds => 2, candidates => 3, "
+                        "store => false)")
 
     def test_ensemble(self):
         self.same_embeddings()
-        self.assertSame("SELECT patch_id, change_rate FROM ensemble_yearly_change(%s, 2019, ARRAY['tiny', 'tiny'], "
-                        "thresholds => ARRAY[%s, %s]::float8[]) ORDER BY 1" % (AOI, THR, THR))
+        self.assertSame("SELECT * FROM ensemble_yearly_change(%s, 2019, ARRAY['tiny', 'tiny'], ARRAY[2, 1]::float8[], "
+                        "thresholds => ARRAY[%s, 1]::float8[]) ORDER BY 1" % (AOI, THR))
+        d, s = self.both("SELECT md5(ST_AsBinary(ensemble_yearly_heatmap(%s, 2019, ARRAY['tiny', 'tiny'], "
+                         "thresholds => ARRAY[%s, %s]::float8[])))" % (AOI, THR, THR))
+        self.assertIsNotNone(s[0][0])
+        self.assertEqual(d, s)
+        for conn in (self.dist, self.single):
+            conn.execute("CREATE TABLE IF NOT EXISTS truth AS "
+                         "SELECT patch_id, patch_id % 2 = 0 AS changed FROM rai4eo.patch")
+        self.assertSame("SELECT * FROM rai4eo_calibrate_ensemble(ARRAY['tiny', 'tiny'], 2019, 'truth', "
+                        "thresholds => ARRAY[%s, %s]::float8[])" % (THR, THR))
+
+    def test_qgis_view(self):
+        self.same_embeddings()
+        for conn in (self.dist, self.single):
+            conn.execute("SET rai4eo.default_model = 'tiny'")
+            conn.execute("SET rai4eo.change_threshold = '%s'" % THR)
+        try:
+            self.assertSame("SELECT * FROM rai4eo.patch_change ORDER BY id")
+            # QGIS's bounding-box filter
+            self.assertSame("SELECT id, score FROM rai4eo.patch_change WHERE year = 2019 AND geom && "
+                            "(SELECT ST_Expand(geom, -1) FROM rai4eo.patch ORDER BY patch_id LIMIT 1) ORDER BY id")
+        finally:
+            for conn in (self.dist, self.single):
+                conn.execute("RESET rai4eo.default_model")
+                conn.execute("RESET rai4eo.change_threshold")
 
 
 if __name__ == "__main__":
