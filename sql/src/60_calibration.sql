@@ -75,6 +75,12 @@ BEGIN
 			DETAIL = 'The candidate thresholds are the quantiles 1/(n+1) .. n/(n+1) of the observed daily distances, n from 1 to 1000.';
 	END IF;
 
+	-- On Citus, writing the reference table rai4eo.model (which distributed tables
+	-- reference) after reading the shards over parallel connections is refused: read
+	-- them over one connection per worker, for the rest of this transaction.
+	IF store AND EXISTS (SELECT 1 FROM pg_extension x WHERE x.extname = 'citus') THEN
+		PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+	END IF;
 	SELECT t.patch_ids, t.changed INTO lp, lc FROM rai4eo.truth_labels(truth) t;
 
 	-- Daily distances of the labelled patches in the year.

@@ -70,6 +70,12 @@ BEGIN
 		END IF;
 		ms := ARRAY(SELECT DISTINCT u FROM unnest(methods) u);
 	END IF;
+	-- On Citus, writing the reference table rai4eo.model (which distributed tables
+	-- reference) after reading the shards over parallel connections is refused: read
+	-- them over one connection per worker, for the rest of this transaction.
+	IF store AND EXISTS (SELECT 1 FROM pg_extension x WHERE x.extname = 'citus') THEN
+		PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+	END IF;
 	SELECT t.patch_ids, t.changed INTO lp, lc FROM rai4eo.truth_labels(truth) t;
 	n_labelled := coalesce(cardinality(lp), 0);
 

@@ -225,6 +225,14 @@ class CitusTest(unittest.TestCase):
         self.same_embeddings()
         self.assertSame("SELECT * FROM rai4eo.patch_scores(%s, NULL, 2019, 'tiny', 'PF-SR', 2, %s, %s, 2, true, "
                         "NULL) ORDER BY 1" % (AOI, THR, THR))
+        # k-means states (rai4eo.state is a reference table) and the cluster score
+        try:
+            self.assertSame("SELECT state, members, centre::text FROM rai4eo_cluster('tiny', 2, sample_size => 100)")
+            self.assertSame("SELECT patch_id, cluster, cluster_onset FROM rai4eo.patch_scores(%s, NULL, 2019, 'tiny', "
+                            "'PF-SR', 2, %s, %s, 1, false, rai4eo.model_states('tiny')) ORDER BY 1" % (AOI, THR, THR))
+        finally:
+            for conn in (self.dist, self.single):
+                conn.execute("DELETE FROM rai4eo.state")
 
     def test_daily_change(self):
         self.same_embeddings()
@@ -256,6 +264,17 @@ class CitusTest(unittest.TestCase):
                         "candidates => 5, store => false)")
         self.assertSame("SELECT * FROM rai4eo_calibrate('tiny', 2019, 'truth', folds => 2, candidates => 3, "
                         "store => false)")
+        # stored into the reference table, the decision drives yearly_change the same way
+        try:
+            self.assertSame("SELECT * FROM rai4eo_calibrate_threshold('tiny', 2019, 'truth', candidates => 5)")
+            self.assertSame("SELECT * FROM rai4eo_calibrate('tiny', 2019, 'truth', folds => 2, candidates => 3)")
+            self.assertSame("SELECT config - 'sha256' FROM rai4eo.model WHERE name = 'tiny'")
+            self.assertSame("SELECT patch_id, score, changed, onset FROM yearly_change(%s, 2019, 'tiny') ORDER BY 1"
+                            % AOI)
+        finally:
+            for conn in (self.dist, self.single):
+                conn.execute("UPDATE rai4eo.model SET config = config - 'change_decision' - 'change_scores' "
+                             "- 'change_threshold' WHERE name = 'tiny'")
 
     def test_ensemble(self):
         self.same_embeddings()
