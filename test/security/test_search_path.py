@@ -67,6 +67,10 @@ CALLS = [
     ("drop model", "SELECT {x}.rai4eo_drop_model('ext2'::pg_catalog.text, false)"),
     ("models view", "SELECT name, arch, output_dims FROM rai4eo.models ORDER BY name"),
     ("refresh", "CALL {x}.rai4eo_refresh_embeddings('tiny'::pg_catalog.text)"),
+    # a Citus worker's round, here on the tables themselves (the refresh above left nothing to do)
+    ("refresh round", "SELECT rai4eo.refresh_shards('[{{\"image\": \"rai4eo.image\", \"embedding\": \"rai4eo.embedding\", "
+                      "\"after\": -1, \"ord\": 1}}]'::pg_catalog.jsonb, 'tiny'::pg_catalog.text, NULL::pg_catalog.text, 4, "
+                      "2::bigint, '{{}}'::bigint[], false, 1::double precision)::pg_catalog.text"),
     ("embeddings", "SELECT image_id, model, emb::pg_catalog.text FROM rai4eo.embedding ORDER BY image_id, model"),
     ("embed", "SELECT {x}.rai4eo_embed(i.rast, 'tiny'::pg_catalog.text)::pg_catalog.text FROM rai4eo.image i "
               "ORDER BY i.image_id LIMIT 2"),
