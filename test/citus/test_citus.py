@@ -290,6 +290,31 @@ class CitusTest(unittest.TestCase):
         self.assertSame("SELECT * FROM rai4eo_calibrate_ensemble(ARRAY['tiny', 'tiny'], 2019, 'truth', "
                         "thresholds => ARRAY[%s, %s]::float8[])" % (THR, THR))
 
+    def test_review(self):
+        self.same_embeddings()
+        pid = self.single.execute("SELECT min(patch_id) FROM rai4eo.patch").fetchone()[0]
+        for conn in (self.dist, self.single):
+            conn.execute("SET rai4eo.change_threshold = '%s'" % THR)
+            conn.execute("DELETE FROM rai4eo.review")
+            conn.execute("SELECT rai4eo_review(%s, 2019, 'accept', 'tiny', 'ana')", (pid,))
+        self.assertSame("SELECT patch_id, year, changed FROM rai4eo.review_truth ORDER BY 1")
+        self.assertSame("SELECT patch_id, sample_id, score, changed, onset, change_rate, days_compared, verdict, reviewer "
+                        "FROM rai4eo_review_candidates(%s, 2019, 'tiny', tolerance => 2) c ORDER BY 1" % AOI)
+        d, s = self.both("SELECT count(verdict) FROM rai4eo_review_candidates(%s, 2019, 'tiny')" % AOI)
+        self.assertEqual(d, s)
+        self.assertEqual(s[0][0], 1)
+        # the vector tile over the first patch (zoom 12)
+        z, x, y = self.single.execute(
+            "SELECT 12, floor((ST_X(c) + 180) / 360 * 4096)::int, "
+            "floor((1 - ln(tan(radians(ST_Y(c))) + 1 / cos(radians(ST_Y(c)))) / pi()) / 2 * 4096)::int "
+            "FROM (SELECT ST_Transform(ST_Centroid(geom), 4326) AS c FROM rai4eo.patch ORDER BY patch_id LIMIT 1) p"
+        ).fetchone()
+        d, s = self.both("SELECT length(t), md5(t) FROM rai4eo_change_tile(%s, %s, %s, 2019, 'tiny') t", z, x, y)
+        self.assertGreater(s[0][0], 0)
+        self.assertEqual(d, s)
+        for conn in (self.dist, self.single):
+            conn.execute("RESET rai4eo.change_threshold")
+
     def test_qgis_view(self):
         self.same_embeddings()
         for conn in (self.dist, self.single):
