@@ -97,6 +97,57 @@ $$;
 COMMENT ON FUNCTION rai4eo.refresh_batch(regclass, regclass, text, text, integer, bigint, bigint[], boolean) IS
 'One batch of rai4eo_refresh_embeddings on an image table and its embedding table (the tables, or a co-located pair of Citus shards): claims up to lim images after image_id after without an embedding under model (skipping locked ones unless wait), embeds and inserts them; returns {claimed, after, embedded, failed: [[image_id, sqlstate, message], ...]}';
 
+-- ---- many batches on the shards of one Citus worker ----------------------------------
+--
+-- On Citus a round of the refresh is one call of this on every worker (through
+-- master_run_on_worker, which opens a new connection each time; the new backend
+-- then loads the libraries and the model).  So a round does not stop after one
+-- batch: the worker takes its pending shards in turn, batch after batch, until
+-- the round has lasted `seconds`, lim images are done or its shards are
+-- exhausted.  The round is one transaction on the worker: an interrupted refresh
+-- loses at most one round per worker.
+
+CREATE FUNCTION rai4eo.refresh_shards(shards jsonb, model text, sensor text, batch integer, lim bigint,
+	failed bigint[], wait boolean, seconds float8) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+	s jsonb;
+	r jsonb;
+	cursor_ bigint;
+	done_ boolean;
+	left_ bigint := coalesce(lim, 9223372036854775807);
+	embedded bigint := 0;
+	failures jsonb := '[]';
+	progress jsonb := '[]';
+	skip bigint[] := coalesce(failed, '{}');
+BEGIN
+	FOR s IN SELECT x FROM jsonb_array_elements(shards) x LOOP
+		cursor_ := (s ->> 'after')::bigint;
+		done_ := false;
+		WHILE NOT done_ AND left_ > 0 AND clock_timestamp() - t0 < make_interval(secs => seconds) LOOP
+			r := rai4eo.refresh_batch((s ->> 'image')::regclass, (s ->> 'embedding')::regclass, model, sensor,
+									  least(batch, left_)::integer, cursor_, skip, wait);
+			IF (r ->> 'claimed')::integer = 0 THEN
+				done_ := true;
+			ELSE
+				cursor_ := (r ->> 'after')::bigint;
+				-- what max_images counts: embedded and failed
+				left_ := left_ - (r ->> 'embedded')::bigint - jsonb_array_length(r -> 'failed');
+				embedded := embedded + (r ->> 'embedded')::bigint;
+				failures := failures || (r -> 'failed');
+				skip := skip || ARRAY(SELECT (f ->> 0)::bigint FROM jsonb_array_elements(r -> 'failed') f);
+			END IF;
+		END LOOP;
+		progress := progress || jsonb_build_array(jsonb_build_object('ord', s -> 'ord', 'after', cursor_, 'done', done_));
+	END LOOP;
+	RETURN jsonb_build_object('shards', progress, 'embedded', embedded, 'failed', failures);
+END
+$$;
+
+COMMENT ON FUNCTION rai4eo.refresh_shards(jsonb, text, text, integer, bigint, bigint[], boolean, float8) IS
+'One round of rai4eo_refresh_embeddings on a Citus worker: rai4eo.refresh_batch on each of its shards in turn (shards: [{image, embedding, after, ord}, ...]), batch images at a time, until seconds have passed, lim images (NULL: no limit) are embedded or failed, or every shard is exhausted; returns {shards: [{ord, after, done}], embedded, failed}';
+
 -- ---- the refresh's steps ----------------------------------------------------------
 --
 -- The procedure commits after every step, so it cannot pin its search_path
@@ -182,15 +233,18 @@ DECLARE
 	failed bigint[] := ARRAY(SELECT jsonb_array_elements_text(st -> 'failed')::bigint);
 	remaining bigint;
 	r jsonb;
-	picked integer[];
+	-- A Citus round's length: long enough that a worker connection and the model
+	-- load it costs are a small part of it, short enough for the progress NOTICE.
+	round_seconds CONSTANT float8 := 4;
 	nodes text[];
 	ports integer[];
+	lists text[];
+	sel_nodes text[];
+	sel_ports integer[];
 	cmds text[];
-	lims bigint[];
-	which integer[];
 	k integer;
 	res record;
-	done_ boolean;
+	x jsonb;
 	rate float8;
 	total bigint := (st ->> 'total')::bigint;
 	n bigint;
@@ -214,14 +268,19 @@ BEGIN
 		st := jsonb_set(st, '{after}', r -> 'after');
 		st := rai4eo.refresh_note_failures(st, r);
 	ELSE
-		-- Citus: one batch on one shard of every worker at once, run on the worker
-		-- itself (master_run_on_worker), each committed there.
-		SELECT array_agg(x.ord ORDER BY x.ord) INTO picked FROM (
-			SELECT DISTINCT ON (s ->> 'node', s ->> 'port') o.ord::integer AS ord
-			FROM jsonb_array_elements(st -> 'shards') WITH ORDINALITY o(s, ord)
-			WHERE NOT (s ->> 'done')::boolean
-			ORDER BY s ->> 'node', s ->> 'port', o.ord) x;
-		IF picked IS NULL THEN
+		-- Citus: one round on every worker at once, run on the worker itself
+		-- (master_run_on_worker, committed there): rai4eo.refresh_shards over the
+		-- worker's pending shards for up to round_seconds.
+		SELECT array_agg(w.node ORDER BY w.node, w.port), array_agg(w.port ORDER BY w.node, w.port),
+			   array_agg(w.shards::text ORDER BY w.node, w.port)
+		  INTO nodes, ports, lists
+		FROM (SELECT o.s ->> 'node' AS node, (o.s ->> 'port')::integer AS port,
+					 jsonb_agg(jsonb_build_object('image', o.s -> 'image', 'embedding', o.s -> 'embedding',
+												  'after', o.s -> 'after', 'ord', o.ord) ORDER BY o.ord) AS shards
+			  FROM jsonb_array_elements(st -> 'shards') WITH ORDINALITY o(s, ord)
+			  WHERE NOT (o.s ->> 'done')::boolean
+			  GROUP BY 1, 2) w;
+		IF nodes IS NULL THEN
 			IF sweeping THEN
 				RETURN jsonb_set(st, '{finished}', 'true');
 			END IF;
@@ -230,31 +289,29 @@ BEGIN
 											 FROM jsonb_array_elements(st -> 'shards') WITH ORDINALITY q(s, o)));
 			RETURN st;
 		END IF;
-		-- Split what max_images leaves over the shards picked, so that no round overshoots it.
-		FOR k IN 1 .. cardinality(picked) LOOP
-			n := least(batch, coalesce(remaining / cardinality(picked) + CASE WHEN k <= remaining % cardinality(picked) THEN 1 ELSE 0 END, batch));
+		-- Split what max_images leaves over the workers, so that no round overshoots it.
+		FOR k IN 1 .. cardinality(nodes) LOOP
+			n := remaining / cardinality(nodes) + CASE WHEN k <= remaining % cardinality(nodes) THEN 1 ELSE 0 END;
 			CONTINUE WHEN n <= 0;
-			lims := lims || n;
-			which := which || picked[k];
-			nodes := nodes || (st -> 'shards' -> (picked[k] - 1) ->> 'node');
-			ports := ports || (st -> 'shards' -> (picked[k] - 1) ->> 'port')::integer;
-			cmds := cmds || format('SELECT rai4eo.refresh_batch(%L, %L, %L, %L, %s, %s, %L, %L)::text',
-								   st -> 'shards' -> (picked[k] - 1) ->> 'image', st -> 'shards' -> (picked[k] - 1) ->> 'embedding',
-								   m, sens, n, st -> 'shards' -> (picked[k] - 1) ->> 'after', failed, sweeping);
+			sel_nodes := sel_nodes || nodes[k];
+			sel_ports := sel_ports || ports[k];
+			cmds := cmds || format('SELECT rai4eo.refresh_shards(%L, %L, %L, %s, %L, %L, %L, %s)::text',
+								   lists[k], m, sens, batch, n, failed, sweeping, round_seconds);
 		END LOOP;
 		k := 0;
 		FOR res IN EXECUTE 'SELECT w.success, w.result FROM pg_catalog.master_run_on_worker($1, $2, $3, true) w'
-				   USING nodes, ports, cmds LOOP
+				   USING sel_nodes, sel_ports, cmds LOOP
 			k := k + 1;
 			IF NOT res.success THEN
-				RAISE EXCEPTION 'rai4eo_refresh_embeddings: a batch on %:% failed: %', nodes[k], ports[k], res.result
+				RAISE EXCEPTION 'rai4eo_refresh_embeddings: a round on %:% failed: %', sel_nodes[k], sel_ports[k], res.result
 					USING ERRCODE = 'external_routine_exception';
 			END IF;
 			r := res.result::jsonb;
-			n := which[k];		-- results come back in the order of the commands
-			done_ := (r ->> 'claimed')::integer = 0;
-			st := jsonb_set(st, ARRAY['shards', (n - 1)::text],
-							(st -> 'shards' -> (n::integer - 1)) || jsonb_build_object('after', r -> 'after', 'done', done_));
+			FOR x IN SELECT y FROM jsonb_array_elements(r -> 'shards') y LOOP
+				n := (x ->> 'ord')::bigint;
+				st := jsonb_set(st, ARRAY['shards', (n - 1)::text],
+								(st -> 'shards' -> (n::integer - 1)) || jsonb_build_object('after', x -> 'after', 'done', x -> 'done'));
+			END LOOP;
 			st := rai4eo.refresh_note_failures(st, r);
 		END LOOP;
 	END IF;
@@ -272,7 +329,7 @@ END
 $$;
 
 COMMENT ON FUNCTION rai4eo.refresh_step(jsonb) IS
-'rai4eo_refresh_embeddings: one step (one batch on one node; on Citus one batch on a shard of every worker, run there), with the progress NOTICE every 10 s; returns the new state';
+'rai4eo_refresh_embeddings: one step (one batch on one node; on Citus one round of rai4eo.refresh_shards on every worker, run there), with the progress NOTICE every 10 s; returns the new state';
 
 CREATE FUNCTION rai4eo.refresh_finish(st jsonb) RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -314,4 +371,4 @@ END
 $$;
 
 COMMENT ON PROCEDURE rai4eo_refresh_embeddings(text, text, integer, bigint) IS
-'Embed every image (of one sensor, or both when NULL) that has no embedding under the model (NULL: rai4eo.default_model), batch_size images per batched forward pass and per commit, at most max_images; NOTICE progress (done/total, images/s, ETA) every 10 s and a summary. Images whose raster cannot be embedded get a WARNING and are skipped. Sessions running it at once share the work (claims: SELECT ... FOR NO KEY UPDATE SKIP LOCKED); only at the end does a session wait for images still claimed by others. Interrupted, it keeps every committed batch: run it again. Call it outside a transaction block. On Citus (rai4eo_distribute()) the batches run on the workers, one shard of each worker at a time, each on the shard''s own rasters.';
+'Embed every image (of one sensor, or both when NULL) that has no embedding under the model (NULL: rai4eo.default_model), batch_size images per batched forward pass and per commit, at most max_images; NOTICE progress (done/total, images/s, ETA) every 10 s and a summary. Images whose raster cannot be embedded get a WARNING and are skipped. Sessions running it at once share the work (claims: SELECT ... FOR NO KEY UPDATE SKIP LOCKED); only at the end does a session wait for images still claimed by others. Interrupted, it keeps every committed batch: run it again. Call it outside a transaction block. On Citus (rai4eo_distribute()) the batches run on the workers, each on a shard''s own rasters, in rounds of a few seconds (one transaction per worker and round).';

@@ -5,16 +5,22 @@
 -- ---- patches of an AOI ------------------------------------------------------
 
 -- Patches of different UTM zones have different SRIDs; the AOI is transformed
--- into each of them, listed by patch_srid_idx (40_corpus.sql) without reading the table.
+-- into each of them, listed by patch_srid_idx (40_corpus.sql) without reading the table:
+-- a skip scan, one index descent per SRID.  It is a loop of min() queries, not a
+-- recursive CTE, because Citus refuses a recursive CTE over a distributed table;
+-- each min() runs on the shards and Citus combines them.
 
 CREATE FUNCTION rai4eo.patch_srids() RETURNS SETOF integer
-LANGUAGE sql STABLE PARALLEL SAFE ROWS 10 SET search_path = pg_catalog, pg_temp AS $$
-	WITH RECURSIVE s(srid) AS (
-		SELECT min(@postgis@.ST_SRID(geom)) FROM rai4eo.patch
-		UNION ALL
-		SELECT (SELECT min(@postgis@.ST_SRID(p.geom)) FROM rai4eo.patch p WHERE @postgis@.ST_SRID(p.geom) > s.srid)
-		FROM s WHERE s.srid IS NOT NULL)
-	SELECT srid FROM s WHERE srid IS NOT NULL
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 10 SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	s integer;
+BEGIN
+	SELECT min(@postgis@.ST_SRID(p.geom)) INTO s FROM rai4eo.patch p;
+	WHILE s IS NOT NULL LOOP
+		RETURN NEXT s;
+		SELECT min(@postgis@.ST_SRID(p.geom)) INTO s FROM rai4eo.patch p WHERE @postgis@.ST_SRID(p.geom) > s;
+	END LOOP;
+END
 $$;
 
 COMMENT ON FUNCTION rai4eo.patch_srids() IS
@@ -98,27 +104,40 @@ $$;
 COMMENT ON FUNCTION rai4eo.aoi_in_srid(geometry, integer) IS
 'The AOI in the CRS srid, for matching patches there: as given when the SRIDs agree; for a transverse Mercator CRS (UTM) first clipped to the longitudes within 20 degrees of its central meridian (latitudes -89 .. 89) when it reaches beyond them, then projected; NULL when nothing is left. Unknown SRIDs, longitudes/latitudes out of range and coordinates the projection cannot take raise 22023';
 
--- Inlined into its callers for speed, so it carries no SET clause and every
--- name is qualified (docs/sql-conventions.md, the second exception).
+-- PL/pgSQL, not an inlined SQL function, so that on Citus the query names
+-- rai4eo.patch itself (52_pairing.sql says why); the callers take its rows as a
+-- set (the pairing then reads the patches by id).
 CREATE FUNCTION rai4eo.aoi_patches(aoi geometry, srid integer DEFAULT NULL)
 RETURNS TABLE (patch_id bigint, sample_id text, geom geometry)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-	SELECT p.patch_id, p.sample_id, p.geom
-	FROM rai4eo.patch_srids() s(srid)
-	-- OFFSET 0 keeps the transform once per SRID instead of once per patch.
-	CROSS JOIN LATERAL (SELECT rai4eo.aoi_in_srid($1, s.srid) AS g WHERE NOT @postgis@.ST_IsEmpty($1) OFFSET 0) a
-	JOIN rai4eo.patch p ON p.geom OPERATOR(@postgis@.&&) a.g
-	WHERE ($2 IS NULL OR s.srid OPERATOR(pg_catalog.=) $2)
-	  -- The bounding boxes of other SRIDs' patches may overlap by accident, and
-	  -- ST_Intersects refuses mixed SRIDs: test the SRID first.
-	  AND CASE WHEN @postgis@.ST_SRID(p.geom) OPERATOR(pg_catalog.<>) s.srid THEN false
-			   -- A polygon AOI keeps the patches whose interior it overlaps: the
-			   -- neighbours that only touch its boundary (e.g. of an envelope
-			   -- drawn on the 600 m grid) are not in it.
-			   WHEN @postgis@.ST_Dimension(a.g) OPERATOR(pg_catalog.=) 2
-					AND @postgis@.GeometryType(a.g) OPERATOR(pg_catalog.<>) 'GEOMETRYCOLLECTION'::pg_catalog.text
-			   THEN @postgis@.ST_Intersects(p.geom, a.g) AND NOT @postgis@.ST_Touches(p.geom, a.g)
-			   ELSE @postgis@.ST_Intersects(p.geom, a.g) END
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 1000 SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	s integer;
+	g @postgis@.geometry;
+	polygon boolean;
+BEGIN
+	IF aoi IS NULL OR @postgis@.ST_IsEmpty(aoi) THEN
+		RETURN;
+	END IF;
+	FOR s IN SELECT x FROM rai4eo.patch_srids() x LOOP
+		CONTINUE WHEN aoi_patches.srid IS NOT NULL AND s <> aoi_patches.srid;
+		-- The transform once per SRID.
+		g := rai4eo.aoi_in_srid(aoi, s);
+		CONTINUE WHEN g IS NULL;
+		-- A polygon AOI keeps the patches whose interior it overlaps: the
+		-- neighbours that only touch its boundary (e.g. of an envelope drawn on
+		-- the 600 m grid) are not in it.
+		polygon := @postgis@.ST_Dimension(g) = 2 AND @postgis@.GeometryType(g) <> 'GEOMETRYCOLLECTION';
+		RETURN QUERY
+		SELECT p.patch_id, p.sample_id, p.geom
+		FROM rai4eo.patch p
+		WHERE p.geom OPERATOR(@postgis@.&&) g
+		  -- The bounding boxes of other SRIDs' patches may overlap by accident, and
+		  -- ST_Intersects refuses mixed SRIDs: test the SRID first.
+		  AND CASE WHEN @postgis@.ST_SRID(p.geom) <> s THEN false
+				   WHEN polygon THEN @postgis@.ST_Intersects(p.geom, g) AND NOT @postgis@.ST_Touches(p.geom, g)
+				   ELSE @postgis@.ST_Intersects(p.geom, g) END;
+	END LOOP;
+END
 $$;
 
 COMMENT ON FUNCTION rai4eo.aoi_patches(geometry, integer) IS

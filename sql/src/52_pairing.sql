@@ -64,55 +64,122 @@ COMMENT ON FUNCTION rai4eo.change_threshold(text, float8) IS
 'The change threshold in force for a model: the argument when given, else the model''s calibrated config->''change_threshold'', else the setting rai4eo.change_threshold; none: ERROR 55000. A day is changed when its distance is greater than the threshold.';
 
 -- ---- pairing ------------------------------------------------------------------
+--
+-- On Citus the corpus tables are distributed by patch_id, and Citus plans a
+-- query only when it names the distributed tables itself: a SQL function
+-- inlined into a query hides them until PostgreSQL's planner has run, and
+-- Citus then refuses the query ("parameterized queries for SQL functions
+-- referencing distributed tables are not supported").  So the pairing is
+-- written out in the PL/pgSQL routines below (and in the view
+-- rai4eo.patch_change, 66_qgis.sql), each join pinned to one patch_id, the
+-- distribution column: Citus sends the whole query to the shards, each shard
+-- pairs and aggregates its own patches, and only per-patch results come back.
+-- On one node the same query is the index-range plan described above.  The
+-- three copies of the pairing are kept the same; test/sql/change_scores.sql
+-- compares them.
 
 CREATE FUNCTION rai4eo.daily_pairs(patch_id bigint, model text, sensor text, first_day date, last_day date,
 	tolerance integer DEFAULT 2)
 RETURNS TABLE (image_id bigint, acquired date, prior_image_id bigint, prior_acquired date, distance float8,
 	emb @extschema@.embedding, prior_emb @extschema@.embedding)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-	-- Inlined into its callers' plans, which a SET clause would prevent: so every
-	-- function, operator and type is schema-qualified (docs/sql-conventions.md);
-	-- BETWEEN and CASE x WHEN would look up >=, <= and = by name, so neither is used;
-	-- OPERATOR() binds left to right at one precedence, hence the parentheses.
-	SELECT c.image_id,
-		   rai4eo.image_acquired(c.image_id),
-		   q.image_id,
-		   rai4eo.image_acquired(q.image_id),
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 100 SET search_path = pg_catalog, pg_temp SET jit = off AS $$
+DECLARE
+	-- image_id of day 0 of the patch's sensor (NULL for an unregistered sensor: no rows)
+	base bigint := rai4eo.image_id_base(daily_pairs.patch_id,
+		(SELECT s.code FROM rai4eo.sensor s WHERE s.name = daily_pairs.sensor));
+BEGIN
+	-- One patch: on Citus a query routed to the shard holding it.
+	RETURN QUERY
+	SELECT c.image_id, rai4eo.image_acquired(c.image_id),
+		   q.image_id, rai4eo.image_acquired(q.image_id),
 		   q.distance, c.emb, q.emb
-	FROM (SELECT rai4eo.image_id_base($1, s.code::pg_catalog.int4) AS base
-		  FROM rai4eo.sensor s WHERE s.name OPERATOR(pg_catalog.=) $3) b
-	JOIN rai4eo.embedding c
-	  ON c.model OPERATOR(pg_catalog.=) $2
-	 -- Dates outside 2000-01-01 .. 2179-06-06 have no image: clamp to the days field.
-	 AND c.image_id OPERATOR(pg_catalog.>=)
-			(b.base OPERATOR(pg_catalog.+) greatest($4 OPERATOR(pg_catalog.-) '2000-01-01'::pg_catalog.date, 0))
-	 AND c.image_id OPERATOR(pg_catalog.<=)
-			(b.base OPERATOR(pg_catalog.+) least($5 OPERATOR(pg_catalog.-) '2000-01-01'::pg_catalog.date, 65535))
+	FROM rai4eo.embedding c
 	CROSS JOIN LATERAL (
 		SELECT e.image_id, e.emb, @extschema@.cosine_change(c.emb, e.emb) AS distance
 		FROM rai4eo.embedding e
-		WHERE e.model OPERATOR(pg_catalog.=) $2
-		  -- Same patch and sensor (never below the group's day 0), strictly earlier.
-		  AND e.image_id OPERATOR(pg_catalog.>=)
-				greatest((c.image_id OPERATOR(pg_catalog.-) 365) OPERATOR(pg_catalog.-) $6, b.base)
-		  AND e.image_id OPERATOR(pg_catalog.<=)
-				least((c.image_id OPERATOR(pg_catalog.-) 365) OPERATOR(pg_catalog.+) $6, c.image_id OPERATOR(pg_catalog.-) 1)
-		ORDER BY pg_catalog.abs(e.image_id OPERATOR(pg_catalog.-) (c.image_id OPERATOR(pg_catalog.-) 365)), e.image_id
+		-- Same patch and sensor (never below the group's day 0), strictly earlier.
+		WHERE e.patch_id = c.patch_id AND e.model = daily_pairs.model
+		  AND e.image_id >= greatest(c.image_id - 365 - daily_pairs.tolerance, base)
+		  AND e.image_id <= least(c.image_id - 365 + daily_pairs.tolerance, c.image_id - 1)
+		ORDER BY abs(e.image_id - (c.image_id - 365)), e.image_id
 		LIMIT 1) q
-	WHERE q.distance OPERATOR(pg_catalog.<>) 'NaN'::pg_catalog.float8
+	WHERE c.patch_id = daily_pairs.patch_id AND c.model = daily_pairs.model
+	  -- Dates outside 2000-01-01 .. 2179-06-06 have no image: clamp to the days field.
+	  AND c.image_id >= base + greatest(first_day - date '2000-01-01', 0)
+	  AND c.image_id <= base + least(last_day - date '2000-01-01', 65535)
+	  AND q.distance <> 'NaN'::float8
+	ORDER BY c.image_id;
+END
 $$;
 
 COMMENT ON FUNCTION rai4eo.daily_pairs(bigint, text, text, date, date, integer) IS
-'The pairs of one patch with both embeddings: for each embedded image of the sensor acquired from first_day to last_day, the image nearest to 365 days earlier within tolerance days (ties: the earlier), their cosine distance, emb (the day''s) and prior_emb (its partner''s); days without a partner or with a NaN distance give no row. The pairing under every change function.';
+'The pairs of one patch with both embeddings, in date order: for each embedded image of the sensor acquired from first_day to last_day, the image nearest to 365 days earlier within tolerance days (ties: the earlier), their cosine distance, emb (the day''s) and prior_emb (its partner''s); days without a partner or with a NaN distance give no row. The pairing under every change function (rai4eo.patch_series_of pairs a set of patches the same way).';
 
 CREATE FUNCTION rai4eo.daily_distances(patch_id bigint, model text, sensor text, first_day date, last_day date,
 	tolerance integer DEFAULT 2)
 RETURNS TABLE (image_id bigint, acquired date, prior_image_id bigint, prior_acquired date, distance float8)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-	-- Inlined like daily_pairs, whose columns it selects.
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 100 SET search_path = pg_catalog, pg_temp AS $$
 	SELECT d.image_id, d.acquired, d.prior_image_id, d.prior_acquired, d.distance
 	FROM rai4eo.daily_pairs($1, $2, $3, $4, $5, $6) d
 $$;
 
 COMMENT ON FUNCTION rai4eo.daily_distances(bigint, text, text, date, date, integer) IS
 'Daily change of one patch: for each embedded image of the sensor acquired from first_day to last_day, the image nearest to 365 days earlier within tolerance days (ties: the earlier) and their cosine distance; days without a partner or with a NaN distance give no row. model is a model name as stored (not resolved: NULL gives no rows); sensor a registered one (rai4eo.sensor; anything else: no rows).';
+
+-- ---- the day series of a set of patches ---------------------------------------------
+
+-- Every change product reads the pairs through this: one query that pairs the
+-- patches' images as daily_pairs does and reduces each patch to its series in
+-- the same pass, so pairs and embeddings never leave the scan (on Citus: never
+-- leave their shard).  The patches come as ids (the AOI is resolved first by
+-- rai4eo.aoi_patches).
+CREATE FUNCTION rai4eo.patch_series_of(patch_ids bigint[], model text, sensor text, first_day date, last_day date,
+	tolerance integer, t float8, centres @extschema@.embedding[] DEFAULT NULL, composites boolean DEFAULT false)
+RETURNS TABLE (patch_id bigint, days_compared integer, days_changed integer, mean_distance float8, days date[],
+	distances float8[], state_changes float8[], composite float8[])
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
+DECLARE
+	-- the sensor's code inside an image_id (NULL for an unregistered sensor: no pairs)
+	code integer := (SELECT s.code FROM rai4eo.sensor s WHERE s.name = patch_series_of.sensor);
+	first_days integer := greatest(first_day - date '2000-01-01', 0);
+	last_days integer := least(last_day - date '2000-01-01', 65535);
+BEGIN
+	-- Driven by the ids, not by rai4eo.patch (a caller may read the embeddings
+	-- alone).  On Citus every shard runs it; the GROUP BY on the distribution
+	-- column is what lets Citus push a per-id aggregate down (it gives no row
+	-- for a patch without pairs, which the callers take as 0 days compared).
+	RETURN QUERY
+	SELECT s.*
+	FROM unnest(patch_ids) l(patch_id)
+	CROSS JOIN LATERAL (
+		SELECT c.patch_id,
+			   count(*)::integer AS n,
+			   (count(*) FILTER (WHERE q.distance > patch_series_of.t))::integer AS k,
+			   avg(q.distance) AS mean,
+			   array_agg(rai4eo.image_acquired(c.image_id) ORDER BY c.image_id) AS day_list,
+			   array_agg(q.distance ORDER BY c.image_id) AS distance_list,
+			   -- (a zero vector has a NaN distance: left out below)
+			   array_agg(coalesce(rai4eo.state_changed(c.emb, q.emb, patch_series_of.centres), 0)::float8
+						 ORDER BY c.image_id) FILTER (WHERE patch_series_of.centres IS NOT NULL) AS state_list,
+			   rai4eo.pair_composites(rai4eo.image_acquired(c.image_id), c.emb, q.emb)
+				   FILTER (WHERE patch_series_of.composites) AS composite_list
+		FROM rai4eo.embedding c
+		CROSS JOIN LATERAL (
+			-- daily_pairs' partner: same patch and sensor, nearest to 365 days earlier
+			SELECT e.emb, @extschema@.cosine_change(c.emb, e.emb) AS distance
+			FROM rai4eo.embedding e
+			WHERE e.patch_id = c.patch_id AND e.model = patch_series_of.model
+			  AND e.image_id >= greatest(c.image_id - 365 - patch_series_of.tolerance, rai4eo.image_id_base(l.patch_id, code))
+			  AND e.image_id <= least(c.image_id - 365 + patch_series_of.tolerance, c.image_id - 1)
+			ORDER BY abs(e.image_id - (c.image_id - 365)), e.image_id
+			LIMIT 1) q
+		WHERE c.patch_id = l.patch_id AND c.model = patch_series_of.model
+		  AND c.image_id >= rai4eo.image_id_base(l.patch_id, code) + first_days
+		  AND c.image_id <= rai4eo.image_id_base(l.patch_id, code) + last_days
+		  AND q.distance <> 'NaN'::float8
+		GROUP BY c.patch_id) s;
+END
+$$;
+
+COMMENT ON FUNCTION rai4eo.patch_series_of(bigint[], text, text, date, date, integer, float8, embedding[], boolean) IS
+'Day series of each patch of patch_ids with at least one pair (pairs as rai4eo.daily_pairs; model as stored, not resolved; no row for a patch without pairs): days compared, days changed (distance > t), mean distance, the dates and distances in date order, with centres the 0/1 series "the day''s cluster state differs from its partner''s" (NULL without centres), with composites {annual, seasonal, zscore} of rai4eo.pair_composites (else NULL). One query, which Citus runs on the shards.';

@@ -36,16 +36,18 @@ CREATE FUNCTION rai4eo.patch_change_stats(aoi geometry, srid integer, first_day 
 	model text, threshold float8, sensor text, tolerance integer)
 RETURNS TABLE (patch_id bigint, sample_id text, geom geometry, days_compared integer, days_changed integer,
 	change_rate float8, mean_distance float8)
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT p.patch_id, p.sample_id, p.geom, s.n::integer, s.k::integer, s.k::float8 / NULLIF(s.n, 0), s.mean
-	FROM rai4eo.aoi_patches($1, $2) p
-	CROSS JOIN LATERAL (
-		SELECT count(*) AS n, count(*) FILTER (WHERE d.distance > $6) AS k, avg(d.distance) AS mean
-		FROM rai4eo.daily_pairs(p.patch_id, $5, $7, $3, $4, $8) d) s
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
+	-- The AOI's patches first, then their series in one query (on Citus: on the shards).
+	WITH p AS MATERIALIZED (SELECT * FROM rai4eo.aoi_patches($1, $2))
+	SELECT p.patch_id, p.sample_id, p.geom, coalesce(s.days_compared, 0), coalesce(s.days_changed, 0),
+		   s.days_changed::float8 / NULLIF(s.days_compared, 0), s.mean_distance
+	FROM p
+	LEFT JOIN rai4eo.patch_series_of(ARRAY(SELECT p.patch_id FROM p), $5, $7, $3, $4, $8, $6, NULL::@extschema@.embedding[],
+								false) s ON s.patch_id = p.patch_id
 $$;
 
 COMMENT ON FUNCTION rai4eo.patch_change_stats(geometry, integer, date, date, text, float8, text, integer) IS
-'Change of every patch of an AOI over first_day .. last_day with an already resolved model and threshold: days compared, days changed (distance > threshold), their ratio and the mean distance (NULL when nothing was compared). One set-based query; the engine under daily_change, yearly_change and the heatmaps.';
+'Change of every patch of an AOI over first_day .. last_day with an already resolved model and threshold: days compared, days changed (distance > threshold), their ratio and the mean distance (NULL when nothing was compared). The AOI''s patches (rai4eo.aoi_patches), then their series (rai4eo.patch_series_of): the engine under daily_change and daily_heatmap.';
 
 CREATE FUNCTION daily_change(aoi geometry, day date, model text DEFAULT NULL, threshold float8 DEFAULT NULL,
 	sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2, srid integer DEFAULT NULL)

@@ -85,32 +85,8 @@ CREATE AGGREGATE rai4eo.pair_composites(date, embedding, embedding) (
 COMMENT ON AGGREGATE rai4eo.pair_composites(date, embedding, embedding) IS
 'Composites of a patch''s pairs (day, its embedding, its partner''s one year earlier), as {annual, seasonal, zscore}: annual the cosine distance between the mean embeddings of the days and of their partners; seasonal the mean over calendar months of that distance within the month; zscore the robust z (scale floor 0.001) of the days'' distances to the partners'' mean against the partners'' own; NULL elements where a mean is a zero vector, NULL without pairs';
 
--- The pairs of a patch with their embeddings come from rai4eo.daily_pairs (52_pairing.sql).
-
--- ---- per-patch series -----------------------------------------------------------
-
--- The day series of one patch in first_day .. last_day: counts at threshold t,
--- the distances and dates in date order, and when centres are given the 0/1
--- series "state differs from the partner's state".  Inlined (exception 2).
-CREATE FUNCTION rai4eo.patch_series(patch_id bigint, model text, sensor text, first_day date, last_day date,
-	tolerance integer, t float8, centres @extschema@.embedding[], composites boolean DEFAULT false)
-RETURNS TABLE (days_compared integer, days_changed integer, mean_distance float8, days date[], distances float8[],
-	state_changes float8[], composite float8[])
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-	SELECT pg_catalog.count(*)::integer,
-		   pg_catalog.count(*) FILTER (WHERE d.distance OPERATOR(pg_catalog.>) $7)::integer,
-		   pg_catalog.avg(d.distance),
-		   pg_catalog.array_agg(d.acquired ORDER BY d.acquired),
-		   pg_catalog.array_agg(d.distance ORDER BY d.acquired),
-		   -- (a zero vector has a NaN distance: daily_pairs already left it out)
-		   pg_catalog.array_agg(coalesce(rai4eo.state_changed(d.emb, d.prior_emb, $8), 0)::float8
-								ORDER BY d.acquired) FILTER (WHERE $8 IS NOT NULL),
-		   rai4eo.pair_composites(d.acquired, d.emb, d.prior_emb) FILTER (WHERE $9)
-	FROM rai4eo.daily_pairs($1, $2, $3, $4, $5, $6) d
-$$;
-
-COMMENT ON FUNCTION rai4eo.patch_series(bigint, text, text, date, date, integer, float8, embedding[], boolean) IS
-'Day series of one patch: days compared, days changed (distance > t), mean distance, the dates and distances in date order, with centres the 0/1 series "the day''s cluster state differs from its partner''s" (NULL without centres), with composites {annual, seasonal, zscore} of rai4eo.pair_composites (else NULL)';
+-- The pairs of a patch with their embeddings come from rai4eo.daily_pairs, the
+-- day series of a set of patches from rai4eo.patch_series_of (52_pairing.sql).
 
 -- ---- every score of every patch of an AOI ------------------------------------------
 
@@ -120,8 +96,10 @@ RETURNS TABLE (patch_id bigint, sample_id text, geom geometry, days_compared int
 	change_rate float8, mean_distance float8, rate float8, persistence float8, persistence_onset date,
 	change_point date, annual float8, seasonal float8, zscore float8, cluster float8, cluster_onset date)
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
-	-- jit = off: see 54_change.sql (the planner's costs pass jit_above_cost for an index-bound plan)
-	SELECT p.patch_id, p.sample_id, p.geom, s.days_compared, s.days_changed,
+	-- jit = off: see 54_change.sql (the planner's costs pass jit_above_cost for an index-bound plan).
+	-- The AOI's patches first, then their series in one query (on Citus: on the shards).
+	WITH p AS MATERIALIZED (SELECT * FROM rai4eo.aoi_patches($1, $2))
+	SELECT p.patch_id, p.sample_id, p.geom, coalesce(s.days_compared, 0), coalesce(s.days_changed, 0),
 		   s.days_changed::float8 / NULLIF(s.days_compared, 0), s.mean_distance,
 		   rai4eo.change_persistence(s.distances, $8, 1),
 		   rai4eo.change_persistence(s.distances, $8, $9),
@@ -130,8 +108,9 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit 
 		   s.composite[1], s.composite[2], s.composite[3],
 		   rai4eo.change_persistence(s.state_changes, 0.5, $9),
 		   s.days[rai4eo.change_onset(s.state_changes, 0.5, $9)]
-	FROM rai4eo.aoi_patches($1, $2) p
-	CROSS JOIN LATERAL rai4eo.patch_series(p.patch_id, $4, $5, make_date($3, 1, 1), make_date($3, 12, 31), $6, $7, $11, $10) s
+	FROM p
+	LEFT JOIN rai4eo.patch_series_of(ARRAY(SELECT p.patch_id FROM p), $4, $5, make_date($3, 1, 1), make_date($3, 12, 31), $6, $7,
+								$11, $10) s ON s.patch_id = p.patch_id
 $$;
 
 COMMENT ON FUNCTION rai4eo.patch_scores(geometry, integer, integer, text, text, integer, float8, float8, integer, boolean, embedding[]) IS

@@ -75,13 +75,18 @@ BEGIN
 			DETAIL = 'The candidate thresholds are the quantiles 1/(n+1) .. n/(n+1) of the observed daily distances, n from 1 to 1000.';
 	END IF;
 
+	-- On Citus, writing the reference table rai4eo.model (which distributed tables
+	-- reference) after reading the shards over parallel connections is refused: read
+	-- them over one connection per worker, for the rest of this transaction.
+	IF store AND EXISTS (SELECT 1 FROM pg_extension x WHERE x.extname = 'citus') THEN
+		PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+	END IF;
 	SELECT t.patch_ids, t.changed INTO lp, lc FROM rai4eo.truth_labels(truth) t;
 
 	-- Daily distances of the labelled patches in the year.
-	SELECT array_agg(l.patch_id), array_agg(d.distance) INTO pp, pd
-	FROM unnest(lp) l(patch_id)
-	CROSS JOIN LATERAL rai4eo.daily_pairs(l.patch_id, m, v_sensor, make_date(year, 1, 1),
-										  make_date(year, 12, 31), v_tol) d;
+	SELECT array_agg(s.patch_id), array_agg(d.distance) INTO pp, pd
+	FROM rai4eo.patch_series_of(lp, m, v_sensor, make_date(year, 1, 1), make_date(year, 12, 31), v_tol, 0::float8) s
+	CROSS JOIN LATERAL unnest(s.distances) d(distance);
 
 	n_labelled := coalesce(cardinality(lp), 0);
 	SELECT count(*), count(*) FILTER (WHERE l.changed) INTO n_used, n_pos

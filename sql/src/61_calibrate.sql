@@ -70,6 +70,12 @@ BEGIN
 		END IF;
 		ms := ARRAY(SELECT DISTINCT u FROM unnest(methods) u);
 	END IF;
+	-- On Citus, writing the reference table rai4eo.model (which distributed tables
+	-- reference) after reading the shards over parallel connections is refused: read
+	-- them over one connection per worker, for the rest of this transaction.
+	IF store AND EXISTS (SELECT 1 FROM pg_extension x WHERE x.extname = 'citus') THEN
+		PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+	END IF;
 	SELECT t.patch_ids, t.changed INTO lp, lc FROM rai4eo.truth_labels(truth) t;
 	n_labelled := coalesce(cardinality(lp), 0);
 
@@ -81,8 +87,8 @@ BEGIN
 	SELECT l.patch_id, l.changed, s.distances, s.state_changes, s.composite[1] AS annual, s.composite[2] AS seasonal,
 		   s.composite[3] AS zscore, 0 AS fold
 	FROM unnest(lp, lc) l(patch_id, changed)
-	CROSS JOIN LATERAL rai4eo.patch_series(l.patch_id, m, v_sensor, make_date(v_year, 1, 1), make_date(v_year, 12, 31),
-										   v_tol, 0, centres, ms && ARRAY['annual', 'seasonal', 'zscore']) s
+	JOIN rai4eo.patch_series_of(lp, m, v_sensor, make_date(v_year, 1, 1), make_date(v_year, 12, 31),
+								v_tol, 0::float8, centres, ms && ARRAY['annual', 'seasonal', 'zscore']) s ON s.patch_id = l.patch_id
 	WHERE s.days_compared > 0;
 	SELECT count(*), count(*) FILTER (WHERE s.changed) INTO n_used, n_pos FROM r4_cal_series s;
 	IF n_used < n_labelled THEN

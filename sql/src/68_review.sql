@@ -64,16 +64,29 @@ CREATE FUNCTION rai4eo_review_candidates(aoi geometry, year integer, model text 
 	sensor text DEFAULT 'PF-SR', tolerance integer DEFAULT 2, srid integer DEFAULT NULL)
 RETURNS TABLE (patch_id bigint, sample_id text, score float8, changed boolean, onset date, change_rate float8,
 	days_compared integer, verdict text, reviewer text, reviewed_at timestamptz, geom geometry)
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
+DECLARE
+	m text;
+BEGIN
+	-- yearly_change's checks first, so that a bad argument fails as it would there.
+	PERFORM rai4eo.change_args(aoi, model, NULL::float8, sensor, tolerance);
+	m := rai4eo.resolve_model(model);
+	-- The latest verdicts in a query of their own: on Citus rai4eo.review is
+	-- distributed, and neither a SQL function nor a lateral join from
+	-- yearly_change's rows to it can be planned there.
+	RETURN QUERY
+	WITH v AS MATERIALIZED (
+		SELECT DISTINCT ON (r.patch_id) r.patch_id, r.verdict, r.reviewer, r.reviewed_at
+		FROM rai4eo.review r
+		WHERE r.year = rai4eo_review_candidates.year AND r.model = m
+		ORDER BY r.patch_id, r.reviewed_at DESC, r.reviewer)
 	SELECT y.patch_id, y.sample_id, y.score, y.changed, y.onset, y.change_rate, y.days_compared,
 		   v.verdict, v.reviewer, v.reviewed_at, y.geom
-	FROM @extschema@.yearly_change($1, $2, $3, NULL::float8, $4, $5, $6) y
-	LEFT JOIN LATERAL (
-		SELECT r.verdict, r.reviewer, r.reviewed_at FROM rai4eo.review r
-		WHERE r.patch_id = y.patch_id AND r.year = $2 AND r.model = rai4eo.resolve_model($3)
-		ORDER BY r.reviewed_at DESC, r.reviewer LIMIT 1) v ON true
+	FROM @extschema@.yearly_change(aoi, year, model, NULL::float8, sensor, tolerance, srid) y
+	LEFT JOIN v ON v.patch_id = y.patch_id
 	WHERE y.days_compared > 0
-	ORDER BY y.changed DESC NULLS LAST, y.score DESC NULLS LAST, y.patch_id
+	ORDER BY y.changed DESC NULLS LAST, y.score DESC NULLS LAST, y.patch_id;
+END
 $$;
 
 COMMENT ON FUNCTION rai4eo_review_candidates(geometry, integer, text, text, integer, integer) IS

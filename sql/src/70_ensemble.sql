@@ -131,26 +131,38 @@ RETURNS TABLE (rate_cut float8, "precision" float8, recall float8, f1 float8, tr
 	false_positives integer, false_negatives integer, true_negatives integer, chosen boolean)
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 #variable_conflict use_column
+DECLARE
+	truth_ids bigint[];
+	truth_changed boolean[];
+	ids bigint[];
+	geoms @postgis@.geometry[];
 BEGIN
-	RETURN QUERY EXECUTE format($q$
-		WITH t AS (SELECT patch_id, changed FROM %s WHERE changed IS NOT NULL),
-		e AS (SELECT t.changed, y.change_rate
-			  FROM t JOIN rai4eo.patch p USING (patch_id)
-			  CROSS JOIN LATERAL @extschema@.ensemble_yearly_change(p.geom, $1, $2, $3, $4, $5, $6) y
-			  WHERE y.patch_id = t.patch_id AND y.change_rate IS NOT NULL),
-		c AS (SELECT DISTINCT change_rate AS cut FROM e UNION SELECT 0),
-		s AS (SELECT c.cut,
-					 count(*) FILTER (WHERE e.change_rate > c.cut AND e.changed)::integer AS tp,
-					 count(*) FILTER (WHERE e.change_rate > c.cut AND NOT e.changed)::integer AS fp,
-					 count(*) FILTER (WHERE e.change_rate <= c.cut AND e.changed)::integer AS fn,
-					 count(*) FILTER (WHERE e.change_rate <= c.cut AND NOT e.changed)::integer AS tn
-			  FROM c CROSS JOIN e GROUP BY c.cut),
-		r AS (SELECT cut, tp::float8 / NULLIF(tp + fp, 0) AS p, tp::float8 / NULLIF(tp + fn, 0) AS r, tp, fp, fn, tn FROM s),
-		f AS (SELECT *, coalesce(2 * p * r / NULLIF(p + r, 0), 0) AS f1 FROM r)
-		SELECT cut, p, r, f1, tp, fp, fn, tn,
-			   row_number() OVER (ORDER BY f1 DESC, cut) = 1
-		FROM f ORDER BY cut$q$, truth)
-	USING year, models, weights, thresholds, sensor, tolerance;
+	EXECUTE format('SELECT array_agg(t.patch_id::bigint), array_agg(t.changed::boolean) FROM %s t '
+				   'WHERE t.changed IS NOT NULL', truth) INTO truth_ids, truth_changed;
+	-- The labelled patches' footprints first, in a query of their own: on Citus a
+	-- query joining rai4eo.patch to the ensemble would run it on the shards, where
+	-- it cannot read the distributed tables.
+	SELECT array_agg(p.patch_id), array_agg(p.geom) INTO ids, geoms FROM rai4eo.patch p WHERE p.patch_id = ANY (truth_ids);
+	RETURN QUERY
+	WITH e AS (SELECT t.changed, y.change_rate
+			   FROM unnest(truth_ids, truth_changed) t(patch_id, changed)
+			   JOIN unnest(ids, geoms) p(patch_id, geom) ON p.patch_id = t.patch_id
+			   CROSS JOIN LATERAL @extschema@.ensemble_yearly_change(p.geom, year, models, weights, thresholds, sensor,
+																	 tolerance, NULL::integer) y
+			   WHERE y.patch_id = t.patch_id AND y.change_rate IS NOT NULL),
+	c AS (SELECT DISTINCT e.change_rate AS cut FROM e UNION SELECT 0),
+	s AS (SELECT c.cut,
+				 count(*) FILTER (WHERE e.change_rate > c.cut AND e.changed)::integer AS tp,
+				 count(*) FILTER (WHERE e.change_rate > c.cut AND NOT e.changed)::integer AS fp,
+				 count(*) FILTER (WHERE e.change_rate <= c.cut AND e.changed)::integer AS fn,
+				 count(*) FILTER (WHERE e.change_rate <= c.cut AND NOT e.changed)::integer AS tn
+		  FROM c CROSS JOIN e GROUP BY c.cut),
+	r AS (SELECT s.cut, s.tp::float8 / NULLIF(s.tp + s.fp, 0) AS p, s.tp::float8 / NULLIF(s.tp + s.fn, 0) AS r,
+				 s.tp, s.fp, s.fn, s.tn FROM s),
+	f AS (SELECT r.*, coalesce(2 * r.p * r.r / NULLIF(r.p + r.r, 0), 0) AS f1 FROM r)
+	SELECT f.cut, f.p, f.r, f.f1, f.tp, f.fp, f.fn, f.tn,
+		   row_number() OVER (ORDER BY f.f1 DESC, f.cut) = 1
+	FROM f ORDER BY f.cut;
 END
 $$;
 COMMENT ON FUNCTION rai4eo_calibrate_ensemble(text[], integer, regclass, float8[], float8[], text, integer) IS

@@ -153,3 +153,9 @@ COMMENT ON COLUMN rai4eo.image.rast IS
 COMMENT ON COLUMN rai4eo.embedding.image_id IS 'The image (its patch is rai4eo.image_patch_id(image_id))';
 COMMENT ON COLUMN rai4eo.embedding.patch_id IS 'The image''s patch, rai4eo.image_patch_id(image_id) (CHECKed): the distribution key';
 -- ---- end of sensor (issue 15)
+
+-- citus (issue 13, the change products on Citus): the per-patch helper rai4eo.patch_series is
+-- gone (rai4eo.patch_series_of pairs a set of patches in one query); the view
+-- rai4eo.patch_change, which called it, is dropped first and re-created by 66_qgis.sql.
+DROP VIEW IF EXISTS rai4eo.patch_change;
+DROP FUNCTION IF EXISTS rai4eo.patch_series(bigint, text, text, date, date, integer, float8, @extschema@.embedding[], boolean);

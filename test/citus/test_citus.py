@@ -214,31 +214,123 @@ class CitusTest(unittest.TestCase):
 
     def test_yearly_change(self):
         self.same_embeddings()
-        self.assertSame("SELECT patch_id, days_compared, days_changed, change_rate, mean_distance "
-                        "FROM yearly_change(%s, 2019, 'tiny', %s) ORDER BY 1" % (AOI, THR))
+        self.assertSame("SELECT patch_id, sample_id, ST_AsEWKB(geom), days_compared, days_changed, change_rate, "
+                        "mean_distance, score, changed, onset FROM yearly_change(%s, 2019, 'tiny', %s) ORDER BY 1"
+                        % (AOI, THR))
+        # every patch compared something: the comparison covers real pairs, not NULLs
+        d, _ = self.both("SELECT count(*), count(*) FILTER (WHERE days_compared > 0 AND score IS NOT NULL) "
+                         "FROM yearly_change(%s, 2019, 'tiny', %s)" % (AOI, THR))
+        self.assertEqual(d[0][0], d[0][1])
+        self.assertGreater(d[0][0], 0)
+
+    def test_scores(self):
+        self.same_embeddings()
+        self.assertSame("SELECT * FROM rai4eo.patch_scores(%s, NULL, 2019, 'tiny', 'PF-SR', 2, %s, %s, 2, true, "
+                        "NULL) ORDER BY 1" % (AOI, THR, THR))
+        # k-means states (rai4eo.state is a reference table) and the cluster score
+        try:
+            self.assertSame("SELECT state, members, centre::text FROM rai4eo_cluster('tiny', 2, sample_size => 100)")
+            self.assertSame("SELECT patch_id, cluster, cluster_onset FROM rai4eo.patch_scores(%s, NULL, 2019, 'tiny', "
+                            "'PF-SR', 2, %s, %s, 1, false, rai4eo.model_states('tiny')) ORDER BY 1" % (AOI, THR, THR))
+        finally:
+            for conn in (self.dist, self.single):
+                conn.execute("DELETE FROM rai4eo.state")
 
     def test_daily_change(self):
         self.same_embeddings()
-        self.assertSame("SELECT patch_id, distance, changed FROM daily_change(%s, '2019-01-21', 'tiny', %s) "
+        self.assertSame("SELECT patch_id, sample_id, distance, changed FROM daily_change(%s, '2019-05-03', 'tiny', %s) "
                         "ORDER BY 1" % (AOI, THR))
+        d, _ = self.both("SELECT count(distance) FROM daily_change(%s, '2019-05-03', 'tiny', %s)" % (AOI, THR))
+        self.assertGreater(d[0][0], 0)
+        self.assertSame("SELECT acquired, prior_acquired, distance FROM rai4eo.daily_distances("
+                        "(SELECT min(patch_id) FROM rai4eo.patch), 'tiny', 'PF-SR', '2018-01-01', '2019-12-31') "
+                        "ORDER BY 1")
 
     def test_heatmaps(self):
         self.same_embeddings()
-        self.assertSame("SELECT ST_DumpValues(yearly_heatmap(%s, 2019, 'tiny', %s), 2)::text" % (AOI, THR))
-        self.assertSame("SELECT ST_DumpValues(daily_heatmap(%s, '2019-01-21', 'tiny', %s), 2)::text" % (AOI, THR))
+        for sql in ("yearly_heatmap(%s, 2019, 'tiny', %s)" % (AOI, THR),
+                    "daily_heatmap(%s, '2019-05-03', 'tiny', %s)" % (AOI, THR)):
+            d, s = self.both("SELECT ST_NumBands(h), ST_Width(h), ST_Height(h), md5(ST_AsBinary(h)), "
+                             "md5(heatmap_png(h, 1, 0, 1, 'heat', 2, true)), "
+                             "(ST_SummaryStats(h, 1)).count FROM %s h" % sql)
+            self.assertIsNotNone(s[0][0], sql)
+            self.assertGreater(s[0][5], 0, sql)
+            self.assertEqual(d, s, sql)
 
     def test_calibration(self):
         self.same_embeddings()
         for conn in (self.dist, self.single):
             conn.execute("CREATE TABLE IF NOT EXISTS truth AS "
                          "SELECT patch_id, patch_id % 2 = 0 AS changed FROM rai4eo.patch")
-        self.assertSame("SELECT threshold, f1, chosen FROM rai4eo_calibrate_threshold('tiny', 2019, 'truth', "
+        self.assertSame("SELECT * FROM rai4eo_calibrate_threshold('tiny', 2019, 'truth', "
                         "candidates => 5, store => false)")
+        self.assertSame("SELECT * FROM rai4eo_calibrate('tiny', 2019, 'truth', folds => 2, candidates => 3, "
+                        "store => false)")
+        # stored into the reference table, the decision drives yearly_change the same way
+        try:
+            self.assertSame("SELECT * FROM rai4eo_calibrate_threshold('tiny', 2019, 'truth', candidates => 5)")
+            self.assertSame("SELECT * FROM rai4eo_calibrate('tiny', 2019, 'truth', folds => 2, candidates => 3)")
+            self.assertSame("SELECT config - 'sha256' FROM rai4eo.model WHERE name = 'tiny'")
+            self.assertSame("SELECT patch_id, score, changed, onset FROM yearly_change(%s, 2019, 'tiny') ORDER BY 1"
+                            % AOI)
+        finally:
+            for conn in (self.dist, self.single):
+                conn.execute("UPDATE rai4eo.model SET config = config - 'change_decision' - 'change_scores' "
+                             "- 'change_threshold' WHERE name = 'tiny'")
 
     def test_ensemble(self):
         self.same_embeddings()
-        self.assertSame("SELECT patch_id, change_rate FROM ensemble_yearly_change(%s, 2019, ARRAY['tiny', 'tiny'], "
-                        "thresholds => ARRAY[%s, %s]::float8[]) ORDER BY 1" % (AOI, THR, THR))
+        self.assertSame("SELECT * FROM ensemble_yearly_change(%s, 2019, ARRAY['tiny', 'tiny'], ARRAY[2, 1]::float8[], "
+                        "thresholds => ARRAY[%s, 1]::float8[]) ORDER BY 1" % (AOI, THR))
+        d, s = self.both("SELECT md5(ST_AsBinary(ensemble_yearly_heatmap(%s, 2019, ARRAY['tiny', 'tiny'], "
+                         "thresholds => ARRAY[%s, %s]::float8[])))" % (AOI, THR, THR))
+        self.assertIsNotNone(s[0][0])
+        self.assertEqual(d, s)
+        for conn in (self.dist, self.single):
+            conn.execute("CREATE TABLE IF NOT EXISTS truth AS "
+                         "SELECT patch_id, patch_id % 2 = 0 AS changed FROM rai4eo.patch")
+        self.assertSame("SELECT * FROM rai4eo_calibrate_ensemble(ARRAY['tiny', 'tiny'], 2019, 'truth', "
+                        "thresholds => ARRAY[%s, %s]::float8[])" % (THR, THR))
+
+    def test_review(self):
+        self.same_embeddings()
+        pid = self.single.execute("SELECT min(patch_id) FROM rai4eo.patch").fetchone()[0]
+        for conn in (self.dist, self.single):
+            conn.execute("SET rai4eo.change_threshold = '%s'" % THR)
+            conn.execute("DELETE FROM rai4eo.review")
+            conn.execute("SELECT rai4eo_review(%s, 2019, 'accept', 'tiny', 'ana')", (pid,))
+        self.assertSame("SELECT patch_id, year, changed FROM rai4eo.review_truth ORDER BY 1")
+        self.assertSame("SELECT patch_id, sample_id, score, changed, onset, change_rate, days_compared, verdict, reviewer "
+                        "FROM rai4eo_review_candidates(%s, 2019, 'tiny', tolerance => 2) c ORDER BY 1" % AOI)
+        d, s = self.both("SELECT count(verdict) FROM rai4eo_review_candidates(%s, 2019, 'tiny')" % AOI)
+        self.assertEqual(d, s)
+        self.assertEqual(s[0][0], 1)
+        # the vector tile over the first patch (zoom 12)
+        z, x, y = self.single.execute(
+            "SELECT 12, floor((ST_X(c) + 180) / 360 * 4096)::int, "
+            "floor((1 - ln(tan(radians(ST_Y(c))) + 1 / cos(radians(ST_Y(c)))) / pi()) / 2 * 4096)::int "
+            "FROM (SELECT ST_Transform(ST_Centroid(geom), 4326) AS c FROM rai4eo.patch ORDER BY patch_id LIMIT 1) p"
+        ).fetchone()
+        d, s = self.both("SELECT length(t), md5(t) FROM rai4eo_change_tile(%s, %s, %s, 2019, 'tiny') t", z, x, y)
+        self.assertGreater(s[0][0], 0)
+        self.assertEqual(d, s)
+        for conn in (self.dist, self.single):
+            conn.execute("RESET rai4eo.change_threshold")
+
+    def test_qgis_view(self):
+        self.same_embeddings()
+        for conn in (self.dist, self.single):
+            conn.execute("SET rai4eo.default_model = 'tiny'")
+            conn.execute("SET rai4eo.change_threshold = '%s'" % THR)
+        try:
+            self.assertSame("SELECT * FROM rai4eo.patch_change ORDER BY id")
+            # QGIS's bounding-box filter
+            self.assertSame("SELECT id, score FROM rai4eo.patch_change WHERE year = 2019 AND geom && "
+                            "(SELECT ST_Expand(geom, -1) FROM rai4eo.patch ORDER BY patch_id LIMIT 1) ORDER BY id")
+        finally:
+            for conn in (self.dist, self.single):
+                conn.execute("RESET rai4eo.default_model")
+                conn.execute("RESET rai4eo.change_threshold")
 
 
 if __name__ == "__main__":

@@ -76,6 +76,10 @@ CALLS = [
     ("drop model", "SELECT {x}.rai4eo_drop_model('ext2'::pg_catalog.text, false)"),
     ("models view", "SELECT name, arch, output_dims FROM rai4eo.models ORDER BY name"),
     ("refresh", "CALL {x}.rai4eo_refresh_embeddings('tiny'::pg_catalog.text)"),
+    # a Citus worker's round, here on the tables themselves (the refresh above left nothing to do)
+    ("refresh round", "SELECT rai4eo.refresh_shards('[{{\"image\": \"rai4eo.image\", \"embedding\": \"rai4eo.embedding\", "
+                      "\"after\": -1, \"ord\": 1}}]'::pg_catalog.jsonb, 'tiny'::pg_catalog.text, NULL::pg_catalog.text, 4, "
+                      "2::bigint, '{{}}'::bigint[], false, 1::double precision)::pg_catalog.text"),
     ("embeddings", "SELECT image_id, model, emb::pg_catalog.text FROM rai4eo.embedding ORDER BY image_id, model"),
     ("embed", "SELECT {x}.rai4eo_embed(i.rast, 'tiny'::pg_catalog.text)::pg_catalog.text FROM rai4eo.image i "
               "ORDER BY i.image_id LIMIT 2"),
@@ -157,7 +161,7 @@ CALLS = [
                     "'PF-SR'::pg_catalog.text, '2019-01-01'::pg_catalog.date, '2019-12-31'::pg_catalog.date, 2) ORDER BY 1"),
     ("cluster", "SELECT state, members FROM {x}.rai4eo_cluster('ext'::pg_catalog.text, 2) ORDER BY 1"),
     ("model states", "SELECT rai4eo.model_states('ext'::pg_catalog.text)::pg_catalog.text"),
-    ("patch_series", "SELECT * FROM rai4eo.patch_series(rai4eo.patch_id_of('29N_10E-20N_01_01'::pg_catalog.text), "
+    ("patch_series_of", "SELECT * FROM rai4eo.patch_series_of(ARRAY[rai4eo.patch_id_of('29N_10E-20N_01_01'::pg_catalog.text)], "
                      "'ext'::pg_catalog.text, 'PF-SR'::pg_catalog.text, '2019-01-01'::pg_catalog.date, "
                      "'2019-12-31'::pg_catalog.date, 2, 0.5::double precision, "
                      "rai4eo.model_states('ext'::pg_catalog.text), true)"),

@@ -85,6 +85,16 @@ SELECT count(*) AS pairs, bool_and(a.distance = b.distance) AS same_pairs
 FROM (SELECT p.id, d.acquired, d.distance FROM p, rai4eo.daily_pairs(p.id, 'sm', 'PF-SR', '2019-01-01', '2019-12-31', 2) d) a
 FULL JOIN (SELECT p.id, d.acquired, d.distance FROM p, rai4eo.daily_distances(p.id, 'sm', 'PF-SR', '2019-01-01', '2019-12-31', 2) d) b
   USING (id, acquired);
+-- the pairing is written three times (daily_pairs, patch_series_of, the view patch_change):
+-- patch_series_of's series are daily_pairs' pairs, patch by patch
+SELECT count(*) AS patches, bool_and(s.days = d.days AND s.distances = d.distances
+									 AND s.days_compared = cardinality(d.days)) AS same_pairs
+FROM rai4eo.patch_series_of(ARRAY(SELECT id FROM p), 'sm', 'PF-SR', '2019-01-01', '2019-12-31', 2, 0.5::float8) s
+JOIN LATERAL (SELECT array_agg(x.acquired ORDER BY x.acquired) AS days, array_agg(x.distance ORDER BY x.acquired) AS distances
+			  FROM rai4eo.daily_pairs(s.patch_id, 'sm', 'PF-SR', '2019-01-01', '2019-12-31', 2) x) d ON true;
+-- a patch without pairs (and an id that is no patch) gives no row
+SELECT count(*) AS no_rows FROM rai4eo.patch_series_of(ARRAY[pg_temp.patch(3999), 12345::bigint], 'sm', 'PF-SR',
+	'2019-01-01', '2019-12-31', 2, 0.5::float8);
 -- S: rate 6/12, persistence (k 3) 6/12 from 2019-07-15, change point 2019-07-15,
 --    annual 1 - 6/sqrt(72) = 0.292893, seasonal 6/12, zscore (0.5 - 0) / 0.001 = 500
 -- N: rate 2/12 (0.4 is below 0.5), no run of 3, change point 2019-03-15, annual 1 - 12/sqrt(180),
@@ -149,6 +159,13 @@ ORDER BY c.name;
 SET rai4eo.default_model = 'sm';
 SELECT c.name, v.year, v.days_changed, round(v.score::numeric, 6) AS score, v.changed, v.onset
 FROM rai4eo.patch_change v JOIN cal c ON c.id = v.patch_id ORDER BY c.name, v.year;
+-- the view's own copy of the pairing gives yearly_change's rows exactly
+SELECT count(*) AS patches,
+	   bool_and(v.days_compared = y.days_compared AND v.days_changed = y.days_changed AND v.mean_distance = y.mean_distance
+				AND v.score = y.score AND v.changed = y.changed AND v.onset IS NOT DISTINCT FROM y.onset) AS same_as_yearly_change
+FROM rai4eo.patch_change v
+JOIN yearly_change(ST_MakeEnvelope(1920000, 4200000, 1924800, 4200600, 32629), 2019, 'sm') y USING (patch_id)
+WHERE v.year = 2019;
 RESET rai4eo.default_model;
 -- an ensemble of the model with itself (weights 3 and 1; the second at threshold 1, where no day
 -- exceeds, decides unchanged): the weighted share of members
