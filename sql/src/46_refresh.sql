@@ -210,7 +210,9 @@ BEGIN
 			USING DETAIL = format('Image %s of patch %s, %s, acquired %s; SQLSTATE %s.', id,
 								  coalesce((SELECT p.sample_id FROM rai4eo.patch p WHERE p.patch_id = rai4eo.image_patch_id(id)),
 										   rai4eo.image_patch_id(id)::text),
-								  rai4eo.sensor_of(rai4eo.image_sensor_code(id)),
+								  -- (the refresh's own sensor: a registry lookup here would be
+								  -- sent with the patch lookup to a Citus shard, which refuses it)
+								  st ->> 'sensor',
 								  rai4eo.image_acquired(id), f ->> 1);
 		st := jsonb_set(st, '{failed}', (st -> 'failed') || to_jsonb(id));
 		st := jsonb_set(st, '{skipped}', to_jsonb((st ->> 'skipped')::bigint + 1));
