@@ -1,0 +1,394 @@
+/*
+ * gemm_bf16.c — C (+)= A · B^T with bf16 inputs and fp32 sums (gemm.h).
+ *
+ * Blocked the GotoBLAS way for this kernel's shape: B is packed once per
+ * model into panels of 32 output columns, K taken two at a time (the pair
+ * vdpbf16ps multiplies into one fp32 lane); per call, A is rounded to bf16
+ * and packed into panels of MR rows, pair-major, for one K block and MC
+ * rows at a time.  The register tile is MR x 32: 2 x MR zmm accumulators,
+ * each step broadcasting one A pair per row against two zmm of B.  A K
+ * block of a B panel (KCP pairs x 32 columns, 16 KB) stays in L1 while the
+ * MC rows of packed A (MC x KCP pairs, 56 KB) stream from L2.
+ *
+ * Every output element is computed in the same order by both kernels:
+ * start from C (when adding to it, or from an earlier K block) plus the
+ * bias, then for each pair in K order add the odd product, then the even
+ * one (the order the vdpbf16ps definition gives).  Products of two bf16
+ * values are exact in fp32, so the portable loop gives the AVX-512
+ * kernel's bits except where vdpbf16ps flushes denormals to zero.
+ */
+#include "rai4eo/gemm.h"
+
+#include <limits.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define R4_GEMM_X86 1
+#endif
+
+#define NR 32					/* output columns per B panel: two zmm */
+#define MR 14					/* rows per register tile: 28 accumulators + 2 B registers */
+#define KCP_MAX 128				/* K pairs per block: 16 KB of a B panel */
+#define MC (MR * 8)				/* rows of A packed per block */
+
+/* Packed A for one block; per thread, so separate engines may run in threads. */
+static _Thread_local uint32_t apack[MC * KCP_MAX] __attribute__((aligned(64)));
+
+static bool allow_native = true;
+
+const char *
+r4_precision_name(R4Precision p)
+{
+	return p == R4_PRECISION_BF16 ? "bf16" : "fp32";
+}
+
+uint16_t
+r4_bf16_from_f32(float x)
+{
+	uint32_t	u;
+
+	memcpy(&u, &x, sizeof(u));
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t) ((u >> 16) | 0x40);	/* quiet the NaN */
+	if ((u & 0x7f800000u) == 0)
+		return (uint16_t) ((u >> 16) & 0x8000);	/* denormals to signed zero, as vcvtneps2bf16 */
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t) (u >> 16);
+}
+
+float
+r4_f32_from_bf16(uint16_t h)
+{
+	uint32_t	u = (uint32_t) h << 16;
+	float		x;
+
+	memcpy(&x, &u, sizeof(x));
+	return x;
+}
+
+/* Two bf16 values as the 32-bit word one vdpbf16ps lane reads: even one low. */
+static inline uint32_t
+pair_word(float even, float odd)
+{
+	return (uint32_t) r4_bf16_from_f32(even) | ((uint32_t) r4_bf16_from_f32(odd) << 16);
+}
+
+bool
+r4_gemm_bf16_native(void)
+{
+#ifdef R4_GEMM_X86
+	static int	cached = -1;
+
+	if (cached < 0)
+	{
+		__builtin_cpu_init();
+		cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+			__builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+	}
+	return cached == 1;
+#else
+	return false;
+#endif
+}
+
+bool
+r4_gemm_bf16_set_native(bool enable)
+{
+	bool		old = allow_native;
+
+	allow_native = enable;
+	return old;
+}
+
+R4Status
+r4_pack_b_bf16(const float *w, int n, int k, int ldw, R4PackedB **out, R4Error *err)
+{
+	R4PackedB  *b;
+	size_t		words,
+				bytes;
+
+	*out = NULL;
+	if (n < 0 || k < 0 || ldw < k)
+		return r4_fail(err, R4_ERR_INTERNAL, "r4_pack_b_bf16 called with a bad shape");
+	b = r4_alloc_zero(sizeof(*b));
+	if (b == NULL)
+		return r4_fail(err, R4_ERR_NOMEM, "out of memory packing a bf16 weight");
+	b->n = n;
+	b->k = k;
+	b->kpairs = k / 2 + (k % 2);
+	b->panels = n / NR + (n % NR != 0);
+	if (r4_mul_size((size_t) b->panels * NR, (size_t) b->kpairs, &words) != 0 ||
+		r4_mul_size(words, sizeof(uint32_t), &bytes) != 0 ||
+		r4_add_size(bytes, 64, &bytes) != 0)
+	{
+		r4_free(b);
+		return r4_fail(err, R4_ERR_LIMIT, "a weight of %d x %d is too large to pack", n, k);
+	}
+	b->alloc = r4_alloc(bytes);
+	if (b->alloc == NULL)
+	{
+		r4_free(b);
+		return r4_fail(err, R4_ERR_NOMEM, "out of memory for %zu bytes of bf16 weights", bytes);
+	}
+	b->data = (uint32_t *) (((uintptr_t) b->alloc + 63) & ~(uintptr_t) 63);
+	for (int j = 0; j < b->panels; j++)
+		for (int p = 0; p < b->kpairs; p++)
+		{
+			uint32_t   *dst = b->data + ((size_t) j * b->kpairs + p) * NR;
+
+			for (int l = 0; l < NR; l++)
+			{
+				int			row = j * NR + l;
+				const float *wr = w + (size_t) row * ldw;
+
+				if (row >= n)
+					dst[l] = 0;
+				else
+					dst[l] = pair_word(wr[2 * p], 2 * p + 1 < k ? wr[2 * p + 1] : 0.0f);
+			}
+		}
+	*out = b;
+	return R4_OK;
+}
+
+size_t
+r4_packed_b_bytes(const R4PackedB *b)
+{
+	return b == NULL ? 0 : (size_t) b->panels * NR * b->kpairs * sizeof(uint32_t) + 64 + sizeof(*b);
+}
+
+void
+r4_packed_b_free(R4PackedB *b)
+{
+	if (b == NULL)
+		return;
+	r4_free(b->alloc);
+	r4_free(b);
+}
+
+/*
+ * Pack rows [0, mb) of a (row stride lda, k columns) for pairs [p0, p0+kb)
+ * into MR-row panels, [panel][pair][row]; rows past mb and columns past k
+ * are zero.
+ */
+static void
+pack_a_portable(uint32_t *dst, const float *a, int lda, int mb, int k, int p0, int kb)
+{
+	for (int q = 0; q * MR < mb; q++)
+	{
+		uint32_t   *panel = dst + (size_t) q * kb * MR;
+
+		for (int r = 0; r < MR; r++)
+		{
+			int			row = q * MR + r;
+			const float *ar = a + (size_t) row * lda;
+
+			for (int p = 0; p < kb; p++)
+			{
+				int			c = 2 * (p0 + p);
+
+				panel[(size_t) p * MR + r] = row >= mb ? 0 :
+					pair_word(c < k ? ar[c] : 0.0f, c + 1 < k ? ar[c + 1] : 0.0f);
+			}
+		}
+	}
+}
+
+/*
+ * One MR x 32 tile in portable C, the kernel's arithmetic lane by lane:
+ * acc = (load ? C : 0) + bias, then per pair acc += odd product, acc +=
+ * even product.  Writes rows < mr, columns < nr.
+ */
+static void
+kernel_portable(int kb, const uint32_t *a, const uint32_t *b, float *c, int ldc,
+				int mr, int nr, const float *bias, bool load)
+{
+	for (int r = 0; r < mr; r++)
+		for (int l = 0; l < nr; l++)
+		{
+			float		acc = load ? c[(size_t) r * ldc + l] : 0.0f;
+
+			if (bias != NULL)
+				acc += bias[l];
+			for (int p = 0; p < kb; p++)
+			{
+				uint32_t	x = a[(size_t) p * MR + r];
+				uint32_t	w = b[(size_t) p * NR + l];
+
+				acc += r4_f32_from_bf16((uint16_t) (x >> 16)) * r4_f32_from_bf16((uint16_t) (w >> 16));
+				acc += r4_f32_from_bf16((uint16_t) x) * r4_f32_from_bf16((uint16_t) w);
+			}
+			c[(size_t) r * ldc + l] = acc;
+		}
+}
+
+#ifdef R4_GEMM_X86
+#define R4_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+/* pack_a_portable with vcvtne2ps2bf16 doing the rounding, 32 columns at a time. */
+R4_BF16_TARGET
+static void
+pack_a_native(uint32_t *dst, const float *a, int lda, int mb, int k, int p0, int kb)
+{
+	uint32_t	tmp[16] __attribute__((aligned(64)));
+
+	for (int q = 0; q * MR < mb; q++)
+	{
+		uint32_t   *panel = dst + (size_t) q * kb * MR;
+
+		for (int r = 0; r < MR; r++)
+		{
+			int			row = q * MR + r;
+			const float *ar = a + (size_t) row * lda;
+
+			if (row >= mb)
+			{
+				for (int p = 0; p < kb; p++)
+					panel[(size_t) p * MR + r] = 0;
+				continue;
+			}
+			for (int p = 0; p < kb; p += 16)
+			{
+				int			c = 2 * (p0 + p);
+				int			left = k - c;	/* columns of a left from c */
+				int			np = kb - p < 16 ? kb - p : 16;
+				__mmask16	lo,
+							hi;
+				__m512		vlo,
+							vhi;
+
+				lo = left >= 16 ? 0xffff : (left > 0 ? (__mmask16) ((1u << left) - 1) : 0);
+				hi = left >= 32 ? 0xffff : (left > 16 ? (__mmask16) ((1u << (left - 16)) - 1) : 0);
+				vlo = _mm512_maskz_loadu_ps(lo, ar + c);
+				vhi = _mm512_maskz_loadu_ps(hi, ar + c + 16);
+				/* Lanes 0-15 from the second operand: columns c .. c+31 in order. */
+				_mm512_store_si512((void *) tmp, (__m512i) _mm512_cvtne2ps_pbh(vhi, vlo));
+				for (int t = 0; t < np; t++)
+					panel[(size_t) (p + t) * MR + r] = tmp[t];
+			}
+		}
+	}
+}
+
+/* The MR x 32 register tile (see kernel_portable for the arithmetic). */
+R4_BF16_TARGET
+static void
+kernel_native(int kb, const uint32_t *a, const uint32_t *b, float *c, int ldc,
+			  int mr, int nr, const float *bias, bool load)
+{
+	__m512		acc[MR][2];
+	__mmask16	m0 = nr >= 16 ? 0xffff : (__mmask16) ((1u << nr) - 1);
+	__mmask16	m1 = nr >= 32 ? 0xffff : (nr > 16 ? (__mmask16) ((1u << (nr - 16)) - 1) : 0);
+	__m512		b0 = _mm512_setzero_ps(),
+				b1 = _mm512_setzero_ps();
+
+	if (bias != NULL)
+	{
+		b0 = _mm512_maskz_loadu_ps(m0, bias);
+		b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+	}
+#pragma GCC unroll 16
+	for (int r = 0; r < MR; r++)
+	{
+		if (load && r < mr)
+		{
+			acc[r][0] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c + (size_t) r * ldc), b0);
+			acc[r][1] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + (size_t) r * ldc + 16), b1);
+		}
+		else
+		{
+			acc[r][0] = b0;
+			acc[r][1] = b1;
+		}
+	}
+	for (int p = 0; p < kb; p++)
+	{
+		__m512bh	w0 = (__m512bh) _mm512_load_si512((const void *) (b + (size_t) p * NR));
+		__m512bh	w1 = (__m512bh) _mm512_load_si512((const void *) (b + (size_t) p * NR + 16));
+		const uint32_t *ap = a + (size_t) p * MR;
+
+#pragma GCC unroll 16
+		for (int r = 0; r < MR; r++)
+		{
+			__m512bh	x = (__m512bh) _mm512_set1_epi32((int) ap[r]);
+
+			acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, w0);
+			acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, w1);
+		}
+	}
+#pragma GCC unroll 16
+	for (int r = 0; r < MR; r++)
+		if (r < mr)
+		{
+			_mm512_mask_storeu_ps(c + (size_t) r * ldc, m0, acc[r][0]);
+			_mm512_mask_storeu_ps(c + (size_t) r * ldc + 16, m1, acc[r][1]);
+		}
+}
+#endif
+
+void
+r4_gemm_bf16(float *c, int ldc, const float *a, int lda, int m,
+			 const R4PackedB *b, const float *bias, bool accumulate)
+{
+	int			nblocks,
+				kcp;
+	bool		native = allow_native && r4_gemm_bf16_native();
+
+	if (m <= 0 || b->n <= 0)
+		return;
+	if (b->kpairs == 0)
+	{
+		/* No inputs: the product is zero, only the bias (and C) remain. */
+		for (int i = 0; i < m; i++)
+			for (int j = 0; j < b->n; j++)
+			{
+				float	   *y = c + (size_t) i * ldc + j;
+
+				*y = (accumulate ? *y : 0.0f) + (bias != NULL ? bias[j] : 0.0f);
+			}
+		return;
+	}
+	/* Equal K blocks of at most KCP_MAX pairs, so no block is a short tail. */
+	nblocks = (b->kpairs + KCP_MAX - 1) / KCP_MAX;
+	kcp = (b->kpairs + nblocks - 1) / nblocks;
+	for (int p0 = 0; p0 < b->kpairs; p0 += kcp)
+	{
+		int			kb = b->kpairs - p0 < kcp ? b->kpairs - p0 : kcp;
+		bool		first = p0 == 0;
+
+		for (int i0 = 0; i0 < m; i0 += MC)
+		{
+			int			mb = m - i0 < MC ? m - i0 : MC;
+			const float *ab = a + (size_t) i0 * lda;
+
+#ifdef R4_GEMM_X86
+			if (native)
+				pack_a_native(apack, ab, lda, mb, b->k, p0, kb);
+			else
+#endif
+				pack_a_portable(apack, ab, lda, mb, b->k, p0, kb);
+			for (int j = 0; j < b->panels; j++)
+			{
+				const uint32_t *bp = b->data + ((size_t) j * b->kpairs + p0) * NR;
+				int			nr = b->n - j * NR < NR ? b->n - j * NR : NR;
+				const float *bj = first && bias != NULL ? bias + (size_t) j * NR : NULL;
+				bool		load = !first || accumulate;
+
+				for (int ir = 0; ir < mb; ir += MR)
+				{
+					int			mr = mb - ir < MR ? mb - ir : MR;
+					float	   *ct = c + (size_t) (i0 + ir) * ldc + (size_t) j * NR;
+					const uint32_t *ap = apack + (size_t) (ir / MR) * kb * MR;
+
+#ifdef R4_GEMM_X86
+					if (native)
+						kernel_native(kb, ap, bp, ct, ldc, mr, nr, bj, load);
+					else
+#endif
+						kernel_portable(kb, ap, bp, ct, ldc, mr, nr, bj, load);
+				}
+			}
+		}
+	}
+}
