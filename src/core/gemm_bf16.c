@@ -4,8 +4,9 @@
  * Blocked the GotoBLAS way for this kernel's shape: B is packed once per
  * model into panels of 32 output columns, K taken two at a time (the pair
  * vdpbf16ps multiplies into one fp32 lane); per call, A is rounded to bf16
- * and packed into panels of MR rows, pair-major, for one K block and MC
- * rows at a time.  The register tile is MR x 32: 2 x MR zmm accumulators,
+ * and packed for one K block and MC rows at a time, each row's pairs
+ * contiguous at a fixed stride (ASTRIDE words, so the kernel addresses the
+ * MR rows by constant displacements and packing needs no transpose).  The register tile is MR x 32: 2 x MR zmm accumulators,
  * each step broadcasting one A pair per row against two zmm of B.  A K
  * block of a B panel (KCP pairs x 32 columns, 16 KB) stays in L1 while the
  * MC rows of packed A (MC x KCP pairs, 56 KB) stream from L2.
@@ -29,11 +30,16 @@
 
 #define NR 32					/* output columns per B panel: two zmm */
 #define MR 14					/* rows per register tile: 28 accumulators + 2 B registers */
+#ifndef KCP_MAX
 #define KCP_MAX 128				/* K pairs per block: 16 KB of a B panel */
+#endif
+#ifndef MC
 #define MC (MR * 8)				/* rows of A packed per block */
+#endif
+#define ASTRIDE (KCP_MAX + 16)	/* words per packed A row: 9 cache lines, so rows spread over L1 sets */
 
 /* Packed A for one block; per thread, so separate engines may run in threads. */
-static _Thread_local uint32_t apack[MC * KCP_MAX] __attribute__((aligned(64)));
+static _Thread_local uint32_t apack[MC * ASTRIDE] __attribute__((aligned(64)));
 
 static bool allow_native = true;
 
@@ -169,28 +175,25 @@ r4_packed_b_free(R4PackedB *b)
 
 /*
  * Pack rows [0, mb) of a (row stride lda, k columns) for pairs [p0, p0+kb)
- * into MR-row panels, [panel][pair][row]; rows past mb and columns past k
- * are zero.
+ * into dst[row][pair] with row stride ASTRIDE, up to a whole MR-row panel;
+ * rows past mb and columns past k are zero.
  */
 static void
 pack_a_portable(uint32_t *dst, const float *a, int lda, int mb, int k, int p0, int kb)
 {
-	for (int q = 0; q * MR < mb; q++)
+	int			rows = (mb + MR - 1) / MR * MR;
+
+	for (int row = 0; row < rows; row++)
 	{
-		uint32_t   *panel = dst + (size_t) q * kb * MR;
+		const float *ar = a + (size_t) row * lda;
+		uint32_t   *d = dst + (size_t) row * ASTRIDE;
 
-		for (int r = 0; r < MR; r++)
+		for (int p = 0; p < kb; p++)
 		{
-			int			row = q * MR + r;
-			const float *ar = a + (size_t) row * lda;
+			int			c = 2 * (p0 + p);
 
-			for (int p = 0; p < kb; p++)
-			{
-				int			c = 2 * (p0 + p);
-
-				panel[(size_t) p * MR + r] = row >= mb ? 0 :
-					pair_word(c < k ? ar[c] : 0.0f, c + 1 < k ? ar[c + 1] : 0.0f);
-			}
+			d[p] = row >= mb ? 0 :
+				pair_word(c < k ? ar[c] : 0.0f, c + 1 < k ? ar[c + 1] : 0.0f);
 		}
 	}
 }
@@ -213,7 +216,7 @@ kernel_portable(int kb, const uint32_t *a, const uint32_t *b, float *c, int ldc,
 				acc += bias[l];
 			for (int p = 0; p < kb; p++)
 			{
-				uint32_t	x = a[(size_t) p * MR + r];
+				uint32_t	x = a[(size_t) r * ASTRIDE + p];
 				uint32_t	w = b[(size_t) p * NR + l];
 
 				acc += r4_f32_from_bf16((uint16_t) (x >> 16)) * r4_f32_from_bf16((uint16_t) (w >> 16));
@@ -231,42 +234,36 @@ R4_BF16_TARGET
 static void
 pack_a_native(uint32_t *dst, const float *a, int lda, int mb, int k, int p0, int kb)
 {
-	uint32_t	tmp[16] __attribute__((aligned(64)));
+	int			rows = (mb + MR - 1) / MR * MR;
 
-	for (int q = 0; q * MR < mb; q++)
+	for (int row = 0; row < rows; row++)
 	{
-		uint32_t   *panel = dst + (size_t) q * kb * MR;
+		const float *ar = a + (size_t) row * lda;
+		uint32_t   *d = dst + (size_t) row * ASTRIDE;
 
-		for (int r = 0; r < MR; r++)
+		if (row >= mb)
 		{
-			int			row = q * MR + r;
-			const float *ar = a + (size_t) row * lda;
+			memset(d, 0, sizeof(uint32_t) * (size_t) kb);
+			continue;
+		}
+		for (int p = 0; p < kb; p += 16)
+		{
+			int			c = 2 * (p0 + p);
+			int			left = k - c;	/* columns of a left from c */
+			int			np = kb - p < 16 ? kb - p : 16;
+			__mmask16	lo,
+						hi;
+			__m512		vlo,
+						vhi;
+			__m512i		v;
 
-			if (row >= mb)
-			{
-				for (int p = 0; p < kb; p++)
-					panel[(size_t) p * MR + r] = 0;
-				continue;
-			}
-			for (int p = 0; p < kb; p += 16)
-			{
-				int			c = 2 * (p0 + p);
-				int			left = k - c;	/* columns of a left from c */
-				int			np = kb - p < 16 ? kb - p : 16;
-				__mmask16	lo,
-							hi;
-				__m512		vlo,
-							vhi;
-
-				lo = left >= 16 ? 0xffff : (left > 0 ? (__mmask16) ((1u << left) - 1) : 0);
-				hi = left >= 32 ? 0xffff : (left > 16 ? (__mmask16) ((1u << (left - 16)) - 1) : 0);
-				vlo = _mm512_maskz_loadu_ps(lo, ar + c);
-				vhi = _mm512_maskz_loadu_ps(hi, ar + c + 16);
-				/* Lanes 0-15 from the second operand: columns c .. c+31 in order. */
-				_mm512_store_si512((void *) tmp, (__m512i) _mm512_cvtne2ps_pbh(vhi, vlo));
-				for (int t = 0; t < np; t++)
-					panel[(size_t) (p + t) * MR + r] = tmp[t];
-			}
+			lo = left >= 16 ? 0xffff : (left > 0 ? (__mmask16) ((1u << left) - 1) : 0);
+			hi = left >= 32 ? 0xffff : (left > 16 ? (__mmask16) ((1u << (left - 16)) - 1) : 0);
+			vlo = _mm512_maskz_loadu_ps(lo, ar + c);
+			vhi = _mm512_maskz_loadu_ps(hi, ar + c + 16);
+			/* Lanes 0-15 from the second operand: columns c .. c+31 in order. */
+			v = (__m512i) _mm512_cvtne2ps_pbh(vhi, vlo);
+			_mm512_mask_storeu_epi32(d + p, np >= 16 ? 0xffff : (__mmask16) ((1u << np) - 1), v);
 		}
 	}
 }
@@ -306,12 +303,10 @@ kernel_native(int kb, const uint32_t *a, const uint32_t *b, float *c, int ldc,
 	{
 		__m512bh	w0 = (__m512bh) _mm512_load_si512((const void *) (b + (size_t) p * NR));
 		__m512bh	w1 = (__m512bh) _mm512_load_si512((const void *) (b + (size_t) p * NR + 16));
-		const uint32_t *ap = a + (size_t) p * MR;
-
 #pragma GCC unroll 16
 		for (int r = 0; r < MR; r++)
 		{
-			__m512bh	x = (__m512bh) _mm512_set1_epi32((int) ap[r]);
+			__m512bh	x = (__m512bh) _mm512_set1_epi32((int) a[(size_t) r * ASTRIDE + p]);
 
 			acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, w0);
 			acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, w1);
@@ -379,7 +374,7 @@ r4_gemm_bf16(float *c, int ldc, const float *a, int lda, int m,
 				{
 					int			mr = mb - ir < MR ? mb - ir : MR;
 					float	   *ct = c + (size_t) (i0 + ir) * ldc + (size_t) j * NR;
-					const uint32_t *ap = apack + (size_t) (ir / MR) * kb * MR;
+					const uint32_t *ap = apack + (size_t) ir * ASTRIDE;
 
 #ifdef R4_GEMM_X86
 					if (native)
