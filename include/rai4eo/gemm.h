@@ -86,4 +86,12 @@ void		r4_packed_b_free(R4PackedB *b);
 void		r4_gemm_bf16(float *c, int ldc, const float *a, int lda, int m,
 						 const R4PackedB *b, const float *bias, bool accumulate);
 
+/*
+ * r4_gemm_bf16 followed by r4_gelu (nn.h) on the output, applied to each
+ * block of rows as soon as it is final, while it is still in cache: the
+ * separate pass over a [M][hidden] buffer in memory goes away.
+ */
+void		r4_gemm_bf16_gelu(float *c, int ldc, const float *a, int lda, int m,
+							  const R4PackedB *b, const float *bias, bool accumulate);
+
 #endif							/* RAI4EO_GEMM_H */

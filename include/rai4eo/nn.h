@@ -33,6 +33,10 @@ void		r4_linear(float *y, const float *x, const float *w, const float *b,
 void		r4_linear_any(float *y, const float *x, const float *w, const R4PackedB *wp,
 						  const float *b, int rows, int in_dim, int out_dim, bool accumulate);
 
+/* y = GELU(x · w^T + b): r4_linear_any, then r4_gelu (fused for a packed weight). */
+void		r4_linear_gelu_any(float *y, const float *x, const float *w, const R4PackedB *wp,
+							   const float *b, int rows, int in_dim, int out_dim);
+
 /*
  * LayerNorm over the last dimension with PyTorch semantics: biased
  * variance, y = (x - mean) / sqrt(var + eps) * gamma + beta.  out may equal

@@ -19,6 +19,7 @@
  * kernel's bits except where vdpbf16ps flushes denormals to zero.
  */
 #include "rai4eo/gemm.h"
+#include "rai4eo/nn.h"
 
 #include <limits.h>
 #include <string.h>
@@ -322,9 +323,9 @@ kernel_native(int kb, const uint32_t *a, const uint32_t *b, float *c, int ldc,
 }
 #endif
 
-void
-r4_gemm_bf16(float *c, int ldc, const float *a, int lda, int m,
-			 const R4PackedB *b, const float *bias, bool accumulate)
+static void
+gemm_bf16(float *c, int ldc, const float *a, int lda, int m,
+		  const R4PackedB *b, const float *bias, bool accumulate, bool gelu)
 {
 	int			nblocks,
 				kcp;
@@ -342,6 +343,8 @@ r4_gemm_bf16(float *c, int ldc, const float *a, int lda, int m,
 
 				*y = (accumulate ? *y : 0.0f) + (bias != NULL ? bias[j] : 0.0f);
 			}
+		for (int i = 0; gelu && i < m; i++)
+			r4_gelu(c + (size_t) i * ldc, (size_t) b->n);
 		return;
 	}
 	/* Equal K blocks of at most KCP_MAX pairs, so no block is a short tail. */
@@ -384,6 +387,29 @@ r4_gemm_bf16(float *c, int ldc, const float *a, int lda, int m,
 						kernel_portable(kb, ap, bp, ct, ldc, mr, nr, bj, load);
 				}
 			}
+			/* These rows are final after the last K block: apply GELU while in L2. */
+			if (gelu && p0 + kb == b->kpairs)
+			{
+				if (ldc == b->n)
+					r4_gelu(c + (size_t) i0 * ldc, (size_t) mb * b->n);
+				else
+					for (int i = 0; i < mb; i++)
+						r4_gelu(c + (size_t) (i0 + i) * ldc, (size_t) b->n);
+			}
 		}
 	}
+}
+
+void
+r4_gemm_bf16(float *c, int ldc, const float *a, int lda, int m,
+			 const R4PackedB *b, const float *bias, bool accumulate)
+{
+	gemm_bf16(c, ldc, a, lda, m, b, bias, accumulate, false);
+}
+
+void
+r4_gemm_bf16_gelu(float *c, int ldc, const float *a, int lda, int m,
+				  const R4PackedB *b, const float *bias, bool accumulate)
+{
+	gemm_bf16(c, ldc, a, lda, m, b, bias, accumulate, true);
 }

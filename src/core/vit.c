@@ -632,8 +632,7 @@ block_forward(const R4ViT *m, const R4ViTBlock *blk, const ViTActs *a, int B, in
 	attention(m, a, B, T);
 	r4_linear_any(a->x, a->y, blk->proj_w, blk->proj_p, blk->proj_b, M, D, D, true);
 	r4_layernorm(a->y, a->x, blk->norm2_w, blk->norm2_b, M, D, eps);
-	r4_linear_any(a->hidden, a->y, blk->fc1_w, blk->fc1_p, blk->fc1_b, M, D, Hd, false);
-	r4_gelu(a->hidden, (size_t) M * Hd);
+	r4_linear_gelu_any(a->hidden, a->y, blk->fc1_w, blk->fc1_p, blk->fc1_b, M, D, Hd);
 	r4_linear_any(a->x, a->hidden, blk->fc2_w, blk->fc2_p, blk->fc2_b, M, Hd, D, true);
 }
 

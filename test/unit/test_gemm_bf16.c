@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "rai4eo/gemm.h"
+#include "rai4eo/nn.h"
 #include "unit.h"
 
 static uint64_t rng_state = 0x2545F4914F6CDD1DULL;
@@ -226,6 +227,44 @@ test_identity(void)
 	r4_packed_b_free(pb);
 }
 
+/* The fused GELU gives r4_gemm_bf16 then r4_gelu, bit for bit, past the packed row block too. */
+static void
+test_gelu_epilogue(void)
+{
+	static const Case gc[] = {{300, 70, 384}, {5, 1536, 40}, {113, 33, 0}};
+
+	for (size_t i = 0; i < sizeof(gc) / sizeof(gc[0]); i++)
+	{
+		Case		cs = gc[i];
+		float	   *a = malloc(sizeof(float) * (size_t) cs.m * cs.k + 4);
+		float	   *w = malloc(sizeof(float) * (size_t) cs.n * cs.k + 4);
+		float	   *bias = malloc(sizeof(float) * (size_t) cs.n);
+		float	   *c1 = malloc(sizeof(float) * (size_t) cs.m * cs.n);
+		float	   *c2 = malloc(sizeof(float) * (size_t) cs.m * cs.n);
+		R4PackedB  *pb;
+		R4Error		err;
+
+		for (size_t j = 0; j < (size_t) cs.m * cs.k; j++)
+			a[j] = (float) urand();
+		for (size_t j = 0; j < (size_t) cs.n * cs.k; j++)
+			w[j] = (float) urand();
+		for (int j = 0; j < cs.n; j++)
+			bias[j] = (float) urand();
+		CHECK(r4_pack_b_bf16(w, cs.n, cs.k, cs.k, &pb, &err) == R4_OK);
+		r4_gemm_bf16(c1, cs.n, a, cs.k, cs.m, pb, bias, false);
+		r4_gelu(c1, (size_t) cs.m * cs.n);
+		r4_gemm_bf16_gelu(c2, cs.n, a, cs.k, cs.m, pb, bias, false);
+		CHECK_MSG(memcmp(c1, c2, sizeof(float) * (size_t) cs.m * cs.n) == 0,
+				  "%dx%dx%d: fused GELU differs", cs.m, cs.n, cs.k);
+		r4_packed_b_free(pb);
+		free(a);
+		free(w);
+		free(bias);
+		free(c1);
+		free(c2);
+	}
+}
+
 /* Shapes the packer refuses. */
 static void
 test_pack_errors(void)
@@ -248,6 +287,7 @@ main(void)
 	RUN(test_rounding);
 	RUN(test_identity);
 	RUN(test_products);
+	RUN(test_gelu_epilogue);
 	RUN(test_pack_errors);
 	return unit_summary("test_gemm_bf16");
 }
