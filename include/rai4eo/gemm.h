@@ -94,4 +94,18 @@ void		r4_gemm_bf16(float *c, int ldc, const float *a, int lda, int m,
 void		r4_gemm_bf16_gelu(float *c, int ldc, const float *a, int lda, int m,
 							  const R4PackedB *b, const float *bias, bool accumulate);
 
+/* uint32_t words of scratch r4_attention_bf16 needs for T tokens and heads of width hd. */
+size_t		r4_attention_bf16_scratch(int T, int hd);
+
+/*
+ * Multi-head self-attention of one image with both products in bf16 (fp32
+ * sums): out[t][h*hd + j] (row stride D) = softmax(scale q_h k_h^T) v_h for
+ * every head h, q, k, v read from the fused rows qkv[T][3D] (q, k, v
+ * thirds, head h at columns h*hd of each).  scores holds T x T floats;
+ * scratch r4_attention_bf16_scratch(T, D / nh) words (K and V are packed
+ * there per head; any alignment).  The softmax is nn.h's, in fp32.
+ */
+void		r4_attention_bf16(const float *qkv, int T, int D, int nh, float scale,
+							  float *out, float *scores, uint32_t *scratch);
+
 #endif							/* RAI4EO_GEMM_H */

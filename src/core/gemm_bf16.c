@@ -413,3 +413,172 @@ r4_gemm_bf16_gelu(float *c, int ldc, const float *a, int lda, int m,
 {
 	gemm_bf16(c, ldc, a, lda, m, b, bias, accumulate, true);
 }
+
+/* ---- attention: both products of every head in bf16 ---------------------- */
+
+/* Words of one packed operand of n outputs by k inputs, aligned to 16 words. */
+static size_t
+packed_words(int n, int k)
+{
+	size_t		w = (size_t) (n / NR + (n % NR != 0)) * NR * (size_t) (k / 2 + k % 2);
+
+	return (w + 15) / 16 * 16;
+}
+
+size_t
+r4_attention_bf16_scratch(int T, int hd)
+{
+	return packed_words(T, hd) + packed_words(hd, T) + 16;
+}
+
+/* Header of an operand packed into caller memory (16-word aligned). */
+static void
+packed_header(R4PackedB *b, uint32_t *data, int n, int k)
+{
+	b->n = n;
+	b->k = k;
+	b->kpairs = k / 2 + k % 2;
+	b->panels = n / NR + (n % NR != 0);
+	b->data = data;
+	b->alloc = NULL;
+}
+
+/* Pack B[n][k] = w rows (stride ldw), the r4_pack_b_bf16 layout. */
+static void
+pack_nt_portable(const R4PackedB *b, const float *w, int ldw)
+{
+	for (int j = 0; j < b->panels; j++)
+		for (int p = 0; p < b->kpairs; p++)
+		{
+			uint32_t   *dst = b->data + ((size_t) j * b->kpairs + p) * NR;
+
+			for (int l = 0; l < NR; l++)
+			{
+				int			row = j * NR + l;
+				const float *wr = w + (size_t) row * ldw;
+
+				dst[l] = row >= b->n ? 0 :
+					pair_word(wr[2 * p], 2 * p + 1 < b->k ? wr[2 * p + 1] : 0.0f);
+			}
+		}
+}
+
+/* Pack B[n][k] = v^T, v[k][n] with row stride ldv (attention's V). */
+static void
+pack_nn_portable(const R4PackedB *b, const float *v, int ldv)
+{
+	for (int j = 0; j < b->panels; j++)
+		for (int p = 0; p < b->kpairs; p++)
+		{
+			uint32_t   *dst = b->data + ((size_t) j * b->kpairs + p) * NR;
+			const float *r0 = v + (size_t) (2 * p) * ldv;
+			const float *r1 = r0 + ldv;
+
+			for (int l = 0; l < NR; l++)
+			{
+				int			col = j * NR + l;
+
+				dst[l] = col >= b->n ? 0 :
+					pair_word(r0[col], 2 * p + 1 < b->k ? r1[col] : 0.0f);
+			}
+		}
+}
+
+#ifdef R4_GEMM_X86
+/* pack_nt_portable, rounding 32 inputs of a row at a time. */
+R4_BF16_TARGET
+static void
+pack_nt_native(const R4PackedB *b, const float *w, int ldw)
+{
+	uint32_t	tmp[16] __attribute__((aligned(64)));
+
+	for (int j = 0; j < b->panels; j++)
+		for (int l = 0; l < NR; l++)
+		{
+			int			row = j * NR + l;
+			const float *wr = w + (size_t) row * ldw;
+			uint32_t   *dst = b->data + (size_t) j * b->kpairs * NR + l;
+
+			for (int p = 0; p < b->kpairs; p += 16)
+			{
+				int			left = b->k - 2 * p;
+				int			np = b->kpairs - p < 16 ? b->kpairs - p : 16;
+				__mmask16	lo = left >= 16 ? 0xffff : (__mmask16) ((1u << left) - 1);
+				__mmask16	hi = left >= 32 ? 0xffff : (left > 16 ? (__mmask16) ((1u << (left - 16)) - 1) : 0);
+
+				if (row >= b->n)
+					lo = hi = 0;
+				_mm512_store_si512((void *) tmp,
+								   (__m512i) _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, wr + 2 * p + 16),
+																 _mm512_maskz_loadu_ps(lo, wr + 2 * p)));
+				for (int t = 0; t < np; t++)
+					dst[(size_t) (p + t) * NR] = tmp[t];
+			}
+		}
+}
+
+/* pack_nn_portable: two rows of v, 16 columns at a time, as (even, odd) words. */
+R4_BF16_TARGET
+static void
+pack_nn_native(const R4PackedB *b, const float *v, int ldv)
+{
+	for (int j = 0; j < b->panels; j++)
+		for (int p = 0; p < b->kpairs; p++)
+		{
+			uint32_t   *dst = b->data + ((size_t) j * b->kpairs + p) * NR;
+			const float *r0 = v + (size_t) (2 * p) * ldv;
+			const float *r1 = r0 + ldv;
+			bool		odd = 2 * p + 1 < b->k;
+
+			for (int h = 0; h < NR; h += 16)
+			{
+				int			left = b->n - (j * NR + h);
+				__mmask16	m = left >= 16 ? 0xffff : (left > 0 ? (__mmask16) ((1u << left) - 1) : 0);
+				__m512i		e = _mm512_cvtepu16_epi32((__m256i) _mm512_cvtneps_pbh(
+															_mm512_maskz_loadu_ps(m, r0 + j * NR + h)));
+				__m512i		o = _mm512_cvtepu16_epi32((__m256i) _mm512_cvtneps_pbh(
+															_mm512_maskz_loadu_ps(odd ? m : 0, r1 + j * NR + h)));
+
+				_mm512_store_si512((void *) (dst + h), _mm512_or_si512(e, _mm512_slli_epi32(o, 16)));
+			}
+		}
+}
+#endif
+
+void
+r4_attention_bf16(const float *qkv, int T, int D, int nh, float scale,
+				  float *out, float *scores, uint32_t *scratch)
+{
+	int			hd = D / nh;
+	bool		native = allow_native && r4_gemm_bf16_native();
+	uint32_t   *base = (uint32_t *) (((uintptr_t) scratch + 63) & ~(uintptr_t) 63);
+	R4PackedB	kb,
+				vb;
+
+	packed_header(&kb, base, T, hd);
+	packed_header(&vb, base + packed_words(T, hd), hd, T);
+	for (int h = 0; h < nh; h++)
+	{
+		const float *q = qkv + (size_t) h * hd;
+		const float *k = q + D;
+		const float *v = q + 2 * D;
+
+#ifdef R4_GEMM_X86
+		if (native)
+		{
+			pack_nt_native(&kb, k, 3 * D);
+			pack_nn_native(&vb, v, 3 * D);
+		}
+		else
+#endif
+		{
+			pack_nt_portable(&kb, k, 3 * D);
+			pack_nn_portable(&vb, v, 3 * D);
+		}
+		gemm_bf16(scores, T, q, 3 * D, T, &kb, NULL, false, false);
+		for (size_t i = 0; i < (size_t) T * T; i++)
+			scores[i] *= scale;
+		r4_softmax_rows(scores, T, T, T);
+		gemm_bf16(out + (size_t) h * hd, D, scores, T, T, &vb, NULL, false, false);
+	}
+}

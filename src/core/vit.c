@@ -602,6 +602,15 @@ attention(const R4ViT *m, const ViTActs *a, int B, int T)
 	int			hd = D / nh;
 	float		scale = (float) (1.0 / sqrt((double) hd));
 
+	/* bf16: K and V are packed per head into the hidden buffer, unused until fc1. */
+	if (m->precision == R4_PRECISION_BF16 &&
+		r4_attention_bf16_scratch(T, hd) <= (size_t) B * T * m->cfg.mlp_hidden)
+	{
+		for (int b = 0; b < B; b++)
+			r4_attention_bf16(a->qkv + (size_t) b * T * 3 * D, T, D, nh, scale,
+							  a->y + (size_t) b * T * D, a->scores, (uint32_t *) a->hidden);
+		return;
+	}
 	for (int b = 0; b < B; b++)
 		for (int h = 0; h < nh; h++)
 		{
