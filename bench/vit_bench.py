@@ -8,9 +8,8 @@ torch.autocast('cpu', dtype=torch.bfloat16): 224x224 and 200x200 native,
 batch 1 and 16.  Prints one table per precision: images/s of the engine and
 of PyTorch, their ratio, the roofline and the engine's share of it.  The
 fp32 roofline is the engine's own GEMMs replayed through OpenBLAS sgemm
-alone; the bf16 roofline the same GEMMs replayed the way the bf16 engine
-runs them (linear layers through r4_gemm_bf16 on packed weights, attention
-through sgemm).  The header also gives the peak of a bare vdpbf16ps loop on
+alone; the bf16 roofline the same GEMMs replayed through r4_gemm_bf16, the
+way the bf16 engine runs them (every operand but A packed beforehand).  The header also gives the peak of a bare vdpbf16ps loop on
 registers, and the load averages before and after.
 Each round runs every case on the four engines in turn (rai4eo fp32,
 PyTorch fp32, rai4eo bf16, PyTorch bf16, so load from other processes hits
@@ -152,7 +151,7 @@ def main():
         rgf = "sgemm_gflops" if p == "fp32" else "bf16_gflops"
         print(f"\n{p}: rai4eo {p} against PyTorch "
               + ("fp32" if p == "fp32" else "bf16 autocast")
-              + f"; roofline = the engine's GEMMs alone ({'sgemm' if p == 'fp32' else 'r4_gemm_bf16 + sgemm attention'})")
+              + f"; roofline = the engine's GEMMs alone ({'sgemm' if p == 'fp32' else 'r4_gemm_bf16'})")
         head = (f"{'input':<9} {'batch':>5} {'C img/s':>9} {'torch img/s':>11} {'C/torch':>8} "
                 f"{'roofline':>9} {'C/roofline':>10} {'GEMM GFLOP/s':>12}")
         print(head)

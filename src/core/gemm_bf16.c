@@ -29,8 +29,13 @@
 #define R4_GEMM_X86 1
 #endif
 
-#define NR 32					/* output columns per B panel: two zmm */
+#ifndef NV
+#define NV 2					/* zmm of output columns per register tile */
+#endif
+#define NR (16 * NV)			/* output columns per B panel: 32 */
+#ifndef MR
 #define MR 14					/* rows per register tile: 28 accumulators + 2 B registers */
+#endif
 #ifndef KCP_MAX
 #define KCP_MAX 128				/* K pairs per block: 16 KB of a B panel */
 #endif
@@ -269,57 +274,53 @@ pack_a_native(uint32_t *dst, const float *a, int lda, int mb, int k, int p0, int
 	}
 }
 
-/* The MR x 32 register tile (see kernel_portable for the arithmetic). */
+/* The MR x NR register tile (see kernel_portable for the arithmetic). */
 R4_BF16_TARGET
 static void
 kernel_native(int kb, const uint32_t *a, const uint32_t *b, float *c, int ldc,
 			  int mr, int nr, const float *bias, bool load)
 {
-	__m512		acc[MR][2];
-	__mmask16	m0 = nr >= 16 ? 0xffff : (__mmask16) ((1u << nr) - 1);
-	__mmask16	m1 = nr >= 32 ? 0xffff : (nr > 16 ? (__mmask16) ((1u << (nr - 16)) - 1) : 0);
-	__m512		b0 = _mm512_setzero_ps(),
-				b1 = _mm512_setzero_ps();
+	__m512		acc[MR][NV];
+	__mmask16	m[NV];
+	__m512		bv[NV];
 
-	if (bias != NULL)
+#pragma GCC unroll 8
+	for (int v = 0; v < NV; v++)
 	{
-		b0 = _mm512_maskz_loadu_ps(m0, bias);
-		b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+		int			left = nr - 16 * v;
+
+		m[v] = left >= 16 ? 0xffff : (left > 0 ? (__mmask16) ((1u << left) - 1) : 0);
+		bv[v] = bias != NULL ? _mm512_maskz_loadu_ps(m[v], bias + 16 * v) : _mm512_setzero_ps();
 	}
 #pragma GCC unroll 16
 	for (int r = 0; r < MR; r++)
-	{
-		if (load && r < mr)
-		{
-			acc[r][0] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c + (size_t) r * ldc), b0);
-			acc[r][1] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + (size_t) r * ldc + 16), b1);
-		}
-		else
-		{
-			acc[r][0] = b0;
-			acc[r][1] = b1;
-		}
-	}
+#pragma GCC unroll 8
+		for (int v = 0; v < NV; v++)
+			acc[r][v] = load && r < mr ?
+				_mm512_add_ps(_mm512_maskz_loadu_ps(m[v], c + (size_t) r * ldc + 16 * v), bv[v]) : bv[v];
 	for (int p = 0; p < kb; p++)
 	{
-		__m512bh	w0 = (__m512bh) _mm512_load_si512((const void *) (b + (size_t) p * NR));
-		__m512bh	w1 = (__m512bh) _mm512_load_si512((const void *) (b + (size_t) p * NR + 16));
+		__m512bh	w[NV];
+
+#pragma GCC unroll 8
+		for (int v = 0; v < NV; v++)
+			w[v] = (__m512bh) _mm512_load_si512((const void *) (b + (size_t) p * NR + 16 * v));
 #pragma GCC unroll 16
 		for (int r = 0; r < MR; r++)
 		{
 			__m512bh	x = (__m512bh) _mm512_set1_epi32((int) a[(size_t) r * ASTRIDE + p]);
 
-			acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, w0);
-			acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, w1);
+#pragma GCC unroll 8
+			for (int v = 0; v < NV; v++)
+				acc[r][v] = _mm512_dpbf16_ps(acc[r][v], x, w[v]);
 		}
 	}
 #pragma GCC unroll 16
 	for (int r = 0; r < MR; r++)
 		if (r < mr)
-		{
-			_mm512_mask_storeu_ps(c + (size_t) r * ldc, m0, acc[r][0]);
-			_mm512_mask_storeu_ps(c + (size_t) r * ldc + 16, m1, acc[r][1]);
-		}
+#pragma GCC unroll 8
+			for (int v = 0; v < NV; v++)
+				_mm512_mask_storeu_ps(c + (size_t) r * ldc + 16 * v, m[v], acc[r][v]);
 }
 #endif
 
