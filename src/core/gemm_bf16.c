@@ -6,10 +6,17 @@
  * vdpbf16ps multiplies into one fp32 lane); per call, A is rounded to bf16
  * and packed for one K block and MC rows at a time, each row's pairs
  * contiguous at a fixed stride (ASTRIDE words, so the kernel addresses the
- * MR rows by constant displacements and packing needs no transpose).  The register tile is MR x 32: 2 x MR zmm accumulators,
- * each step broadcasting one A pair per row against two zmm of B.  A K
- * block of a B panel (KCP pairs x 32 columns, 16 KB) stays in L1 while the
- * MC rows of packed A (MC x KCP pairs, 56 KB) stream from L2.
+ * MR rows by constant displacements and packing needs no transpose).  The
+ * register tile is MR x 32: 2 x MR zmm accumulators, each step
+ * broadcasting one A pair per row against two zmm of B.  A K block of a B
+ * panel (KCP pairs x 32 columns, 16 KB) stays in L1 while the MC rows of
+ * packed A (MC x ASTRIDE words, 64 KB) stream from L2.  MR, NV (zmm per
+ * tile row), KCP_MAX and MC can be set at compile time for experiments;
+ * 8 x 48 and 6 x 64 tiles measured no better on Zen 4 (under load).
+ *
+ * Two users on top of the product: a GELU applied to each finished block
+ * of rows while it is in L2 (fc1), and attention, whose K and V are packed
+ * per head into caller scratch (the B operand of q k^T and of p v).
  *
  * Every output element is computed in the same order by both kernels:
  * start from C (when adding to it, or from an earlier K block) plus the
