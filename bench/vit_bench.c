@@ -1,7 +1,7 @@
 /*
  * vit_bench.c — throughput of the ViT engine against the sgemm roofline.
  *
- *   vit_bench [--runs N] [--threads N] [--json] [--case H W B]
+ *   vit_bench [--runs N] [--threads N] [--json] [--case H W B] [--precision fp32|bf16]
  *
  * Builds a ViT-S/16 with 4 input channels (DINO shapes, random weights) in
  * memory and reports, for 224 x 224 and 200 x 200 native input at batch 1
@@ -13,6 +13,14 @@
  * (default 1, as inside a PostgreSQL backend).  --json prints one JSON
  * object per case for bench/vit_bench.py; --case runs one shape only
  * (H, W up to 224, B up to 64).
+ *
+ * --precision bf16 runs the engine with its linear layers in bf16
+ * (r4_vit_set_precision).  Whatever the precision, two bf16 figures are
+ * printed too: the "bf16 roofline", the same forward pass's GEMMs replayed
+ * through r4_gemm_bf16 the way the bf16 engine runs them (weights packed
+ * once; attention's K and V packed once, not per head), and the peak of a bare
+ * vdpbf16ps loop on registers (hot data, no memory: the instruction's
+ * throughput on this core), when the CPU has avx512_bf16.
  */
 #include "bench_util.h"
 
@@ -24,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "rai4eo/gemm.h"
 #include "rai4eo/model_config.h"
 #include "rai4eo/safetensors.h"
 #include "rai4eo/vit.h"
@@ -176,6 +185,55 @@ run_gemm(const Gemm *g, const float *a, const float *b, float *c)
 				g->M, g->N, g->K, 1.0f, a, g->lda, b, g->ldb, 0.0f, c, g->ldc);
 }
 
+/* Run one GEMM the way the bf16 engine does: packed weights for the linear layers. */
+static void
+run_gemm_bf16(const Gemm *g, const R4PackedB *pb, const float *a, const float *b, float *c)
+{
+	if (pb != NULL)
+		r4_gemm_bf16(c, g->ldc, a, g->lda, g->M, pb, NULL, false);
+	else
+		run_gemm(g, a, b, c);
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/*
+ * GFLOP/s of vdpbf16ps alone: 24 independent accumulators (more than the
+ * latency x throughput product of any core with the instruction), no
+ * loads in the loop.  Each instruction is 16 lanes x 2 multiply-adds.
+ */
+__attribute__((target("avx512f,avx512bw,avx512bf16"), noinline))
+static double
+dpbf16_peak(void)
+{
+	__m512		acc[24];
+	__m512bh	x = (__m512bh) _mm512_set1_epi32(0x3f803f80),
+				y = (__m512bh) _mm512_set1_epi32(0x3c003c00);
+	long		iters = 20000000;
+	double		t0,
+				t;
+	float		sink = 0;
+
+	for (int i = 0; i < 24; i++)
+		acc[i] = _mm512_setzero_ps();
+	t0 = bench_now();
+	for (long it = 0; it < iters; it++)
+	{
+#pragma GCC unroll 24
+		for (int i = 0; i < 24; i++)
+			acc[i] = _mm512_dpbf16_ps(acc[i], x, y);
+		__asm__ volatile ("" : "+v" (x));
+	}
+	t = bench_now() - t0;
+	for (int i = 0; i < 24; i++)
+		sink += _mm512_reduce_add_ps(acc[i]);
+	if (sink == 1234.5f)
+		fprintf(stderr, "!");
+	return (double) iters * 24 * 16 * 4 / t * 1e-9;
+}
+#endif
+
 /* Size in floats of an operand of rows rows with leading dimension ld. */
 static size_t
 opsize(int rows, int ld)
@@ -202,6 +260,8 @@ main(int argc, char **argv)
 			   *scratch_b,
 			   *scratch_c;
 	size_t		scratch = 64 * 197 * HIDDEN + 4096;
+	R4Precision precision = R4_PRECISION_FP32;
+	double		peak = 0;
 
 	for (int i = 1; i < argc; i++)
 	{
@@ -211,6 +271,17 @@ main(int argc, char **argv)
 			threads = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--json") == 0)
 			json = 1;
+		else if (strcmp(argv[i], "--precision") == 0 && i + 1 < argc)
+		{
+			i++;
+			if (strcmp(argv[i], "bf16") == 0)
+				precision = R4_PRECISION_BF16;
+			else if (strcmp(argv[i], "fp32") != 0)
+			{
+				fprintf(stderr, "vit_bench: --precision is fp32 or bf16\n");
+				return 2;
+			}
+		}
 		else if (strcmp(argv[i], "--case") == 0 && i + 3 < argc)
 		{
 			/* One shape only, so a driver can interleave engines case by case. */
@@ -227,7 +298,7 @@ main(int argc, char **argv)
 		}
 		else
 		{
-			fprintf(stderr, "usage: vit_bench [--runs N] [--threads N] [--json] [--case H W B]\n");
+			fprintf(stderr, "usage: vit_bench [--runs N] [--threads N] [--json] [--case H W B] [--precision fp32|bf16]\n");
 			return 2;
 		}
 	}
@@ -238,18 +309,30 @@ main(int argc, char **argv)
 	buf = make_model(&len);
 	if (r4_safetensors_parse(buf, len, &st, &err) != R4_OK ||
 		r4_model_config_resolve(&st, NULL, &cfg, &err) != R4_OK ||
-		r4_vit_build(&st, &cfg, &vit, &err) != R4_OK)
+		r4_vit_build(&st, &cfg, &vit, &err) != R4_OK ||
+		(precision == R4_PRECISION_BF16 && !r4_gemm_bf16_native()) ||
+		r4_vit_set_precision(vit, precision, &err) != R4_OK)
 	{
+		if (precision == R4_PRECISION_BF16 && !r4_gemm_bf16_native())
+			snprintf(err.message, sizeof(err.message), "this CPU has no avx512_bf16");
 		fprintf(stderr, "vit_bench: %s\n", err.message);
 		return 1;
 	}
+#if defined(__x86_64__)
+	if (r4_gemm_bf16_native())
+		peak = dpbf16_peak();
+#endif
 	if (json)
-		printf("{\"params\":%zu,\"openblas\":\"%s\",\"core\":\"%s\",\"threads\":%d,\"runs\":%d}\n",
-			   r4_vit_param_count(vit), openblas_get_config(), openblas_get_corename(), threads, runs);
+		printf("{\"params\":%zu,\"openblas\":\"%s\",\"core\":\"%s\",\"threads\":%d,\"runs\":%d,"
+			   "\"precision\":\"%s\",\"weight_bytes\":%zu,\"dpbf16_peak_gflops\":%.2f}\n",
+			   r4_vit_param_count(vit), openblas_get_config(), openblas_get_corename(), threads, runs,
+			   r4_precision_name(precision), r4_vit_weight_bytes(vit), peak);
 	else
-		printf("ViT-S/16, %d bands, %zu parameters; %s (kernels: %s), %d thread(s); median of %d runs\n\n",
-			   CH, r4_vit_param_count(vit), openblas_get_config(), openblas_get_corename(),
-			   threads, runs);
+		printf("ViT-S/16, %d bands, %zu parameters, %s (%.1f MB of weights); %s (kernels: %s), "
+			   "%d thread(s); median of %d runs; bare vdpbf16ps peak %.1f GFLOP/s\n\n",
+			   CH, r4_vit_param_count(vit), r4_precision_name(precision),
+			   r4_vit_weight_bytes(vit) / 1e6, openblas_get_config(), openblas_get_corename(),
+			   threads, runs, peak);
 
 	scratch_a = malloc(sizeof(float) * scratch);
 	scratch_b = malloc(sizeof(float) * scratch);
@@ -272,7 +355,9 @@ main(int argc, char **argv)
 		float	   *x = malloc(sizeof(float) * plane);
 		float	   *out = malloc(sizeof(float) * (size_t) B * cfg.out_dim);
 		double		t_engine[100],
-					t_gemm[100];
+					t_gemm[100],
+					t_bf16[100];
+		R4PackedB  *packed[8] = {NULL};
 		double		flops = 0;
 		Gemm		g[8];
 		int			ng = list_gemms(B, H, W, g);
@@ -309,6 +394,30 @@ main(int argc, char **argv)
 				t_gemm[r] = bench_now() - t0;
 		}
 
+		/* The GEMMs as the bf16 engine runs them, weights packed once beforehand. */
+		/*
+		 * Attention's operands (K, V) are packed once here too, not per head as
+		 * the engine does: the roofline is the products alone.
+		 */
+		for (int k = 0; k < ng && r4_gemm_bf16_native(); k++)
+			if (r4_pack_b_bf16(scratch_b, g[k].N, g[k].K, g[k].K, &packed[k], &err) != R4_OK)
+			{
+				fprintf(stderr, "vit_bench: %s\n", err.message);
+				return 1;
+			}
+		for (int r = -1; r < runs && r4_gemm_bf16_native(); r++)
+		{
+			double		t0 = bench_now();
+
+			for (int k = 0; k < ng; k++)
+				for (int c = 0; c < g[k].count; c++)
+					run_gemm_bf16(&g[k], packed[k], scratch_a, scratch_b, scratch_c);
+			if (r >= 0)
+				t_bf16[r] = bench_now() - t0;
+		}
+		for (int k = 0; k < ng; k++)
+			r4_packed_b_free(packed[k]);
+
 		/* Each shape on its own, repeated for about 0.2 s. */
 		for (int k = 0; k < ng; k++)
 		{
@@ -333,12 +442,15 @@ main(int argc, char **argv)
 		{
 			double		te = bench_median(t_engine, runs);
 			double		tg = bench_median(t_gemm, runs);
+			double		tb = r4_gemm_bf16_native() ? bench_median(t_bf16, runs) : 0;
 
 			if (json)
 			{
 				printf("{\"H\":%d,\"W\":%d,\"B\":%d,\"engine_img_s\":%.4f,\"sgemm_img_s\":%.4f,"
-					   "\"gflop_per_img\":%.4f,\"sgemm_gflops\":%.3f,\"shapes\":[",
-					   H, W, B, B / te, B / tg, flops / B * 1e-9, flops / tg * 1e-9);
+					   "\"gflop_per_img\":%.4f,\"sgemm_gflops\":%.3f,\"bf16_img_s\":%.4f,"
+					   "\"bf16_gflops\":%.3f,\"shapes\":[",
+					   H, W, B, B / te, B / tg, flops / B * 1e-9, flops / tg * 1e-9,
+					   tb > 0 ? B / tb : 0, tb > 0 ? flops / tb * 1e-9 : 0);
 				for (int k = 0; k < ng; k++)
 					printf("%s{\"gemm\":\"%s\",\"M\":%d,\"N\":%d,\"K\":%d,\"gflops\":%.3f}",
 						   k ? "," : "", g[k].what, g[k].M, g[k].N, g[k].K, shape_gflops[k]);
@@ -351,6 +463,8 @@ main(int argc, char **argv)
 				snprintf(label, sizeof(label), "%dx%d", H, W);
 				printf("%-12s %6d %12.2f %12.2f %8.1f%% %10.2f\n", label, B, B / te, B / tg,
 					   100.0 * tg / te, flops / B * 1e-9);
+				printf("%19s bf16 roofline %.2f img/s (%.1f GFLOP/s)\n", "",
+					   tb > 0 ? B / tb : 0, tb > 0 ? flops / tb * 1e-9 : 0);
 				printf("%19s sgemm over the pass: %.1f GFLOP/s; per shape:", "", flops / tg * 1e-9);
 				for (int k = 0; k < ng; k++)
 					printf(" %s[%dx%dx%d] %.1f", g[k].what, g[k].M, g[k].N, g[k].K, shape_gflops[k]);

@@ -38,6 +38,16 @@ R4Status	r4_engine_check_input(const R4ModelConfig *cfg, int H, int W, R4Error *
 R4Status	r4_engine_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
 							R4Engine **out, R4Error *err);
 
+/*
+ * Run the engine's GEMMs in precision from now on (vit.h's
+ * r4_vit_set_precision; an architecture without a bf16 path, ResNet
+ * today, stays fp32 and reports it through r4_engine_precision).
+ */
+R4Status	r4_engine_set_precision(R4Engine *e, R4Precision precision, R4Error *err);
+
+/* The precision the engine's GEMMs actually run in. */
+R4Precision r4_engine_precision(const R4Engine *e);
+
 /* Embed B images; errors as r4_vit_forward. */
 R4Status	r4_engine_forward(R4Engine *e, const float *input, int B, int H, int W,
 							  float *out, R4InterruptCheck check, void *check_arg,

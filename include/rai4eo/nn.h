@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "rai4eo/gemm.h"
+
 /*
  * y[rows][out_dim] = x[rows][in_dim] · w[out_dim][in_dim]^T + b, the
  * nn.Linear layout.  b may be NULL.  With accumulate, the product and bias
@@ -23,6 +25,17 @@
  */
 void		r4_linear(float *y, const float *x, const float *w, const float *b,
 					  int rows, int in_dim, int out_dim, bool accumulate);
+
+/*
+ * r4_linear, except that with a packed weight wp (not NULL; w is then
+ * unused) the product runs in bf16 with fp32 sums (r4_gemm_bf16).
+ */
+void		r4_linear_any(float *y, const float *x, const float *w, const R4PackedB *wp,
+						  const float *b, int rows, int in_dim, int out_dim, bool accumulate);
+
+/* y = GELU(x · w^T + b): r4_linear_any, then r4_gelu (fused for a packed weight). */
+void		r4_linear_gelu_any(float *y, const float *x, const float *w, const R4PackedB *wp,
+							   const float *b, int rows, int in_dim, int out_dim);
 
 /*
  * LayerNorm over the last dimension with PyTorch semantics: biased

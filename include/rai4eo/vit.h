@@ -21,6 +21,7 @@
 
 #include "rai4eo/arch.h"
 #include "rai4eo/core.h"
+#include "rai4eo/gemm.h"
 #include "rai4eo/model_config.h"
 #include "rai4eo/safetensors.h"
 
@@ -129,6 +130,17 @@ size_t		r4_vit_work_bytes(const R4ViT *m);
 
 /* Free the activation arena and position cache; the next forward pass regrows them. */
 void		r4_vit_release_work(R4ViT *m);
+
+/*
+ * Run the linear layers and the patch embedding in bf16 (gemm.h): their
+ * matrices are packed to bf16 and dropped in fp32, about halving the
+ * weight bytes.  fp32 -> bf16 only (build a new engine for fp32).
+ * R4_ERR_NOMEM leaves the engine in fp32, unchanged.
+ */
+R4Status	r4_vit_set_precision(R4ViT *m, R4Precision precision, R4Error *err);
+
+/* The precision the engine runs in (fp32 unless set). */
+R4Precision r4_vit_precision(const R4ViT *m);
 
 /* Release the engine; NULL is fine. */
 void		r4_vit_free(R4ViT *m);

@@ -7,6 +7,12 @@
  * variant next to the baseline one; glibc's ifunc resolver picks one when
  * the library is loaded, so the same .so runs on any x86-64.
  *
+ * On a CPU with AVX-512 an explicit build with 32 float lanes (two 16-wide
+ * accumulators: half the instructions per element, FMA) runs instead,
+ * picked once per process.  Its sums run in another order than the 16-lane
+ * build's, so the two agree to float rounding of the sum (distance.h gives
+ * the bound; test_distance checks it), not bit for bit.
+ *
  * Float lanes overflow for elements beyond about 1.8e19 (their squares pass
  * FLT_MAX) and lose everything below about 1e-19 (their squares underflow).
  * Every kernel therefore checks its fast result and, when it is not finite
@@ -27,6 +33,7 @@
 #endif
 
 typedef float v8f __attribute__((vector_size(32)));
+typedef float v16f __attribute__((vector_size(64)));
 
 /*
  * The helpers below pass v8f by value; they are static and inlined, so the
@@ -153,13 +160,187 @@ l2_squared_fast(const float *a, const float *b, size_t n)
 	return s;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#define R4_HAVE_AVX512 1
+#define R4_AVX512 __attribute__((target("avx512f,avx512vl,fma")))
+
+/* Load 16 floats from a possibly unaligned address. */
+R4_AVX512
+static inline v16f
+load16(const float *p)
+{
+	v16f		v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+/* Sum the lanes of *v in double. */
+R4_AVX512
+static inline double
+hsum16(const v16f *v)
+{
+	double		s = 0.0;
+
+	for (int i = 0; i < 16; i++)
+		s += (*v)[i];
+	return s;
+}
+
+R4_AVX512
+static void
+dot_norms_avx512(const float *a, const float *b, size_t n,
+				 double *dot, double *norm_a, double *norm_b)
+{
+	v16f		d0 = {0}, d1 = {0}, a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
+	size_t		i = 0;
+	double		d, na, nb;
+
+	for (; i + 32 <= n; i += 32)
+	{
+		v16f		x0 = load16(a + i), x1 = load16(a + i + 16);
+		v16f		y0 = load16(b + i), y1 = load16(b + i + 16);
+
+		d0 += x0 * y0;
+		d1 += x1 * y1;
+		a0 += x0 * x0;
+		a1 += x1 * x1;
+		b0 += y0 * y0;
+		b1 += y1 * y1;
+	}
+	if (i + 16 <= n)
+	{
+		v16f		x0 = load16(a + i), y0 = load16(b + i);
+
+		d0 += x0 * y0;
+		a0 += x0 * x0;
+		b0 += y0 * y0;
+		i += 16;
+	}
+	d0 += d1;
+	a0 += a1;
+	b0 += b1;
+	d = hsum16(&d0);
+	na = hsum16(&a0);
+	nb = hsum16(&b0);
+	for (; i < n; i++)
+	{
+		d += (double) a[i] * b[i];
+		na += (double) a[i] * a[i];
+		nb += (double) b[i] * b[i];
+	}
+	*dot = d;
+	*norm_a = na;
+	*norm_b = nb;
+}
+
+R4_AVX512
+static double
+dot_avx512(const float *a, const float *b, size_t n)
+{
+	v16f		s0 = {0}, s1 = {0};
+	size_t		i = 0;
+	double		s;
+
+	for (; i + 32 <= n; i += 32)
+	{
+		s0 += load16(a + i) * load16(b + i);
+		s1 += load16(a + i + 16) * load16(b + i + 16);
+	}
+	if (i + 16 <= n)
+	{
+		s0 += load16(a + i) * load16(b + i);
+		i += 16;
+	}
+	s0 += s1;
+	s = hsum16(&s0);
+	for (; i < n; i++)
+		s += (double) a[i] * b[i];
+	return s;
+}
+
+R4_AVX512
+static double
+l2_squared_avx512(const float *a, const float *b, size_t n)
+{
+	v16f		s0 = {0}, s1 = {0};
+	size_t		i = 0;
+	double		s;
+
+	for (; i + 32 <= n; i += 32)
+	{
+		v16f		e0 = load16(a + i) - load16(b + i);
+		v16f		e1 = load16(a + i + 16) - load16(b + i + 16);
+
+		s0 += e0 * e0;
+		s1 += e1 * e1;
+	}
+	if (i + 16 <= n)
+	{
+		v16f		e0 = load16(a + i) - load16(b + i);
+
+		s0 += e0 * e0;
+		i += 16;
+	}
+	s0 += s1;
+	s = hsum16(&s0);
+	for (; i < n; i++)
+	{
+		double		e = (double) a[i] - b[i];
+
+		s += e * e;
+	}
+	return s;
+}
+#endif
+
+static int	avx512_allowed = 1;
+
+/* True when the AVX-512 kernels run (the CPU has them and no test turned them off). */
+static inline int
+use_avx512(void)
+{
+#ifdef R4_HAVE_AVX512
+	static int	cpu = -1;
+
+	if (cpu < 0)
+	{
+		__builtin_cpu_init();
+		cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+	}
+	return cpu && avx512_allowed;
+#else
+	return 0;
+#endif
+}
+
+int
+r4_distance_set_avx512(int enable)
+{
+	int			old = avx512_allowed;
+
+	avx512_allowed = enable;
+	return old;
+}
+
+int
+r4_distance_avx512(void)
+{
+	return use_avx512();
+}
+
 void
 r4_dot_norms(const float *a, const float *b, size_t n,
 			 double *dot, double *norm_a, double *norm_b)
 {
 	double		d = 0.0, na = 0.0, nb = 0.0;
 
-	dot_norms_fast(a, b, n, dot, norm_a, norm_b);
+#ifdef R4_HAVE_AVX512
+	if (use_avx512())
+		dot_norms_avx512(a, b, n, dot, norm_a, norm_b);
+	else
+#endif
+		dot_norms_fast(a, b, n, dot, norm_a, norm_b);
 	if (trusted(*norm_a, 0) && trusted(*norm_b, 0) && isfinite(*dot))
 		return;
 	for (size_t i = 0; i < n; i++)
@@ -176,8 +357,14 @@ r4_dot_norms(const float *a, const float *b, size_t n,
 double
 r4_dot(const float *a, const float *b, size_t n)
 {
-	double		s = dot_fast(a, b, n);
+	double		s;
 
+#ifdef R4_HAVE_AVX512
+	if (use_avx512())
+		s = dot_avx512(a, b, n);
+	else
+#endif
+		s = dot_fast(a, b, n);
 	if (trusted(s, 1))
 		return s;
 	s = 0.0;
@@ -189,8 +376,14 @@ r4_dot(const float *a, const float *b, size_t n)
 double
 r4_l2_squared(const float *a, const float *b, size_t n)
 {
-	double		s = l2_squared_fast(a, b, n);
+	double		s;
 
+#ifdef R4_HAVE_AVX512
+	if (use_avx512())
+		s = l2_squared_avx512(a, b, n);
+	else
+#endif
+		s = l2_squared_fast(a, b, n);
 	if (trusted(s, 0))
 		return s;
 	s = 0.0;

@@ -51,6 +51,32 @@ r4_linear(float *y, const float *x, const float *w, const float *b,
 }
 
 
+/* r4_linear, or the bf16 product when the weight is packed (wp not NULL). */
+void
+r4_linear_any(float *y, const float *x, const float *w, const R4PackedB *wp,
+			  const float *b, int rows, int in_dim, int out_dim, bool accumulate)
+{
+	if (wp != NULL)
+		r4_gemm_bf16(y, out_dim, x, in_dim, rows, wp, b, accumulate);
+	else
+		r4_linear(y, x, w, b, rows, in_dim, out_dim, accumulate);
+}
+
+/* r4_linear_any then r4_gelu; the bf16 product applies GELU block by block, in cache. */
+void
+r4_linear_gelu_any(float *y, const float *x, const float *w, const R4PackedB *wp,
+				   const float *b, int rows, int in_dim, int out_dim)
+{
+	if (wp != NULL)
+		r4_gemm_bf16_gelu(y, out_dim, x, in_dim, rows, wp, b, false);
+	else
+	{
+		r4_linear(y, x, w, b, rows, in_dim, out_dim, false);
+		if (rows > 0 && out_dim > 0)
+			r4_gelu(y, (size_t) rows * out_dim);
+	}
+}
+
 /*
  * The elementwise hot spots (GELU over M x hidden values, softmax over every
  * head's T x T scores) are written with GCC/Clang vector extensions, eight

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "rai4eo/gemm.h"
 #include "rai4eo/nn.h"
 
 #define ALIGN_FLOATS 16			/* 64-byte alignment for every tensor slot */
@@ -31,6 +32,11 @@ typedef struct R4ViTBlock
 			   *fc1_b;
 	float	   *fc2_w,			/* [D, hidden] */
 			   *fc2_b;
+	/* bf16 precision: the four matrices packed (their fp32 pointers NULL) */
+	R4PackedB  *qkv_p,
+			   *proj_p,
+			   *fc1_p,
+			   *fc2_p;
 } R4ViTBlock;
 
 struct R4ViT
@@ -49,6 +55,9 @@ struct R4ViT
 	float	   *norm_w,
 			   *norm_b;
 	R4ViTBlock *blocks;			/* [depth] */
+	R4Precision precision;		/* fp32 unless r4_vit_set_precision said otherwise */
+	R4PackedB  *patch_p;		/* bf16: patch_w packed */
+	size_t		packed_bytes;	/* bf16: bytes of every packed matrix */
 
 	/* Activations, sized for the largest (batch, tokens) seen so far. */
 	float	   *arena;
@@ -267,6 +276,14 @@ r4_vit_free(R4ViT *m)
 	if (m == NULL)
 		return;
 	r4_free(m->params);
+	for (int b = 0; m->blocks != NULL && b < m->cfg.depth; b++)
+	{
+		r4_packed_b_free(m->blocks[b].qkv_p);
+		r4_packed_b_free(m->blocks[b].proj_p);
+		r4_packed_b_free(m->blocks[b].fc1_p);
+		r4_packed_b_free(m->blocks[b].fc2_p);
+	}
+	r4_packed_b_free(m->patch_p);
 	r4_free(m->blocks);
 	r4_free(m->arena);
 	r4_free(m->pos_cache);
@@ -291,7 +308,7 @@ r4_vit_param_count(const R4ViT *m)
 size_t
 r4_vit_weight_bytes(const R4ViT *m)
 {
-	return (m->param_floats + ALIGN_FLOATS) * sizeof(float);
+	return (m->param_floats + ALIGN_FLOATS) * sizeof(float) + m->packed_bytes;
 }
 
 /* Report the bytes of the activation arena and position cache. */
@@ -299,6 +316,117 @@ size_t
 r4_vit_work_bytes(const R4ViT *m)
 {
 	return (m->arena_floats + m->pos_cache_floats) * sizeof(float);
+}
+
+/*
+ * Switch an fp32 engine to bf16: pack the linear layers' matrices (and the
+ * patch embedding's) into bf16 panels, then move the remaining fp32
+ * tensors into a smaller block, so the weights take about half the bytes.
+ * One way only: an engine for fp32 is built again.
+ */
+R4Status
+r4_vit_set_precision(R4ViT *m, R4Precision precision, R4Error *err)
+{
+	const R4ModelConfig *c = &m->cfg;
+	int			D = c->embed_dim,
+				Hd = c->mlp_hidden,
+				K = c->in_chans * c->patch_size * c->patch_size;
+	WeightSlot *slots;
+	int			nslots;
+	size_t		total = 0;
+	float	   *params,
+			   *base;
+	R4Status	rc = R4_OK;
+
+	if (precision == m->precision)
+		return R4_OK;
+	if (precision != R4_PRECISION_BF16 || m->precision != R4_PRECISION_FP32)
+		return r4_fail(err, R4_ERR_INTERNAL, "a ViT engine goes from fp32 to bf16 only");
+	for (int b = 0; b < c->depth && rc == R4_OK; b++)
+	{
+		R4ViTBlock *blk = &m->blocks[b];
+
+		if ((rc = r4_pack_b_bf16(blk->qkv_w, 3 * D, D, D, &blk->qkv_p, err)) != R4_OK ||
+			(rc = r4_pack_b_bf16(blk->proj_w, D, D, D, &blk->proj_p, err)) != R4_OK ||
+			(rc = r4_pack_b_bf16(blk->fc1_w, Hd, D, D, &blk->fc1_p, err)) != R4_OK ||
+			(rc = r4_pack_b_bf16(blk->fc2_w, D, Hd, Hd, &blk->fc2_p, err)) != R4_OK)
+			break;
+	}
+	if (rc == R4_OK)
+		rc = r4_pack_b_bf16(m->patch_w, D, K, K, &m->patch_p, err);
+	slots = rc == R4_OK ? r4_alloc(sizeof(WeightSlot) * ((size_t) c->depth * 12 + 6)) : NULL;
+	if (rc == R4_OK && slots == NULL)
+		rc = r4_fail(err, R4_ERR_NOMEM, "out of memory switching the ViT to bf16");
+	if (rc != R4_OK)
+		goto undo;
+
+	/* The fp32 pointers of packed matrices go NULL; the rest move to a new block. */
+	m->packed_bytes = r4_packed_b_bytes(m->patch_p);
+	m->patch_w = NULL;
+	for (int b = 0; b < c->depth; b++)
+	{
+		R4ViTBlock *blk = &m->blocks[b];
+
+		m->packed_bytes += r4_packed_b_bytes(blk->qkv_p) + r4_packed_b_bytes(blk->proj_p) +
+			r4_packed_b_bytes(blk->fc1_p) + r4_packed_b_bytes(blk->fc2_p);
+		blk->qkv_w = blk->proj_w = blk->fc1_w = blk->fc2_w = NULL;
+	}
+	nslots = list_slots(m, slots);
+	for (int i = 0; i < nslots; i++)
+		if (*slots[i].dst != NULL)
+		{
+			size_t		padded = 0;
+
+			(void) align_floats(slots[i].numel, &padded);
+			total += padded;	/* cannot overflow: a part of what r4_vit_build summed */
+		}
+	params = r4_alloc((total + ALIGN_FLOATS) * sizeof(float));
+	if (params == NULL)
+	{
+		/* Keep the old block: correct, only larger. */
+		r4_free(slots);
+		return R4_OK;
+	}
+	base = params;
+	while (((uintptr_t) base) % (ALIGN_FLOATS * sizeof(float)) != 0)
+		base++;
+	for (int i = 0; i < nslots; i++)
+		if (*slots[i].dst != NULL)
+		{
+			size_t		padded = 0;
+
+			memcpy(base, *slots[i].dst, slots[i].numel * sizeof(float));
+			*slots[i].dst = base;
+			(void) align_floats(slots[i].numel, &padded);
+			base += padded;
+		}
+	r4_free(m->params);
+	m->params = params;
+	m->param_floats = total;
+	m->precision = R4_PRECISION_BF16;
+	r4_free(slots);
+	return R4_OK;
+
+undo:
+	for (int b = 0; b < c->depth; b++)
+	{
+		R4ViTBlock *blk = &m->blocks[b];
+
+		r4_packed_b_free(blk->qkv_p);
+		r4_packed_b_free(blk->proj_p);
+		r4_packed_b_free(blk->fc1_p);
+		r4_packed_b_free(blk->fc2_p);
+		blk->qkv_p = blk->proj_p = blk->fc1_p = blk->fc2_p = NULL;
+	}
+	r4_packed_b_free(m->patch_p);
+	m->patch_p = NULL;
+	return rc;
+}
+
+R4Precision
+r4_vit_precision(const R4ViT *m)
+{
+	return m->precision;
 }
 
 void
@@ -460,10 +588,7 @@ patch_embed(const R4ViT *m, const ViTActs *a, const float *input, int B, int H, 
 							   input + (((size_t) b * C + ch) * H + (size_t) py * P + i) * W + (size_t) px * P,
 							   sizeof(float) * (size_t) P);
 			}
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-				B * np, D, (int) K,
-				1.0f, cols, (int) K, m->patch_w, (int) K,
-				0.0f, emb, D);
+	r4_linear_any(emb, cols, m->patch_w, m->patch_p, NULL, B * np, (int) K, D, false);
 	for (int b = 0; b < B; b++)
 	{
 		float	   *xb = a->x + (size_t) b * T * D;
@@ -495,6 +620,15 @@ attention(const R4ViT *m, const ViTActs *a, int B, int T)
 	int			hd = D / nh;
 	float		scale = (float) (1.0 / sqrt((double) hd));
 
+	/* bf16: K and V are packed per head into the hidden buffer, unused until fc1. */
+	if (m->precision == R4_PRECISION_BF16 &&
+		r4_attention_bf16_scratch(T, hd) <= (size_t) B * T * m->cfg.mlp_hidden)
+	{
+		for (int b = 0; b < B; b++)
+			r4_attention_bf16(a->qkv + (size_t) b * T * 3 * D, T, D, nh, scale,
+							  a->y + (size_t) b * T * D, a->scores, (uint32_t *) a->hidden);
+		return;
+	}
 	for (int b = 0; b < B; b++)
 		for (int h = 0; h < nh; h++)
 		{
@@ -521,13 +655,12 @@ block_forward(const R4ViT *m, const R4ViTBlock *blk, const ViTActs *a, int B, in
 	float		eps = (float) m->vc.ln_eps;
 
 	r4_layernorm(a->y, a->x, blk->norm1_w, blk->norm1_b, M, D, eps);
-	r4_linear(a->qkv, a->y, blk->qkv_w, blk->qkv_b, M, D, 3 * D, false);
+	r4_linear_any(a->qkv, a->y, blk->qkv_w, blk->qkv_p, blk->qkv_b, M, D, 3 * D, false);
 	attention(m, a, B, T);
-	r4_linear(a->x, a->y, blk->proj_w, blk->proj_b, M, D, D, true);
+	r4_linear_any(a->x, a->y, blk->proj_w, blk->proj_p, blk->proj_b, M, D, D, true);
 	r4_layernorm(a->y, a->x, blk->norm2_w, blk->norm2_b, M, D, eps);
-	r4_linear(a->hidden, a->y, blk->fc1_w, blk->fc1_b, M, D, Hd, false);
-	r4_gelu(a->hidden, (size_t) M * Hd);
-	r4_linear(a->x, a->hidden, blk->fc2_w, blk->fc2_b, M, Hd, D, true);
+	r4_linear_gelu_any(a->hidden, a->y, blk->fc1_w, blk->fc1_p, blk->fc1_b, M, D, Hd);
+	r4_linear_any(a->x, a->hidden, blk->fc2_w, blk->fc2_p, blk->fc2_b, M, Hd, D, true);
 }
 
 /* Embed a batch of preprocessed images. */

@@ -13,4 +13,7 @@ extern char *rai4eo_change_threshold;
 /* rai4eo.blas_threads: OpenBLAS threads for this backend's inference */
 extern int	rai4eo_blas_threads;
 
+/* rai4eo.precision: the arithmetic of the engines' GEMMs (an R4Precision) */
+extern int	rai4eo_precision;
+
 #endif							/* RAI4EO_PG_GUC_H */

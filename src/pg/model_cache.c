@@ -2,7 +2,7 @@
  * model_cache.c — the per-backend cache of built models.
  *
  * A cache slot per model name lives in TopMemoryContext; the engine it holds
- * lives in its own context.  Same sha256 and same configuration (ignoring
+ * lives in its own context.  Same sha256, same rai4eo.precision and same configuration (ignoring
  * change_threshold, which does not change embeddings) means the built engine
  * is reused, anything else rebuilds the slot.  Slots are rebuilt, never
  * freed, and carry a generation number, so a handle never follows a pointer
@@ -151,7 +151,8 @@ BuildSlot(CachedModel *m, const char *name, MemoryContext keep, Snapshot snap)
 							 &st, &err) != R4_OK ||
 		r4_json_parse(config_full, strlen(config_full), &config, &err) != R4_OK ||
 		r4_model_config_resolve(&st, config, &cfg, &err) != R4_OK ||
-		r4_engine_build(&st, &cfg, &engine, &err) != R4_OK)
+		r4_engine_build(&st, &cfg, &engine, &err) != R4_OK ||
+		r4_engine_set_precision(engine, (R4Precision) rai4eo_precision, &err) != R4_OK)
 	{
 		MemoryContextSwitchTo(old);
 		ereport(ERROR,
@@ -169,6 +170,7 @@ BuildSlot(CachedModel *m, const char *name, MemoryContext keep, Snapshot snap)
 	m->mcxt = mcxt;
 	m->engine = engine;
 	m->cfg = cfg;
+	m->precision = rai4eo_precision;
 	memcpy(m->sha256, VARDATA_ANY(sha), 32);
 	m->config_key = MemoryContextStrdup(TopMemoryContext, config_key);
 }
@@ -202,7 +204,8 @@ ModelHandleGet(ModelHandle *h, const char *name)
 	 */
 	if (!newly_locked && h->model != NULL && h->generation == h->model->generation &&
 		h->model->engine != NULL && h->model->validated_lxid == MyProc->lxid &&
-		h->model->validated_cid == GetCurrentCommandId(false) && strcmp(h->name, name) == 0)
+		h->model->validated_cid == GetCurrentCommandId(false) && strcmp(h->name, name) == 0 &&
+		h->model->precision == rai4eo_precision)
 		return h->model;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -233,7 +236,8 @@ ModelHandleGet(ModelHandle *h, const char *name)
 	m = FindSlot(name, true);
 	if (m->engine == NULL || sha == NULL || VARSIZE_ANY_EXHDR(sha) != 32 ||
 		memcmp(m->sha256, VARDATA_ANY(sha), 32) != 0 ||
-		config_key == NULL || strcmp(m->config_key, config_key) != 0)
+		config_key == NULL || strcmp(m->config_key, config_key) != 0 ||
+		m->precision != rai4eo_precision)
 		BuildSlot(m, name, caller, snap);
 	m->validated_lxid = MyProc->lxid;
 	m->validated_cid = GetCurrentCommandId(false);

@@ -26,6 +26,7 @@ typedef struct CachedModel
 	MemoryContext mcxt;			/* engine weights, arena, caches */
 	R4Engine   *engine;
 	R4ModelConfig cfg;
+	int			precision;		/* rai4eo.precision the engine was built for */
 	uint64		generation;		/* changes whenever the slot is rebuilt or emptied */
 	LocalTransactionId validated_lxid;	/* transaction that last read the row under the lock */
 	CommandId	validated_cid;	/* and its command then: a later write of ours (a manual UPDATE) re-reads */

@@ -13,6 +13,7 @@
 #include "fmgr.h"
 #include "guc.h"
 #include "rai4eo/core.h"
+#include "rai4eo/gemm.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
@@ -23,6 +24,13 @@ void		_PG_init(void);
 char	   *rai4eo_default_model = NULL;
 char	   *rai4eo_change_threshold = NULL;
 int			rai4eo_blas_threads = 1;
+int			rai4eo_precision = R4_PRECISION_FP32;
+
+static const struct config_enum_entry precision_options[] = {
+	{"fp32", R4_PRECISION_FP32, false},
+	{"bf16", R4_PRECISION_BF16, false},
+	{NULL, 0, false}
+};
 
 /* Route core allocations to CurrentMemoryContext, failing softly */
 static void *
@@ -79,6 +87,24 @@ CheckBlasThreads(int *newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * bf16 needs the AVX-512 BF16 kernel: the portable loop computes the same
+ * values but several times slower than fp32, which nobody opting in for
+ * speed wants, so a CPU without avx512_bf16 refuses the setting.
+ */
+static bool
+CheckPrecision(int *newval, void **extra, GucSource source)
+{
+	if (*newval == R4_PRECISION_BF16 && !r4_gemm_bf16_native())
+	{
+		GUC_check_errcode(ERRCODE_FEATURE_NOT_SUPPORTED);
+		GUC_check_errmsg("rai4eo.precision = 'bf16' needs a CPU with AVX-512 BF16 (avx512_bf16)");
+		GUC_check_errhint("Keep rai4eo.precision = 'fp32' on this server.");
+		return false;
+	}
+	return true;
+}
+
 void
 _PG_init(void)
 {
@@ -108,5 +134,12 @@ _PG_init(void)
 							1, 1, 256,
 							PGC_USERSET, 0,
 							CheckBlasThreads, NULL, NULL);
+	DefineCustomEnumVariable("rai4eo.precision",
+							 "Arithmetic of the models' matrix products: fp32 (exact, the default) or bf16 (bf16 inputs, fp32 sums; ViT models only).",
+							 "bf16 needs a CPU with avx512_bf16; embeddings then differ slightly from fp32 ones (cosine >= 0.999 on the test models).",
+							 &rai4eo_precision,
+							 R4_PRECISION_FP32, precision_options,
+							 PGC_USERSET, 0,
+							 CheckPrecision, NULL, NULL);
 	MarkGUCPrefixReserved("rai4eo");
 }

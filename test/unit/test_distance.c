@@ -1,6 +1,8 @@
 /*
  * test_distance.c — the distance kernels against plain double-precision loops,
- * at every length around the 16-lane blocking, on unaligned inputs.
+ * at every length around the 16-lane blocking, on unaligned inputs; every
+ * test runs on the AVX-512 build (where the CPU has it) and on the 16-lane
+ * one, and the two builds are compared within distance.h's bound.
  */
 #include "rai4eo/core.h"
 #include "rai4eo/distance.h"
@@ -120,12 +122,66 @@ test_overflow_and_underflow(void)
 	CHECK(r4_float_range(3e38) == 3e38);
 }
 
+/* The AVX-512 build against the 16-lane build: within 2 (n/16 + 1) 2^-24 sum of magnitudes. */
+static void
+test_builds_agree(void)
+{
+	unsigned	seed = 7;
+	static const size_t big[] = {384, 768, 1000, 1536};
+
+	if (!r4_distance_avx512())
+		return;
+	for (size_t k = 0; k < 100 + sizeof(big) / sizeof(big[0]); k++)
+	{
+		size_t		n = k < 100 ? k + 1 : big[k - 100];
+		float	   *a0 = random_vector(n, &seed), *b0 = random_vector(n, &seed);
+		float	   *a = a0 + 1, *b = b0 + 1;
+		double		md = 0, ma = 0, mb = 0, ml = 0, tol;
+		double		d[2], x[2], y[2], dt[2], l2[2];
+
+		for (size_t i = 0; i < n; i++)
+		{
+			md += fabs((double) a[i] * b[i]);
+			ma += (double) a[i] * a[i];
+			mb += (double) b[i] * b[i];
+			ml += ((double) a[i] - b[i]) * ((double) a[i] - b[i]);
+		}
+		for (int v = 0; v < 2; v++)
+		{
+			r4_distance_set_avx512(v);
+			r4_dot_norms(a, b, n, &d[v], &x[v], &y[v]);
+			dt[v] = r4_dot(a, b, n);
+			l2[v] = r4_l2_squared(a, b, n);
+		}
+		r4_distance_set_avx512(1);
+		tol = 2.0 * (n / 16.0 + 1) * ldexp(1.0, -24);
+		CHECK_NEAR(d[1], d[0], tol * md);
+		CHECK_NEAR(x[1], x[0], tol * ma);
+		CHECK_NEAR(y[1], y[0], tol * mb);
+		CHECK_NEAR(dt[1], dt[0], tol * md);
+		CHECK_NEAR(l2[1], l2[0], tol * ml);
+		/* Below 16 elements both builds sum in double alone: the same bits. */
+		if (n < 16)
+			CHECK(d[0] == d[1] && x[0] == x[1] && y[0] == y[1] && dt[0] == dt[1] && l2[0] == l2[1]);
+		free(a0);
+		free(b0);
+	}
+}
+
 int
 main(void)
 {
-	RUN(test_matches_reference);
-	RUN(test_overflow_and_underflow);
-	RUN(test_cosine_edges);
-	RUN(test_error_record);
+	printf("AVX-512 build: %s\n", r4_distance_avx512() ? "yes" : "not on this CPU");
+	for (int pass = 0; pass < 2; pass++)
+	{
+		/* Pass 0 on the default build (AVX-512 where present), pass 1 on the 16-lane one. */
+		r4_distance_set_avx512(pass == 0);
+		RUN(test_matches_reference);
+		RUN(test_overflow_and_underflow);
+		RUN(test_cosine_edges);
+		RUN(test_error_record);
+	}
+	r4_distance_set_avx512(1);
+	RUN(test_builds_agree);
 	return unit_summary("distance");
 }
