@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "rai4eo/core.h"
+#include "rai4eo/gemm.h"
 #include "rai4eo/json.h"
 #include "rai4eo/model_config.h"
 #include "rai4eo/safetensors.h"
@@ -89,6 +90,12 @@ struct R4ArchOps
 	size_t		(*work_bytes) (const void *m);
 	void		(*release_work) (void *m);
 	void		(*free) (void *m);
+	/*
+	 * Optional (NULL: the architecture runs in fp32 only): switch the
+	 * engine's GEMMs to a precision, and report the one in use.
+	 */
+	R4Status	(*set_precision) (void *m, R4Precision precision, R4Error *err);
+	R4Precision (*precision) (const void *m);
 };
 
 /* The architectures built in, NULL-terminated, in detection order. */

@@ -471,6 +471,18 @@ free_engine(void *m)
 	r4_vit_free(m);
 }
 
+static R4Status
+set_precision(void *m, R4Precision precision, R4Error *err)
+{
+	return r4_vit_set_precision(m, precision, err);
+}
+
+static R4Precision
+precision(const void *m)
+{
+	return r4_vit_precision(m);
+}
+
 const R4ArchOps r4_arch_vit = {
 	.name = "vit",
 	.display = "ViT",
@@ -492,4 +504,6 @@ const R4ArchOps r4_arch_vit = {
 	.work_bytes = work_bytes,
 	.release_work = release_work,
 	.free = free_engine,
+	.set_precision = set_precision,
+	.precision = precision,
 };

@@ -62,16 +62,16 @@ r4_engine_build(const R4SafeTensors *st, const R4ModelConfig *cfg, R4Engine **ou
 R4Status
 r4_engine_set_precision(R4Engine *e, R4Precision precision, R4Error *err)
 {
-	/* Only the ViT has a bf16 path; a ResNet stays fp32 whatever is asked. */
-	if (e->arch == R4_ARCH_VIT)
-		return r4_vit_set_precision(e->vit, precision, err);
+	/* An architecture without a bf16 path (ResNet today) stays fp32 whatever is asked. */
+	if (e->ops->set_precision != NULL)
+		return e->ops->set_precision(e->impl, precision, err);
 	return R4_OK;
 }
 
 R4Precision
 r4_engine_precision(const R4Engine *e)
 {
-	return e->arch == R4_ARCH_VIT ? r4_vit_precision(e->vit) : R4_PRECISION_FP32;
+	return e->ops->precision != NULL ? e->ops->precision(e->impl) : R4_PRECISION_FP32;
 }
 
 R4Status

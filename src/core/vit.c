@@ -276,7 +276,7 @@ r4_vit_free(R4ViT *m)
 	if (m == NULL)
 		return;
 	r4_free(m->params);
-	for (int b = 0; m->blocks != NULL && b < m->cfg.depth; b++)
+	for (int b = 0; m->blocks != NULL && b < m->vc.depth; b++)
 	{
 		r4_packed_b_free(m->blocks[b].qkv_p);
 		r4_packed_b_free(m->blocks[b].proj_p);
@@ -327,10 +327,10 @@ r4_vit_work_bytes(const R4ViT *m)
 R4Status
 r4_vit_set_precision(R4ViT *m, R4Precision precision, R4Error *err)
 {
-	const R4ModelConfig *c = &m->cfg;
+	const R4ViTConfig *c = &m->vc;
 	int			D = c->embed_dim,
 				Hd = c->mlp_hidden,
-				K = c->in_chans * c->patch_size * c->patch_size;
+				K = m->cfg.in_chans * c->patch_size * c->patch_size;
 	WeightSlot *slots;
 	int			nslots;
 	size_t		total = 0;
@@ -622,7 +622,7 @@ attention(const R4ViT *m, const ViTActs *a, int B, int T)
 
 	/* bf16: K and V are packed per head into the hidden buffer, unused until fc1. */
 	if (m->precision == R4_PRECISION_BF16 &&
-		r4_attention_bf16_scratch(T, hd) <= (size_t) B * T * m->cfg.mlp_hidden)
+		r4_attention_bf16_scratch(T, hd) <= (size_t) B * T * m->vc.mlp_hidden)
 	{
 		for (int b = 0; b < B; b++)
 			r4_attention_bf16(a->qkv + (size_t) b * T * 3 * D, T, D, nh, scale,

@@ -22,6 +22,7 @@
 #include "access/xact.h"
 #include "core_error.h"
 #include "executor/spi.h"
+#include "guc.h"
 #include "miscadmin.h"
 #include "model_cache.h"
 #include "model_lookup.h"
