@@ -225,11 +225,32 @@ def add_arguments(p):
     g.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up (default steps / 10)")
     g.add_argument("--weight-decay", type=float, default=0.04, help="initial weight decay (default 0.04)")
     g.add_argument("--weight-decay-end", type=float, default=0.4, help="final weight decay (default 0.4)")
-    g.add_argument("--momentum-teacher", type=float, default=0.996,
-                   help="initial teacher EMA momentum, rising to 1 on a cosine (default 0.996)")
+    g.add_argument("--momentum-teacher", type=float,
+                   help="initial teacher EMA momentum, rising to 1 on a cosine (default: from the "
+                        "run length, see --teacher-horizon)")
+    g.add_argument("--teacher-horizon", type=float, default=0.1,
+                   help="without --momentum-teacher: the teacher's initial EMA horizon "
+                        "1 / (1 - momentum) as a share of the run's steps, the momentum capped at "
+                        "DINO's 0.996 (default 0.1: 0.95 for 200 steps, 0.99 for 1000; a "
+                        "fixed momentum leaves the teacher of a short run near its random start)")
     g.add_argument("--clip-grad", type=float, default=3.0, help="per-parameter gradient norm clip (0: off; default 3)")
+    g.add_argument("--export-backbone", choices=("teacher", "student"), default="teacher",
+                   help="the backbone --export writes (default teacher, as DINO evaluates; a "
+                        "finished checkpoint can be exported both ways)")
     g.add_argument("--freeze-last-layer-steps", type=int, default=0,
                    help="steps during which the head's last layer does not learn (default 0)")
+
+
+def teacher_momentum(a, steps):
+    """The initial teacher momentum: --momentum-teacher, or the one whose EMA horizon
+    1 / (1 - m) is --teacher-horizon of the run (at least 1 step), at most 0.996.
+
+    DINO's 0.996 averages the last ~250 of its ~250,000 steps; a run of a few hundred
+    steps with that momentum exports a teacher still close to its initialisation."""
+    if a.momentum_teacher is not None:
+        return a.momentum_teacher
+    horizon = max(1.0, a.teacher_horizon * max(steps, 1))
+    return min(0.996, 1.0 - 1.0 / horizon)
 
 
 def check_arguments(p, a):
@@ -254,7 +275,9 @@ def check_arguments(p, a):
         a.warmup_steps = a.steps // 10
     if min(a.student_temp, a.teacher_temp, a.warmup_teacher_temp) <= 0:
         p.error("temperatures must be > 0")
-    if not (0 <= a.momentum_teacher <= 1 and 0 <= a.center_momentum <= 1):
+    if a.teacher_horizon <= 0:
+        p.error("--teacher-horizon must be > 0")
+    if not ((a.momentum_teacher is None or 0 <= a.momentum_teacher <= 1) and 0 <= a.center_momentum <= 1):
         p.error("momenta lie in [0, 1]")
     if a.brightness < 0 or a.brightness >= 1:
         p.error("--brightness lies in [0, 1)")
@@ -416,7 +439,7 @@ def run(a, given):
             wt = min(a.warmup_teacher_temp_steps, steps)
             return (T.cosine_schedule(a.lr, a.min_lr, steps, a.warmup_steps),
                     T.cosine_schedule(a.weight_decay, a.weight_decay_end, steps),
-                    T.cosine_schedule(a.momentum_teacher, 1.0, steps),
+                    T.cosine_schedule(teacher_momentum(a, steps), 1.0, steps),
                     np.concatenate([np.linspace(a.warmup_teacher_temp, a.teacher_temp, wt),
                                     np.full(steps - wt, a.teacher_temp)]))
         steps = a.steps
@@ -500,7 +523,8 @@ def run(a, given):
                             a.steps = steps = until = total
                             lr_s, wd_s, mom_s, temp_s = schedules(steps)
                             progress.until = until
-                            log("--minutes %g: %d steps fit (timed steps 2..%d)" % (a.minutes, steps, step))
+                            log("--minutes %g: %d steps fit (timed steps 2..%d%s)"
+                                % (a.minutes, steps, step, "" if clock.final else "; provisional"))
                     gf = counters["global_fallbacks"] / max(counters["anchors"], 1)
                     lf = counters["local_fallbacks"] / max(counters["local_crops"], 1)
                     progress.step(step, "loss %.4f  lr %.2e  wd %.3f  m %.4f  T %.3f  H(t) %.2f  "
@@ -534,12 +558,14 @@ def run(a, given):
             name = a.name or a.register or os.path.splitext(os.path.basename(a.export))[0]
             a.name = name
             meta = T.export_metadata(a, mean, std, a.global_size, a.num_heads, LN_EPS,
-                                     {"trainer": "tools/train dino", "steps": step})
-            data = T.export_backbone(teacher.backbone.state_dict(), meta)
+                                     {"trainer": "tools/train dino", "steps": step,
+                                      "backbone": a.export_backbone})
+            chosen = student if a.export_backbone == "student" else teacher
+            data = T.export_backbone(chosen.backbone.state_dict(), meta)
             if a.export:
                 T.write_file_atomic(a.export, data)
-                print("%s: exported the teacher backbone after %d steps to %s (%d bytes)"
-                      % (prog, step, a.export, len(data)))
+                print("%s: exported the %s backbone after %d steps to %s (%d bytes)"
+                      % (prog, a.export_backbone, step, a.export, len(data)))
             if a.register:
                 if conn.closed or conn.broken:
                     conn.close()
