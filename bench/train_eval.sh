@@ -40,9 +40,8 @@ if [ "$(psql -d postgres -Atc "SELECT count(*) FROM pg_database WHERE datname = 
 fi
 
 # The architecture options decide which random baseline is comparable.
-arch=$(printf '%s\n' "$@" | awk '/^--(embed-dim|depth|num-heads|patch-size|mlp-ratio|global-size|input|avgpool|n-last-blocks)$/ {k=$0; getline v; if (v ~ /^--/) {print k; k=v} else print k "=" v}' | tr '\n' ' ')
-random=rand_$(printf '%s' "$arch" | cksum | cut -d' ' -f1)
 archargs=$(printf '%s\n' "$@" | awk '/^--(embed-dim|depth|num-heads|patch-size|mlp-ratio|global-size|input|n-last-blocks)$/ {print; getline; print} /^--avgpool$/ {print}' | tr '\n' ' ')
+random=rand_$(printf '%s' "$archargs" | cksum | cut -d' ' -f1)
 if [ "$(psql -d "$db" -Atc "SELECT count(*) FROM rai4eo.model WHERE name = '$random'")" = 0 ]; then
 	# shellcheck disable=SC2086
 	$py "$here/tools/train" dino --dsn "dbname=$db" --steps 0 --threads "$threads" --quiet \

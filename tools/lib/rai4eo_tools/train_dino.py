@@ -167,6 +167,13 @@ def clip_gradients(model, clip):
 def add_arguments(p):
     """The `dino` subcommand's options (the shared ones come from train_common)."""
     T.add_common_arguments(p)
+    # The exported features include the mean of the patch tokens by default: it keeps
+    # the patch's spectral composition, which clear-cuts, drying reservoirs and new
+    # surfaces change (CLS alone: held-out AUC 0.79 / F1 0.59, with the mean 0.87 / 0.84,
+    # iberia seed 1, same weights).
+    p.set_defaults(avgpool=True)
+    p.add_argument("--no-avgpool", dest="avgpool", action="store_false",
+                   help="export the CLS token(s) alone, without the mean of the patch tokens")
     g = p.add_argument_group("backbone (ViT, DINO key names)")
     g.add_argument("--embed-dim", type=int, default=192, help="default 192")
     g.add_argument("--depth", type=int, default=4, help="transformer blocks (default 4)")
