@@ -129,7 +129,8 @@ def add_common_arguments(p):
     g.add_argument("--n-last-blocks", type=int, default=1,
                    help="feature recipe written to the metadata: CLS tokens of the last N blocks (default 1)")
     g.add_argument("--avgpool", action="store_true",
-                   help="feature recipe: also the mean of the last block's patch tokens")
+                   help="feature recipe: also the mean of the last block's patch tokens (dino: the "
+                        "default, --no-avgpool turns it off)")
     g.add_argument("--input", choices=("native", "resize"), default="native",
                    help="input handling written to the metadata (default native: the patch at its own "
                         "size, position embeddings interpolated as DINO does)")
