@@ -6,7 +6,7 @@
 # database, every image embedded in the database, thresholds calibrated, the 2019
 # heatmap and the report written to R4_DEMO_OUT (default ./demo-out).
 #
-#   scripts/demo.sh [tools/demo options, e.g. --train-steps 600 --grid 12]
+#   scripts/demo.sh [tools/demo options, e.g. --train-minutes 10 --grid 12]
 source "$(dirname "$0")/lib.sh"
 cd "$R4_ROOT"
 

@@ -139,6 +139,39 @@ class PairingTest(unittest.TestCase):
         self.assertGreater(s[-1], 0.1)
         self.assertLess(s[-1], 0.11)
 
+    def test_teacher_momentum_from_the_run_length(self):
+        from types import SimpleNamespace
+        from rai4eo_tools import train_dino as D
+        a = SimpleNamespace(momentum_teacher=None, teacher_horizon=0.1)
+        self.assertAlmostEqual(D.teacher_momentum(a, 200), 0.95)        # horizon 20 steps
+        self.assertAlmostEqual(D.teacher_momentum(a, 1000), 0.99)
+        self.assertAlmostEqual(D.teacher_momentum(a, 10 ** 6), 0.996)   # DINO's, the cap
+        self.assertAlmostEqual(D.teacher_momentum(a, 5), 0.0)           # horizon of one step
+        a.teacher_horizon = 0.5
+        self.assertAlmostEqual(D.teacher_momentum(a, 200), 0.99)
+        a.momentum_teacher = 0.9                                        # given: used as is
+        self.assertEqual(D.teacher_momentum(a, 10 ** 6), 0.9)
+
+    def test_step_budget_times_a_tenth_of_the_budget(self):
+        from unittest import mock
+        clock = [100.0]
+        with mock.patch.object(T.time, "monotonic", lambda: clock[0]):
+            b = T.StepBudget(10)                  # 600 s
+            got = []
+            for step in range(1, 80):
+                # step 1 fills the buffer (20 s); steps 2-5 take 0.5 s, later ones 1 s
+                clock[0] += 20.0 if step == 1 else (0.5 if step <= 5 else 1.0)
+                r = b.after_step(step)
+                if r is not None:
+                    got.append((step, r))
+        # provisional after the probe: 5 + (600 - 22) / 0.5; final once 60 s have passed
+        # (step 43: 20 + 2 + 38 s), at the mean rate of steps 2..43 (40 s / 42 steps)
+        self.assertEqual(got[0], (5, 5 + int(578 / 0.5)))
+        self.assertEqual(got[1][0], 43)
+        self.assertEqual(got[1][1], 43 + int(540 / (40.0 / 42)))
+        self.assertEqual(len(got), 2)
+        self.assertTrue(b.final)
+
 
 # ---- training against a database ----------------------------------------------------
 
@@ -255,7 +288,8 @@ class TrainTest(unittest.TestCase):
         self.assertEqual(meta["input"], "native")
         self.assertEqual(json.loads(meta["img_size"]), 32)
         self.assertEqual(json.loads(meta["n_last_blocks"]), 1)
-        self.assertEqual(json.loads(meta["avgpool"]), False)
+        self.assertEqual(json.loads(meta["avgpool"]), True)          # dino's default recipe
+        self.assertEqual(meta["backbone"], "teacher")
         self.assertEqual(json.loads(meta["num_heads"]), 2)
         self.assertEqual(json.loads(meta["ln_eps"]), 1e-6)
         self.assertEqual(meta["name"], "tiny_dino")
@@ -426,14 +460,15 @@ LEARN_MODEL = ["--embed-dim", "64", "--depth", "2", "--num-heads", "2", "--patch
                "--global-size", "48", "--local-size", "24", "--local-crops", "2", "--batch-size", "16",
                "--out-dim", "128", "--head-hidden-dim", "128", "--bottleneck-dim", "64",
                "--threads", "2", "--seed", "0", "--holdout", "0.5", "--avgpool"]
-LEARN_RECIPE = ["--steps", "100", "--log-every", "1", "--momentum-teacher", "0.95", "--lr", "1e-3"]
+LEARN_RECIPE = ["--steps", "100", "--log-every", "1", "--lr", "1e-3"]      # momentum from the run length
 
 
 class LearningTest(unittest.TestCase):
     """A short DINO run on a small corpus lowers its loss (the KL part) and gives features
     that, on patches it never trained on, keep a place recognisable across weeks better than
-    the same network with its random initial weights.  A teacher momentum for short runs
-    (0.95: the exported teacher must follow the student within the run) and a tiny ViT."""
+    the same network with its random initial weights.  The default teacher momentum (its
+    EMA horizon a tenth of the run: 0.9 for 100 steps, so the exported teacher follows the
+    student within the run) and a tiny ViT."""
 
     @classmethod
     def setUpClass(cls):

@@ -288,7 +288,8 @@ def run(a, given):
                                 a.warmup_steps = total // 10
                             lr_s = T.cosine_schedule(a.lr, a.min_lr, a.steps, a.warmup_steps)
                             mom_s = T.cosine_schedule(a.momentum_target, 1.0, a.steps)
-                            log("--minutes %g: %d steps fit (timed steps 2..%d)" % (a.minutes, total, step))
+                            log("--minutes %g: %d steps fit (timed steps 2..%d%s)"
+                                % (a.minutes, total, step, "" if clock.final else "; provisional"))
                     progress.step(step, "loss %.4f  lr %.2e  m %.4f  fallbacks %.0f%%"
                                   % (loss.item(), lr_s[it], m,
                                      100 * counters["fallbacks"] / max(counters["anchors"], 1)))

@@ -69,7 +69,7 @@ def float_list(text):
 # and a resumed run takes them from its checkpoint.
 RUN_OPTIONS = {"dsn", "device", "threads", "checkpoint", "checkpoint_every", "resume", "until", "minutes",
                "log_every", "export", "register", "name", "quiet", "method",
-               "n_last_blocks", "avgpool", "input"}
+               "n_last_blocks", "avgpool", "input", "export_backbone"}
 
 
 def add_common_arguments(p):
@@ -130,7 +130,8 @@ def add_common_arguments(p):
     g.add_argument("--n-last-blocks", type=int, default=1,
                    help="feature recipe written to the metadata: CLS tokens of the last N blocks (default 1)")
     g.add_argument("--avgpool", action="store_true",
-                   help="feature recipe: also the mean of the last block's patch tokens")
+                   help="feature recipe: also the mean of the last block's patch tokens (dino: the "
+                        "default, --no-avgpool turns it off)")
     g.add_argument("--input", choices=("native", "resize"), default="native",
                    help="input handling written to the metadata (default native: the patch at its own "
                         "size, position embeddings interpolated as DINO does)")
@@ -199,24 +200,43 @@ def training_patches(pids, holdout):
 
 
 class StepBudget:
-    """--minutes: time the first `probe` steps (after the first, which fills the buffer),
-    then say how many steps fit into the budget."""
+    """--minutes: how many steps fit into the budget, from the time the steps take.
 
-    def __init__(self, minutes, probe=4):
+    The steps after the first (which fills the buffer) are timed twice: after `probe`
+    steps a provisional count is returned, and once `share` of the budget has passed
+    the final one (the schedules are still in their warm-up then, so stretching them
+    is smooth).  A probe of a few steps alone read a rate 20-50 % too high on a shared
+    machine: other jobs and the reader thread compete later in the run."""
+
+    def __init__(self, minutes, probe=4, share=0.1):
         self.budget = minutes * 60.0
         self.probe = probe
+        self.share = share
         self.t0 = time.monotonic()
         self.t1 = None
+        self.provisional = False
+        self.final = False
+
+    def _total(self, step, now):
+        per = (now - self.t1) / (step - 1)
+        left = self.budget - (now - self.t0)
+        return max(step + 1, step + int(left / max(per, 1e-6)))
 
     def after_step(self, step):
-        """Called after each step (1-based, from the run's start); returns the total step
-        count once the probe is over (None before and after)."""
+        """Called after each step (1-based, from the run's start); returns a step count
+        when the provisional or the final estimate is made, else None."""
+        now = time.monotonic()
         if step == 1:
-            self.t1 = time.monotonic()
-        if step == 1 + self.probe:
-            per = (time.monotonic() - self.t1) / self.probe
-            left = self.budget - (time.monotonic() - self.t0)
-            return max(step + 1, step + int(left / max(per, 1e-6)))
+            self.t1 = now
+            return None
+        if self.final or step < 1 + self.probe:
+            return None
+        if now - self.t0 >= self.share * self.budget:
+            self.final = self.provisional = True
+            return self._total(step, now)
+        if not self.provisional:
+            self.provisional = True
+            return self._total(step, now)
         return None
 
 
