@@ -9,6 +9,10 @@
 -- (rai4eo.change_decision), its score per year, changed = score > cut, onset
 -- where changed.
 
+-- The key id stays what 0.2.0 made it for PF-SR (code 0): patch_id * 10000 + year;
+-- another sensor adds code * 2^39 to patch_id (patch ids are below 2^39, so ids of
+-- different sensors never meet, and the largest, 2^47 * 10000, fits a bigint).
+--
 -- The pairing is written out here as in rai4eo.patch_series_of (52_pairing.sql),
 -- every join on patch_id: a view calling a function that reads the distributed
 -- tables cannot run on Citus, and written out, Citus runs the view's query on
@@ -22,14 +26,16 @@ WITH c AS MATERIALIZED (
 		   CASE WHEN d.method = 'cluster' THEN rai4eo.model_states(m) END AS centres,
 		   d.method IN ('annual', 'seasonal', 'zscore') AS composites
 	FROM rai4eo.resolve_model(NULL) m, rai4eo.change_decision(m) d)
-SELECT p.patch_id * 10000 + y.year AS id, p.patch_id, p.sample_id, y.year, c.model,
+SELECT (s.code::bigint * 549755813888 + p.patch_id) * 10000 + y.year AS id, p.patch_id, p.sample_id, s.name AS sensor, y.year, c.model,
 	   y.days_compared, y.days_changed, y.days_changed::float8 / y.days_compared AS change_rate,
 	   y.mean_distance, p.geom, x.score, x.score > c.cut AS changed, CASE WHEN x.score > c.cut THEN x.onset END AS onset
 FROM c
 CROSS JOIN rai4eo.patch p
+-- every registered sensor: a patch has rows for the sensors the model embedded
+CROSS JOIN rai4eo.sensor s
 CROSS JOIN LATERAL (
-	-- PF-SR (sensor code 0, fixed by the registry), tolerance 2 days, every date
-	-- (days 0 .. 65535 of the image_id)
+	-- the sensor's images of the patch (its code in the image_id), tolerance 2
+	-- days as the change functions' default, every date (days 0 .. 65535)
 	SELECT extract(year FROM rai4eo.image_acquired(e.image_id))::integer AS year,
 		   count(*)::integer AS days_compared,
 		   count(*) FILTER (WHERE q.distance > c.threshold)::integer AS days_changed,
@@ -45,12 +51,12 @@ CROSS JOIN LATERAL (
 		SELECT f.emb, @extschema@.cosine_change(e.emb, f.emb) AS distance
 		FROM rai4eo.embedding f
 		WHERE f.patch_id = e.patch_id AND f.model = e.model
-		  AND f.image_id >= greatest(e.image_id - 365 - 2, rai4eo.image_id_base(p.patch_id, 0))
+		  AND f.image_id >= greatest(e.image_id - 365 - 2, rai4eo.image_id_base(p.patch_id, s.code))
 		  AND f.image_id <= least(e.image_id - 365 + 2, e.image_id - 1)
 		ORDER BY abs(f.image_id - (e.image_id - 365)), f.image_id
 		LIMIT 1) q
 	WHERE e.patch_id = p.patch_id AND e.model = c.model
-	  AND e.image_id >= rai4eo.image_id_base(p.patch_id, 0) AND e.image_id <= rai4eo.image_id_base(p.patch_id, 0) + 65535
+	  AND e.image_id >= rai4eo.image_id_base(p.patch_id, s.code) AND e.image_id <= rai4eo.image_id_base(p.patch_id, s.code) + 65535
 	  AND q.distance <> 'NaN'::float8
 	-- (patch_id too: Citus pushes down a grouping only with the distribution column in it)
 	GROUP BY e.patch_id, 1) y
@@ -64,4 +70,4 @@ CROSS JOIN LATERAL (SELECT
 						 ELSE rai4eo.change_point(y.distances) END] AS onset) x;
 
 COMMENT ON VIEW rai4eo.patch_change IS
-'QGIS-ready yearly change per patch and year for rai4eo.default_model (PF-SR, tolerance 2 days, the model''s threshold or rai4eo.change_threshold): key id = patch_id * 10000 + year, geometry geom in each patch''s own CRS; only years with compared days; score, changed and onset are the model''s change decision as in yearly_change. Filter by year and by bounding box (geom && ...): work is done per patch read.';
+'QGIS-ready yearly change per patch, sensor and year for rai4eo.default_model (every registered sensor the model embedded, tolerance 2 days, the model''s threshold or rai4eo.change_threshold): key id = (sensor code * 2^39 + patch_id) * 10000 + year (patch_id * 10000 + year for PF-SR), geometry geom in each patch''s own CRS; only years with compared days; score, changed and onset are the model''s change decision as in yearly_change. Filter by year and by bounding box (geom && ...): work is done per patch read.';

@@ -213,6 +213,18 @@ class SceneTest(unittest.TestCase):
         self.assertAlmostEqual(ph, PX * -self.gt[5], places=6)
         self.assertEqual({(c, r) for r in range(7) for c in range(6) if changed[r][c] == 1}, PLANTED)
         self.assertEqual(sum(v == 0 for row in changed for v in row), 42 - len(PLANTED))
+        # The QGIS view covers every registered sensor: the scene's rows carry its name,
+        # the same days changed as yearly_change, and the key of its code.
+        self.conn.execute("SET rai4eo.default_model = 'l7tiny'")
+        self.conn.execute("SELECT set_config('rai4eo.change_threshold', %s, false)", (repr(cut),))
+        view = self.q("SELECT v.sample_id, v.days_changed, v.id = (s.code::bigint * 549755813888 + v.patch_id) * 10000 + v.year "
+                      "FROM rai4eo.patch_change v JOIN rai4eo.sensor s ON s.name = v.sensor "
+                      "WHERE v.sensor = %s AND v.year = 2019", (SENSOR,))
+        self.assertEqual(sorted(view), sorted((s, n, True) for s, _, n in yearly))
+        self.assertEqual(self.q("SELECT count(*) FILTER (WHERE sensor <> %s), count(*) - count(DISTINCT id) "
+                                "FROM rai4eo.patch_change", (SENSOR,)), [(0, 0)])
+        self.conn.execute("RESET rai4eo.change_threshold")
+        self.conn.execute("RESET rai4eo.default_model")
         # Both loads of a tile give the same distance.
         d = dict(daily)
         for c in range(self.ncol):
