@@ -9,7 +9,7 @@
 # persistence + change point (one pass over the pairs), + the composites (annual, seasonal,
 # zscore: one more range scan per patch), + the cluster score (8 k-means states), and
 # yearly_change with a stored persistence decision, each against the same floor.
-# Measured on 2 shared cores: N=1000 takes about 1 min, N=10000 about 8 min (2.4 GB of embeddings).
+# Measured on 2 shared cores: N=1000 takes about 1 min, N=10000 about 3 min (2.4 GB of embeddings).
 source "$(dirname "$0")/../scripts/lib.sh"
 RUNS=${RUNS:-5}
 DB=${R4_BENCH_DB:-rai4eo_bench_change}

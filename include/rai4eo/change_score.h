@@ -50,7 +50,7 @@ void		r4_centre_inv_norms(const float *centres, size_t k, size_t dim, double *in
 
 /*
  * Composite scores of n pairs (the day's embedding y[i] and its partner one
- * year earlier p[i], row-major, dim floats each; month[i] in 1..12 the day's
+ * year earlier p[i], dim floats each, read where they lie; month[i] in 1..12 the day's
  * calendar month):
  *   annual    1 - cos(sum y, sum p)  (cosine ignores scale: sums are means)
  *   seasonal  the mean over the months with pairs of 1 - cos(sum y, sum p)
@@ -60,7 +60,19 @@ void		r4_centre_inv_norms(const float *centres, size_t k, size_t dim, double *in
  * NaN where a sum is a zero vector (and pairs with a NaN distance are left
  * out of z).  scratch: 2 (12 + 1) dim + 2 n + dim doubles.  Returns -1 when n = 0.
  */
-int			r4_pair_composites(const float *y, const float *p, const int *month, size_t n, size_t dim,
+int			r4_pair_composites(const float *const *y, const float *const *p, const int *month, size_t n, size_t dim,
 							   double floor, double *scratch, double *annual, double *seasonal, double *z);
+
+/*
+ * The pairing of the change functions over one patch's images of one sensor:
+ * ids[0..n-1] strictly ascending (image_ids of one patch and sensor, so
+ * consecutive days are consecutive ids).  For each i with first <= ids[i] <=
+ * last, partner[i] is the index of the id nearest to ids[i] - 365 within
+ * +-tolerance and below ids[i] (ties: the earlier), else -1; partner[i] = -1
+ * outside [first, last] too.  Returns how many days have a partner.  One pass:
+ * the window only moves forward.
+ */
+size_t		r4_pair_days(const long long *ids, size_t n, long long first, long long last, int tolerance,
+						 long *partner);
 
 #endif							/* RAI4EO_CHANGE_SCORE_H */

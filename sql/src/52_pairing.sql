@@ -15,9 +15,9 @@
 -- the sensor code from the registry rai4eo.sensor), so the primary key (image_id, model) is ordered like
 -- (patch_id, sensor, acquired): the images of one patch and sensor in a date
 -- range are one index range, and the partner of image i lies in
--- [i - 365 - tolerance, i - 365 + tolerance].  Pairing is one btree descent per
--- compared image, all inside one set-based query, and never touches the raster
--- table.
+-- [i - 365 - tolerance, i - 365 + tolerance].  Pairing one patch (daily_pairs) is
+-- one btree descent per compared image; pairing a set of patches
+-- (patch_series_of) one range scan per patch.  Neither touches the raster table.
 
 -- ---- thresholds ---------------------------------------------------------------
 
@@ -128,11 +128,33 @@ COMMENT ON FUNCTION rai4eo.daily_distances(bigint, text, text, date, date, integ
 
 -- ---- the day series of a set of patches ---------------------------------------------
 
--- Every change product reads the pairs through this: one query that pairs the
--- patches' images as daily_pairs does and reduces each patch to its series in
--- the same pass, so pairs and embeddings never leave the scan (on Citus: never
--- leave their shard).  The patches come as ids (the AOI is resolved first by
+-- Every change product reads the pairs through this: one range scan of each
+-- patch's embeddings (the year and its partners' year), reduced to its series
+-- by the C aggregate rai4eo.day_series, which pairs the days as daily_pairs
+-- does (the same rule, src/core/change_score.c r4_pair_days) -- a partner
+-- lookup per day costs a btree descent each, this costs one per patch -- so
+-- pairs and embeddings never leave the scan (on Citus: never leave their
+-- shard).  The patches come as ids (the AOI is resolved first by
 -- rai4eo.aoi_patches).
+
+CREATE FUNCTION rai4eo.day_series_accum(internal, bigint, @extschema@.embedding, bigint, bigint, integer, float8,
+	@extschema@.embedding[], boolean) RETURNS internal
+AS 'MODULE_PATHNAME', 'rai4eo_series_accum' LANGUAGE C PARALLEL SAFE;
+
+CREATE FUNCTION rai4eo.day_series_final(internal) RETURNS rai4eo.day_series
+AS 'MODULE_PATHNAME', 'rai4eo_series_final' LANGUAGE C PARALLEL SAFE;
+
+CREATE AGGREGATE rai4eo.day_series(image_id bigint, emb @extschema@.embedding, first_id bigint, last_id bigint,
+	tolerance integer, t float8, centres @extschema@.embedding[], composites boolean) (
+	SFUNC = rai4eo.day_series_accum,
+	STYPE = internal,
+	FINALFUNC = rai4eo.day_series_final,
+	PARALLEL = SAFE
+);
+
+COMMENT ON AGGREGATE rai4eo.day_series(bigint, embedding, bigint, bigint, integer, float8, embedding[], boolean) IS
+'One patch''s embeddings of one sensor (image_id, emb; any order) reduced to its day series: each day from first_id to last_id paired with the embedding nearest to 365 days earlier within tolerance days (ties: the earlier; the rule of rai4eo.daily_pairs), pairs with a NaN distance left out; days changed counts distances > t; centres (or NULL) give the state series, composites the {annual, seasonal, zscore} of rai4eo.pair_composites. NULL without a pair. The arguments after emb are read from the first row.';
+
 CREATE FUNCTION rai4eo.patch_series_of(patch_ids bigint[], model text, sensor text, first_day date, last_day date,
 	tolerance integer, t float8, centres @extschema@.embedding[] DEFAULT NULL, composites boolean DEFAULT false)
 RETURNS TABLE (patch_id bigint, days_compared integer, days_changed integer, mean_distance float8, days date[],
@@ -143,41 +165,29 @@ DECLARE
 	code integer := (SELECT s.code FROM rai4eo.sensor s WHERE s.name = patch_series_of.sensor);
 	first_days integer := greatest(first_day - date '2000-01-01', 0);
 	last_days integer := least(last_day - date '2000-01-01', 65535);
+	-- the partners of the first day lie from a year and tolerance days before it
+	scan_days integer := greatest(first_days - 365 - tolerance, 0);
 BEGIN
 	-- Driven by the ids, not by rai4eo.patch (a caller may read the embeddings
 	-- alone).  On Citus every shard runs it; the GROUP BY on the distribution
-	-- column is what lets Citus push a per-id aggregate down (it gives no row
-	-- for a patch without pairs, which the callers take as 0 days compared).
+	-- column is what lets Citus push a per-id aggregate down.  No row for a
+	-- patch without pairs (the aggregate's NULL), which the callers take as 0
+	-- days compared.
 	RETURN QUERY
-	SELECT s.*
+	SELECT x.patch_id, (x.s).days_compared, (x.s).days_changed, (x.s).mean_distance, (x.s).days,
+		   (x.s).distances, (x.s).state_changes, (x.s).composite
 	FROM unnest(patch_ids) l(patch_id)
 	CROSS JOIN LATERAL (
 		SELECT c.patch_id,
-			   count(*)::integer AS n,
-			   (count(*) FILTER (WHERE q.distance > patch_series_of.t))::integer AS k,
-			   avg(q.distance) AS mean,
-			   array_agg(rai4eo.image_acquired(c.image_id) ORDER BY c.image_id) AS day_list,
-			   array_agg(q.distance ORDER BY c.image_id) AS distance_list,
-			   -- (a zero vector has a NaN distance: left out below)
-			   array_agg(coalesce(rai4eo.state_changed(c.emb, q.emb, patch_series_of.centres), 0)::float8
-						 ORDER BY c.image_id) FILTER (WHERE patch_series_of.centres IS NOT NULL) AS state_list,
-			   rai4eo.pair_composites(rai4eo.image_acquired(c.image_id), c.emb, q.emb)
-				   FILTER (WHERE patch_series_of.composites) AS composite_list
+			   rai4eo.day_series(c.image_id, c.emb, rai4eo.image_id_base(l.patch_id, code) + first_days,
+								 rai4eo.image_id_base(l.patch_id, code) + last_days, patch_series_of.tolerance,
+								 patch_series_of.t, patch_series_of.centres, patch_series_of.composites) AS s
 		FROM rai4eo.embedding c
-		CROSS JOIN LATERAL (
-			-- daily_pairs' partner: same patch and sensor, nearest to 365 days earlier
-			SELECT e.emb, @extschema@.cosine_change(c.emb, e.emb) AS distance
-			FROM rai4eo.embedding e
-			WHERE e.patch_id = c.patch_id AND e.model = patch_series_of.model
-			  AND e.image_id >= greatest(c.image_id - 365 - patch_series_of.tolerance, rai4eo.image_id_base(l.patch_id, code))
-			  AND e.image_id <= least(c.image_id - 365 + patch_series_of.tolerance, c.image_id - 1)
-			ORDER BY abs(e.image_id - (c.image_id - 365)), e.image_id
-			LIMIT 1) q
 		WHERE c.patch_id = l.patch_id AND c.model = patch_series_of.model
-		  AND c.image_id >= rai4eo.image_id_base(l.patch_id, code) + first_days
+		  AND c.image_id >= rai4eo.image_id_base(l.patch_id, code) + scan_days
 		  AND c.image_id <= rai4eo.image_id_base(l.patch_id, code) + last_days
-		  AND q.distance <> 'NaN'::float8
-		GROUP BY c.patch_id) s;
+		GROUP BY c.patch_id) x
+	WHERE (x.s).days_compared IS NOT NULL;
 END
 $$;
 

@@ -159,3 +159,19 @@ COMMENT ON COLUMN rai4eo.embedding.patch_id IS 'The image''s patch, rai4eo.image
 -- rai4eo.patch_change, which called it, is dropped first and re-created by 66_qgis.sql.
 DROP VIEW IF EXISTS rai4eo.patch_change;
 DROP FUNCTION IF EXISTS rai4eo.patch_series(bigint, text, text, date, date, integer, float8, @extschema@.embedding[], boolean);
+
+-- day series (issue 12, the scores' cost): rai4eo.patch_series_of pairs each patch in one
+-- range scan through the aggregate rai4eo.day_series, whose result type is new
+-- (51_day_series_type.sql, a state fragment).
+CREATE TYPE rai4eo.day_series AS (
+	days_compared integer,
+	days_changed integer,
+	mean_distance float8,
+	days date[],
+	distances float8[],
+	state_changes float8[],
+	composite float8[]
+);
+
+COMMENT ON TYPE rai4eo.day_series IS
+'One patch''s pairs in date order (rai4eo.day_series aggregate): days compared, days changed (distance > t), mean distance, dates, distances, the 0/1 series "state differs from the partner''s" (NULL without centres), the composites {annual, seasonal, zscore} (NULL unless asked)';

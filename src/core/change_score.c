@@ -170,8 +170,20 @@ cos_change_d(const double *a, const double *b, size_t dim)
 	}
 }
 
+/*
+ * acc += x in double: the month sums, n x dim per patch, the composites' main
+ * loop.  restrict (and the Makefile's cost model for this file) lets the
+ * compiler vectorise it; the sums are the same as the plain loop's.
+ */
+static void
+add_floats(double *restrict acc, const float *restrict x, size_t n)
+{
+	for (size_t j = 0; j < n; j++)
+		acc[j] += x[j];
+}
+
 int
-r4_pair_composites(const float *y, const float *p, const int *month, size_t n, size_t dim,
+r4_pair_composites(const float *const *y, const float *const *p, const int *month, size_t n, size_t dim,
 				   double floor, double *scratch, double *annual, double *seasonal, double *z)
 {
 	double	   *my = scratch;			/* 13 sums of y: months 1..12, then the year */
@@ -193,17 +205,14 @@ r4_pair_composites(const float *y, const float *p, const int *month, size_t n, s
 	for (size_t i = 0; i < n; i++)
 	{
 		int			m = month[i] - 1;
-		const float *yi = y + i * dim,
-				   *pi = p + i * dim;
+		const float *yi = y[i],
+				   *pi = p[i];
 
 		if (m < 0 || m > 11)
 			continue;			/* not a calendar month: left out */
 		seen[m] = 1;
-		for (size_t j = 0; j < dim; j++)
-		{
-			my[m * dim + j] += yi[j];
-			mp[m * dim + j] += pi[j];
-		}
+		add_floats(my + m * dim, yi, dim);
+		add_floats(mp + m * dim, pi, dim);
 	}
 	for (int m = 0; m < 12; m++)
 	{
@@ -235,9 +244,9 @@ r4_pair_composites(const float *y, const float *p, const int *month, size_t n, s
 					dt,
 					db;
 
-		r4_dot_norms(y + i * dim, ref, dim, &dot, &na, &ref_norm);
+		r4_dot_norms(y[i], ref, dim, &dot, &na, &ref_norm);
 		dt = 1 - r4_cosine_from_parts(dot, na, ref_norm);
-		r4_dot_norms(p + i * dim, ref, dim, &dot, &na, &ref_norm);
+		r4_dot_norms(p[i], ref, dim, &dot, &na, &ref_norm);
 		db = 1 - r4_cosine_from_parts(dot, na, ref_norm);
 
 		if (!isnan(dt))
@@ -248,4 +257,41 @@ r4_pair_composites(const float *y, const float *p, const int *month, size_t n, s
 	if (r4_robust_z(test, nt, base, nb, floor, z) < 0)
 		*z = NAN;
 	return 0;
+}
+
+size_t
+r4_pair_days(const long long *ids, size_t n, long long first, long long last, int tolerance,
+			 long *partner)
+{
+	size_t		lo = 0,
+				paired = 0;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		long long	target = ids[i] - 365;
+		long long	hi = target + tolerance < ids[i] - 1 ? target + tolerance : ids[i] - 1;
+		long		best = -1;
+		long long	best_gap = 0;
+
+		partner[i] = -1;
+		if (ids[i] < first || ids[i] > last)
+			continue;
+		/* targets ascend with i, so the window's first candidate does too */
+		while (lo < n && ids[lo] < target - tolerance)
+			lo++;
+		for (size_t j = lo; j < n && ids[j] <= hi; j++)
+		{
+			long long	gap = ids[j] > target ? ids[j] - target : target - ids[j];
+
+			/* strictly nearer only: of two at the same gap the earlier stays */
+			if (best < 0 || gap < best_gap)
+			{
+				best = (long) j;
+				best_gap = gap;
+			}
+		}
+		partner[i] = best;
+		paired += best >= 0;
+	}
+	return paired;
 }

@@ -10,6 +10,8 @@
 #include "catalog/pg_type.h"
 #include "embedding.h"
 #include "rai4eo/change_score.h"
+#include "rai4eo/distance.h"
+#include "funcapi.h"
 #include "utils/array.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
@@ -348,11 +350,20 @@ rai4eo_pair_final(PG_FUNCTION_ARGS)
 	int			dims[1] = {3};
 	int			lbs[1] = {1};
 	double	   *scratch;
+	const float **yrow,
+			  **prow;
 
 	if (st == NULL || st->n == 0)
 		PG_RETURN_NULL();
 	scratch = palloc(sizeof(double) * (27 * (size_t) st->dim + 2 * st->n));
-	(void) r4_pair_composites(st->y, st->p, st->month, st->n, (size_t) st->dim, 0.001, scratch,
+	yrow = palloc(sizeof(float *) * st->n);
+	prow = palloc(sizeof(float *) * st->n);
+	for (size_t i = 0; i < st->n; i++)
+	{
+		yrow[i] = st->y + i * st->dim;
+		prow[i] = st->p + i * st->dim;
+	}
+	(void) r4_pair_composites(yrow, prow, st->month, st->n, (size_t) st->dim, 0.001, scratch,
 							  &v[0], &v[1], &v[2]);
 	for (int i = 0; i < 3; i++)
 	{
@@ -361,4 +372,248 @@ rai4eo_pair_final(PG_FUNCTION_ARGS)
 	}
 	PG_RETURN_ARRAYTYPE_P(construct_md_array(d, nulls, 1, dims, lbs, FLOAT8OID, sizeof(float8),
 											 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * day_series(image_id, emb, first_id, last_id, tolerance, t, centres,
+ * composites) aggregate: one patch's embeddings of one sensor, from a year
+ * and tolerance days before first_id up to last_id, in any order; at the end
+ * the days from first_id to last_id are paired with their partner one year
+ * earlier (r4_pair_days: rai4eo.daily_pairs' rule) and reduced to the row
+ * rai4eo.patch_series_of returns.  One range scan of a patch's embeddings
+ * replaces a partner lookup per day.  The arguments after emb are the same on
+ * every row (they are the caller's parameters) and are read from the first.
+ */
+typedef struct SeriesState
+{
+	size_t		n;
+	size_t		cap;
+	int64	   *ids;
+	Embedding **emb;			/* copies in the aggregate's context */
+	int64		first;
+	int64		last;
+	int32		tolerance;
+	bool		has_t;
+	double		t;
+	bool		composites;
+	CentreCache *centres;		/* NULL: no cluster series */
+} SeriesState;
+
+/* Rows one patch's day series may hold: 65536 days of a sensor, and then some. */
+#define SERIES_MAX_ROWS ((size_t) 1 << 20)
+
+PG_FUNCTION_INFO_V1(rai4eo_series_accum);
+Datum
+rai4eo_series_accum(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggctx;
+	SeriesState *st = PG_ARGISNULL(0) ? NULL : (SeriesState *) PG_GETARG_POINTER(0);
+	Embedding  *e;
+
+	if (!AggCheckCallContext(fcinfo, &aggctx))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("rai4eo.day_series_accum called outside an aggregate")));
+	if (st == NULL)
+	{
+		if (PG_ARGISNULL(3) || PG_ARGISNULL(4) || PG_ARGISNULL(5))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("rai4eo.day_series needs first_id, last_id and tolerance")));
+		st = MemoryContextAllocZero(aggctx, sizeof(SeriesState));
+		st->first = PG_GETARG_INT64(3);
+		st->last = PG_GETARG_INT64(4);
+		st->tolerance = PG_GETARG_INT32(5);
+		st->has_t = !PG_ARGISNULL(6);
+		st->t = st->has_t ? PG_GETARG_FLOAT8(6) : 0;
+		st->centres = PG_ARGISNULL(7) ? NULL : centre_cache(fcinfo, 7);
+		st->composites = !PG_ARGISNULL(8) && PG_GETARG_BOOL(8);
+		st->cap = 256;
+		st->ids = MemoryContextAlloc(aggctx, sizeof(int64) * st->cap);
+		st->emb = MemoryContextAlloc(aggctx, sizeof(Embedding *) * st->cap);
+	}
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_POINTER(st);
+	if (st->n == st->cap)
+	{
+		if (st->cap >= SERIES_MAX_ROWS)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("more than %zu embeddings in one day series", SERIES_MAX_ROWS)));
+		st->cap *= 2;
+		st->ids = repalloc(st->ids, sizeof(int64) * st->cap);
+		st->emb = repalloc(st->emb, sizeof(Embedding *) * st->cap);
+	}
+	/* checked and detoasted in the row's context, kept in the group's */
+	e = PG_GETARG_EMBEDDING_P(2);
+	e = memcpy(MemoryContextAlloc(aggctx, VARSIZE(e)), e, VARSIZE(e));
+	st->ids[st->n] = PG_GETARG_INT64(1);
+	st->emb[st->n] = e;
+	st->n++;
+	PG_RETURN_POINTER(st);
+}
+
+static int
+cmp_row_id(const void *a, const void *b, void *arg)
+{
+	const int64 *ids = (const int64 *) arg;
+	int64		x = ids[*(const size_t *) a],
+				y = ids[*(const size_t *) b];
+
+	return x < y ? -1 : x > y;
+}
+
+static ArrayType *
+float8_array(const double *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * (n > 0 ? n : 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Float8GetDatum(v[i]);
+	return construct_array(d, n, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+}
+
+PG_FUNCTION_INFO_V1(rai4eo_series_final);
+Datum
+rai4eo_series_final(PG_FUNCTION_ARGS)
+{
+	SeriesState *st = PG_ARGISNULL(0) ? NULL : (SeriesState *) PG_GETARG_POINTER(0);
+	TupleDesc	tupdesc;
+	size_t		n,
+				m = 0,
+				changed = 0,
+				dim = 0;
+	size_t	   *order;
+	long long  *ids;
+	long	   *partner;
+	double	   *dist,
+			   *states,
+				sum = 0;
+	Datum	   *days;
+	const float **y = NULL,
+			  **p = NULL;
+	int		   *month = NULL;
+	CentreCache *c;
+	Datum		values[7];
+	bool		nulls[7] = {false};
+
+	if (st == NULL || st->n == 0)
+		PG_RETURN_NULL();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("rai4eo.day_series_final must return a composite")));
+	n = st->n;
+	c = st->centres;
+	/* date order (the scan usually gives it already) */
+	order = palloc(sizeof(size_t) * n);
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+	qsort_arg(order, n, sizeof(size_t), cmp_row_id, st->ids);
+	ids = palloc(sizeof(long long) * n);
+	for (size_t i = 0; i < n; i++)
+		ids[i] = st->ids[order[i]];
+	partner = palloc(sizeof(long) * n);
+	(void) r4_pair_days(ids, n, st->first, st->last, st->tolerance, partner);
+	dist = palloc(sizeof(double) * n);
+	states = palloc(sizeof(double) * n);
+	days = palloc(sizeof(Datum) * n);
+	for (size_t i = 0; i < n; i++)
+	{
+		Embedding  *a,
+				   *b;
+		double		d;
+
+		if (partner[i] < 0)
+			continue;
+		a = st->emb[order[i]];
+		b = st->emb[order[partner[i]]];
+		if (a->dim != b->dim)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("different embedding dimensions %d and %d", a->dim, b->dim)));
+		d = 1.0 - r4_cosine_similarity(a->x, b->x, a->dim);
+		/* a zero vector's NaN distance leaves the day out (the change functions' rule) */
+		if (isnan(d))
+			continue;
+		if (c != NULL)
+		{
+			long		sa = -1,
+						sb = -1;
+
+			if (c->k > 0)
+			{
+				if (c->dim != a->dim)
+					ereport(ERROR,
+							(errcode(ERRCODE_DATA_EXCEPTION),
+							 errmsg("different embedding dimensions %d and %d", a->dim, c->dim)));
+				sa = r4_nearest_centre(a->x, c->centres, c->inv_norms, (size_t) c->k, (size_t) c->dim, c->dots);
+				sb = r4_nearest_centre(b->x, c->centres, c->inv_norms, (size_t) c->k, (size_t) c->dim, c->dots);
+			}
+			/* no state (no centres, a zero vector) counts as unchanged */
+			states[m] = sa >= 0 && sb >= 0 && sa != sb ? 1 : 0;
+		}
+		if (st->composites)
+		{
+			int			yy,
+						mm,
+						dd;
+
+			if (y == NULL)
+			{
+				dim = (size_t) a->dim;
+				y = palloc(sizeof(float *) * n);
+				p = palloc(sizeof(float *) * n);
+				month = palloc(sizeof(int) * n);
+			}
+			else if ((size_t) a->dim != dim)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_EXCEPTION),
+						 errmsg("different embedding dimensions %d and %zu", a->dim, dim)));
+			/* the copies the transition made stay until the end of the group */
+			y[m] = a->x;
+			p[m] = b->x;
+			j2date((int) (ids[i] & 65535) + POSTGRES_EPOCH_JDATE, &yy, &mm, &dd);
+			month[m] = mm;
+		}
+		dist[m] = d;
+		sum += d;
+		changed += st->has_t && d > st->t;
+		/* the image_id's days field is days since 2000-01-01, a DateADT */
+		days[m] = DateADTGetDatum((DateADT) (ids[i] & 65535));
+		m++;
+	}
+	if (m == 0)
+		PG_RETURN_NULL();
+	values[0] = Int32GetDatum((int32) m);
+	values[1] = Int32GetDatum((int32) changed);
+	values[2] = Float8GetDatum(sum / (double) m);
+	values[3] = PointerGetDatum(construct_array(days, (int) m, DATEOID, sizeof(DateADT), true, TYPALIGN_INT));
+	values[4] = PointerGetDatum(float8_array(dist, (int) m));
+	if (c != NULL)
+		values[5] = PointerGetDatum(float8_array(states, (int) m));
+	else
+		nulls[5] = true;
+	if (st->composites)
+	{
+		double		v[3];
+		Datum		d[3];
+		bool		vn[3];
+		int			dims[1] = {3};
+		int			lbs[1] = {1};
+		double	   *scratch = palloc(sizeof(double) * (27 * dim + 2 * m));
+
+		(void) r4_pair_composites(y, p, month, m, dim, 0.001, scratch, &v[0], &v[1], &v[2]);
+		for (int i = 0; i < 3; i++)
+		{
+			vn[i] = isnan(v[i]);
+			d[i] = Float8GetDatum(vn[i] ? 0 : v[i]);
+		}
+		values[6] = PointerGetDatum(construct_md_array(d, vn, 1, dims, lbs, FLOAT8OID, sizeof(float8),
+													   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	}
+	else
+		nulls[6] = true;
+	tupdesc = BlessTupleDesc(tupdesc);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

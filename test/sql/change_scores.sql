@@ -95,6 +95,44 @@ JOIN LATERAL (SELECT array_agg(x.acquired ORDER BY x.acquired) AS days, array_ag
 -- a patch without pairs (and an id that is no patch) gives no row
 SELECT count(*) AS no_rows FROM rai4eo.patch_series_of(ARRAY[pg_temp.patch(3999), 12345::bigint], 'sm', 'PF-SR',
 	'2019-01-01', '2019-12-31', 2, 0.5::float8);
+-- rai4eo.day_series (under patch_series_of) against the pairing of daily_pairs reduced in SQL,
+-- on irregular dates (gaps, neighbours within tolerance, ties), zero vectors (NaN distances)
+-- and three tolerances, with the state series and the composites
+SELECT setseed(0.25);
+INSERT INTO rai4eo.model (name, arch, config, weights, sha256) VALUES ('rp', 'external', '{}', '\x02', sha256('\x02'));
+CREATE TEMP TABLE rp AS SELECT pg_temp.patch(3500 + i) AS id FROM generate_series(0, 3) i;
+CREATE TEMP TABLE rp_days AS
+SELECT rp.id, date '2018-01-01' + k AS d,
+	   CASE WHEN random() < 0.05 THEN '[0,0,0]' ELSE format('[%s,%s,%s]', random() - 0.3, random() - 0.3, random() - 0.3) END AS e
+FROM rp, generate_series(0, 729) k WHERE random() < 0.3;
+INSERT INTO rai4eo.image (image_id, patch_id, sensor, acquired, rast)
+SELECT rai4eo.image_id_of(id, 'PF-SR', d), id, 'PF-SR', d, ST_AddBand(ST_MakeEmptyRaster(1, 1, 0, 0, 1, -1, 0, 0, 32629), '16BUI'::text, 0)
+FROM rp_days ON CONFLICT DO NOTHING;
+INSERT INTO rai4eo.embedding (image_id, patch_id, model, emb) SELECT rai4eo.image_id_of(id, 'PF-SR', d), id, 'rp', e::embedding FROM rp_days;
+SELECT tol, count(*) AS patches, sum(s.days_compared) > 100 AS many_pairs,
+	   bool_and(s.days = r.days AND s.distances = r.distances AND s.days_compared = r.n AND s.days_changed = r.k
+				AND abs(s.mean_distance - r.mean) < 1e-12 AND s.state_changes = r.states
+				AND s.composite = r.composite) AS same_series
+FROM unnest('{0,2,7}'::int[]) tol
+CROSS JOIN LATERAL rai4eo.patch_series_of(ARRAY(SELECT id FROM rp), 'rp', 'PF-SR', '2019-01-01', '2019-12-31', tol, 0.4::float8,
+	ARRAY['[1,0,0]', '[0,1,0]', '[0,0,1]']::embedding[], true) s
+JOIN LATERAL (SELECT count(*) AS n, count(*) FILTER (WHERE x.distance > 0.4) AS k, avg(x.distance) AS mean,
+					 array_agg(x.acquired ORDER BY x.acquired) AS days, array_agg(x.distance ORDER BY x.acquired) AS distances,
+					 array_agg(coalesce(rai4eo.state_changed(x.emb, x.prior_emb, ARRAY['[1,0,0]', '[0,1,0]', '[0,0,1]']::embedding[]), 0)::float8
+							   ORDER BY x.acquired) AS states,
+					 rai4eo.pair_composites(x.acquired, x.emb, x.prior_emb) AS composite
+			  FROM rai4eo.daily_pairs(s.patch_id, 'rp', 'PF-SR', '2019-01-01', '2019-12-31', tol) x) r ON true
+GROUP BY tol ORDER BY tol;
+-- without centres and composites those two are NULL; the aggregate alone: no pair gives NULL
+SELECT bool_and(state_changes IS NULL AND composite IS NULL) AS nulls
+FROM rai4eo.patch_series_of(ARRAY(SELECT id FROM rp), 'rp', 'PF-SR', '2019-01-01', '2019-12-31', 2, 0.4::float8);
+SELECT rai4eo.day_series(i, e, 1000, 2000, 2, 0.5, NULL, false) IS NULL AS no_pair
+FROM (VALUES (1000::bigint, '[1,0]'::embedding), (1100, '[0,1]')) v(i, e);
+SELECT (rai4eo.day_series(i, e, 1000, 2000, 2, 0.5, NULL, false)).* FROM (VALUES (1366::bigint, '[0,1]'::embedding), (1000, '[1,0]'), (1002, '[0,1]')) v(i, e);
+SELECT pg_temp.err($$SELECT rai4eo.day_series(i, e, 1000, 2000, 2, 0.5, NULL, false) FROM (VALUES (1366::bigint, '[0,1]'::embedding), (1000, '[1,0,0]')) v(i, e)$$);
+DELETE FROM rai4eo.patch WHERE patch_id IN (SELECT id FROM rp);
+DELETE FROM rai4eo.model WHERE name = 'rp';
+
 -- S: rate 6/12, persistence (k 3) 6/12 from 2019-07-15, change point 2019-07-15,
 --    annual 1 - 6/sqrt(72) = 0.292893, seasonal 6/12, zscore (0.5 - 0) / 0.001 = 500
 -- N: rate 2/12 (0.4 is below 0.5), no run of 3, change point 2019-03-15, annual 1 - 12/sqrt(180),

@@ -4,6 +4,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rai4eo/change_score.h"
@@ -121,6 +122,8 @@ test_pair_composites(void)
 	/* a step: months 1-6 unchanged [1,0], 7-12 [0,1], partners all [1,0] */
 	float		y[24],
 				p[24];
+	const float *yr[12],
+			   *pr[12];
 	int			month[12];
 	double		scratch[27 * 2 + 24];
 	double		annual,
@@ -134,16 +137,93 @@ test_pair_composites(void)
 		p[2 * i] = 1;
 		p[2 * i + 1] = 0;
 		month[i] = i + 1;
+		yr[i] = y + 2 * i;
+		pr[i] = p + 2 * i;
 	}
-	CHECK_EQ_INT(r4_pair_composites(y, p, month, 12, 2, 0.001, scratch, &annual, &seasonal, &z), 0);
+	CHECK_EQ_INT(r4_pair_composites(yr, pr, month, 12, 2, 0.001, scratch, &annual, &seasonal, &z), 0);
 	CHECK_NEAR(annual, 1 - 1 / sqrt(2.0), 1e-12);
 	CHECK_NEAR(seasonal, 0.5, 1e-12);
 	CHECK_NEAR(z, 500, 1e-9);
 	/* two pairs in one month: the month's means are compared */
 	month[1] = 1;
-	CHECK_EQ_INT(r4_pair_composites(y, p, month, 2, 2, 0.001, scratch, &annual, &seasonal, &z), 0);
+	CHECK_EQ_INT(r4_pair_composites(yr, pr, month, 2, 2, 0.001, scratch, &annual, &seasonal, &z), 0);
 	CHECK_NEAR(seasonal, 0, 1e-12);
-	CHECK_EQ_INT(r4_pair_composites(y, p, month, 0, 2, 0.001, scratch, &annual, &seasonal, &z), -1);
+	CHECK_EQ_INT(r4_pair_composites(yr, pr, month, 0, 2, 0.001, scratch, &annual, &seasonal, &z), -1);
+}
+
+/* The SQL pairing (ORDER BY |id - (d - 365)|, id LIMIT 1 within the window), brute force. */
+static long
+partner_reference(const long long *ids, size_t n, size_t i, int tol)
+{
+	long		best = -1;
+	long long	target = ids[i] - 365;
+
+	for (size_t j = 0; j < n; j++)
+	{
+		long long	gap = llabs(ids[j] - target);
+
+		if (ids[j] < target - tol || ids[j] > target + tol || ids[j] >= ids[i])
+			continue;
+		if (best < 0 || gap < llabs(ids[best] - target) || (gap == llabs(ids[best] - target) && ids[j] < ids[best]))
+			best = (long) j;
+	}
+	return best;
+}
+
+static void
+test_pair_days(void)
+{
+	/* by hand: 5-day cadence, one year apart, a gap, a tie */
+	const long long ids[] = {100, 105, 110, 463, 465, 470, 475, 477, 900};
+	long		partner[9];
+
+	CHECK_EQ_INT(r4_pair_days(ids, 9, 400, 800, 2, partner), 5);
+	CHECK_EQ_INT(partner[0], -1);	/* before first */
+	CHECK_EQ_INT(partner[3], 0);	/* 463 - 365 = 98: 100 is 2 away */
+	CHECK_EQ_INT(partner[4], 0);	/* 100 exactly */
+	CHECK_EQ_INT(partner[5], 1);
+	CHECK_EQ_INT(partner[6], 2);
+	CHECK_EQ_INT(partner[7], 2);	/* 477 - 365 = 112: 110 is 2 away */
+	CHECK_EQ_INT(partner[8], -1);	/* after last */
+	/* a tie: 107 and 111 are both 2 from 109; the earlier wins */
+	{
+		const long long t[] = {107, 111, 474};
+		long		q[3];
+
+		CHECK_EQ_INT(r4_pair_days(t, 3, 0, 1000, 2, q), 1);
+		CHECK_EQ_INT(q[2], 0);
+		CHECK_EQ_INT(r4_pair_days(t, 3, 0, 1000, 1, q), 0);
+	}
+	/* random sparse series against the brute force, tolerance 0 .. 182 */
+	{
+		long long	r[400];
+		long		q[400];
+		unsigned	seed = 7;
+
+		for (int trial = 0; trial < 200; trial++)
+		{
+			size_t		n = 0;
+			long long	id = 1000;
+			int			tol = trial % 5 == 4 ? (int) (trial % 183) : trial % 6;
+			size_t		expect = 0;
+
+			while (n < 400)
+			{
+				seed = seed * 1103515245u + 12345u;
+				id += 1 + (seed >> 16) % (trial % 3 == 0 ? 40 : 9);
+				r[n++] = id;
+			}
+			CHECK(r4_pair_days(r, n, 1400, 2600, tol, q) <= n);
+			for (size_t i = 0; i < n; i++)
+			{
+				long		want = r[i] >= 1400 && r[i] <= 2600 ? partner_reference(r, n, i, tol) : -1;
+
+				CHECK_EQ_INT(q[i], want);
+				expect += want >= 0;
+			}
+			CHECK_EQ_INT(r4_pair_days(r, n, 1400, 2600, tol, q), expect);
+		}
+	}
 }
 
 int
@@ -154,5 +234,6 @@ main(void)
 	RUN(test_robust_z);
 	RUN(test_nearest);
 	RUN(test_pair_composites);
+	RUN(test_pair_days);
 	return unit_summary("change_score");
 }
