@@ -144,6 +144,11 @@ AS 'MODULE_PATHNAME', 'rai4eo_series_accum' LANGUAGE C PARALLEL SAFE;
 CREATE FUNCTION rai4eo.day_series_final(internal) RETURNS rai4eo.day_series
 AS 'MODULE_PATHNAME', 'rai4eo_series_final' LANGUAGE C PARALLEL SAFE;
 
+COMMENT ON FUNCTION rai4eo.day_series_accum(internal, bigint, embedding, bigint, bigint, integer, float8, embedding[], boolean) IS
+'Transition function of the aggregate rai4eo.day_series: keeps a copy of each row''s embedding and its image_id';
+COMMENT ON FUNCTION rai4eo.day_series_final(internal) IS
+'Final function of the aggregate rai4eo.day_series: pairs the days (r4_pair_days) and reduces them to a rai4eo.day_series';
+
 CREATE AGGREGATE rai4eo.day_series(image_id bigint, emb @extschema@.embedding, first_id bigint, last_id bigint,
 	tolerance integer, t float8, centres @extschema@.embedding[], composites boolean) (
 	SFUNC = rai4eo.day_series_accum,
