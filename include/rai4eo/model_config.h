@@ -35,6 +35,9 @@
  *                     default 1
  *   avgpool           ViT only: also the mean of the last block's patch
  *                     tokens; default false
+ *   readout           ViT only: "cls" (default: the two keys above) or
+ *                     "token_stats" (mean and std of the last block's patch
+ *                     tokens before the final norm; out_dim 2 x embed_dim)
  *   change_threshold  calibrated cosine-distance threshold; null unsets
  *   head              false ignores a classification head in the weights
  *                     (head.* or fc.*, head.h); default true

@@ -30,6 +30,21 @@
 
 typedef struct R4ViT R4ViT;
 
+/*
+ * What the engine returns for an image (the "readout" key).  CLS: DINO
+ * eval_linear's recipe, the final LayerNorm of CLS tokens (n_last_blocks,
+ * avgpool).  TOKEN_STATS: the mean and the standard deviation over the
+ * patch tokens of the last block's output before the final LayerNorm,
+ * [mean (D), std (D)]: the per-token normalisation removes a token's
+ * magnitude, and the spread across the patch is what a change in part of
+ * it moves (docs/change-detection.md measures both).
+ */
+typedef enum R4ViTReadout
+{
+	R4_VIT_READOUT_CLS = 0,
+	R4_VIT_READOUT_TOKEN_STATS
+} R4ViTReadout;
+
 /* The ViT part of a resolved configuration (R4ModelConfig.arch_data). */
 typedef struct R4ViTConfig
 {
@@ -44,6 +59,7 @@ typedef struct R4ViTConfig
 	double		ln_eps;			/* default 1e-6 (DINO's factories) */
 	int			n_last_blocks;	/* default 1 */
 	bool		avgpool;		/* default false */
+	R4ViTReadout readout;		/* default R4_VIT_READOUT_CLS */
 } R4ViTConfig;
 
 /* The descriptor (arch_vit.c): tensors, keys, defaults, engine. */
@@ -104,6 +120,8 @@ R4Status	r4_vit_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
  * n_last_blocks == 1 that is DINO eval_linear's interleaved layout
  * [cls0, avg0, cls1, avg1, ...]; for n_last_blocks > 1 (where DINO's own
  * code does not run) it is [cls of block depth-n ... cls of last block, avg].
+ * With readout TOKEN_STATS: [mean, std] of the last block's patch tokens
+ * before the final norm (CLS excluded; population std, sums in double).
  *
  * check (may be NULL) is called before each block (arch.h's
  * R4InterruptCheck).

@@ -33,7 +33,7 @@ r4_vit_cfg(const R4ModelConfig *cfg)
 }
 
 /* Keys that only mean something for a ViT: "set" ones, then derived ones. */
-static const char *const own_keys[] = {"num_heads", "ln_eps", "n_last_blocks", "avgpool", NULL};
+static const char *const own_keys[] = {"num_heads", "ln_eps", "n_last_blocks", "avgpool", "readout", NULL};
 static const char *const derived_keys[] = {"embed_dim", "depth", "patch_size", "mlp_hidden", NULL};
 
 /* The per-block tensors of a DINO/timm ViT, after "blocks.N.". */
@@ -340,7 +340,35 @@ apply_vit_keys(const R4SafeTensors *st, const R4Json *config, R4ModelConfig *cfg
 		DONE();
 	}
 
-	cfg->out_dim = VIT(cfg)->embed_dim * (VIT(cfg)->n_last_blocks + (VIT(cfg)->avgpool ? 1 : 0));
+	/* readout: after the two keys it excludes, so a conflict names both */
+	LOOKUP("readout", true);
+	if (cv.v != NULL)
+	{
+		if (cv.v->type == R4J_STRING && strcmp(cv.v->string, "cls") == 0)
+			VIT(cfg)->readout = R4_VIT_READOUT_CLS;
+		else if (cv.v->type == R4J_STRING && strcmp(cv.v->string, "token_stats") == 0)
+			VIT(cfg)->readout = R4_VIT_READOUT_TOKEN_STATS;
+		else
+			rc = r4_fail(err, R4_ERR_INVALID, "\"readout\" in the %s must be \"cls\" or \"token_stats\"",
+						 cv.origin);
+		DONE();
+	}
+
+	if (VIT(cfg)->readout == R4_VIT_READOUT_TOKEN_STATS)
+	{
+		/* n_last_blocks and avgpool choose among CLS recipes; silently dropping them would surprise. */
+		if (VIT(cfg)->n_last_blocks != 1 || VIT(cfg)->avgpool)
+		{
+			r4_fail(err, R4_ERR_INVALID,
+					"\"readout\": \"token_stats\" takes neither n_last_blocks %d nor avgpool true",
+					VIT(cfg)->n_last_blocks);
+			return r4_fail_detail(err, "n_last_blocks and avgpool describe the \"cls\" readout; "
+								  "set \"avgpool\": false and \"n_last_blocks\": 1 with \"token_stats\".");
+		}
+		cfg->out_dim = 2 * VIT(cfg)->embed_dim;
+	}
+	else
+		cfg->out_dim = VIT(cfg)->embed_dim * (VIT(cfg)->n_last_blocks + (VIT(cfg)->avgpool ? 1 : 0));
 
 	if ((rc = r4_config_assert_derived(st, config, "embed_dim", VIT(cfg)->embed_dim, err)) != R4_OK ||
 		(rc = r4_config_assert_derived(st, config, "depth", VIT(cfg)->depth, err)) != R4_OK ||
@@ -387,6 +415,7 @@ resolve_vit(const R4SafeTensors *st, const R4Json *config, int variant,
 	cfg->img_size = VIT(cfg)->pos_grid * VIT(cfg)->patch_size;
 	VIT(cfg)->n_last_blocks = 1;
 	VIT(cfg)->avgpool = false;
+	VIT(cfg)->readout = R4_VIT_READOUT_CLS;
 	return apply_vit_keys(st, config, cfg, err);
 }
 
@@ -409,8 +438,9 @@ json_tail(const R4ModelConfig *cfg, R4TextBuf *b)
 {
 	const R4ViTConfig *v = r4_vit_cfg(cfg);
 
-	r4_buf_printf(b, ",\"n_last_blocks\":%d,\"avgpool\":%s",
-				  v->n_last_blocks, v->avgpool ? "true" : "false");
+	r4_buf_printf(b, ",\"n_last_blocks\":%d,\"avgpool\":%s,\"readout\":\"%s\"",
+				  v->n_last_blocks, v->avgpool ? "true" : "false",
+				  v->readout == R4_VIT_READOUT_TOKEN_STATS ? "token_stats" : "cls");
 }
 
 /* The token count of an oh x ow input, before anything is decoded. */

@@ -719,7 +719,7 @@ r4_vit_forward(R4ViT *m, const float *input, int B, int H, int W,
 		block_forward(m, &m->blocks[l], &a, B, T);
 
 		/* Keep the normed CLS token of each of the last n blocks. */
-		if (l >= vc->depth - n_last)
+		if (vc->readout == R4_VIT_READOUT_CLS && l >= vc->depth - n_last)
 		{
 			int			k = l - (vc->depth - n_last);
 
@@ -730,7 +730,39 @@ r4_vit_forward(R4ViT *m, const float *input, int B, int H, int W,
 		}
 	}
 
-	if (vc->avgpool)
+	if (vc->readout == R4_VIT_READOUT_TOKEN_STATS)
+	{
+		/*
+		 * Mean and population std of the last block's patch tokens before
+		 * the final norm, CLS excluded; two passes in double, so the spread
+		 * of large residual streams keeps its digits.
+		 */
+		for (int b = 0; b < B; b++)
+		{
+			const float *xb = a.x + ((size_t) b * T + 1) * D;
+			float	   *f = a.feats + (size_t) b * out_dim;
+
+			for (int d = 0; d < D; d++)
+			{
+				double		s = 0.0,
+							q = 0.0,
+							mean;
+
+				for (int t = 0; t < T - 1; t++)
+					s += xb[(size_t) t * D + d];
+				mean = s / (T - 1);
+				for (int t = 0; t < T - 1; t++)
+				{
+					double		dv = xb[(size_t) t * D + d] - mean;
+
+					q += dv * dv;
+				}
+				f[d] = (float) mean;
+				f[D + d] = (float) sqrt(q / (T - 1));
+			}
+		}
+	}
+	else if (vc->avgpool)
 	{
 		/* Mean of the last block's normed patch tokens, CLS excluded. */
 		r4_layernorm(a.y, a.x, m->norm_w, m->norm_b, B * T, D, (float) vc->ln_eps);
@@ -754,7 +786,7 @@ r4_vit_forward(R4ViT *m, const float *input, int B, int H, int W,
 		const float *f = a.feats + (size_t) b * out_dim;
 		float	   *o = out + (size_t) b * out_dim;
 
-		if (vc->avgpool && n_last == 1)
+		if (vc->readout == R4_VIT_READOUT_CLS && vc->avgpool && n_last == 1)
 		{
 			/*
 			 * DINO eval_linear: cat((cls.unsqueeze(-1), avg.unsqueeze(-1)),

@@ -308,6 +308,24 @@ class ViTParity(unittest.TestCase):
             want3 = model.features(x, 3, True)
         self.assert_parity(got3, want3, "avgpool n=3 ([cls x3, avg])")
 
+    def test_token_stats_readout(self):
+        path, model = self.model("vits16_d4", embed_dim=384, depth=4, patch_size=16,
+                                 in_chans=4, img_size=224, seed=15)
+        x = torch.randn(2, 4, 200, 176)
+        got, log = self.run_cli(path, x, config={"readout": "token_stats"})
+        self.assertIn("out_dim=768", log)
+        with torch.no_grad():
+            want = model.features(x, readout="token_stats")
+            blocks = model.prepare_tokens(x)
+            for blk in model.blocks:
+                blocks = blk(blocks)
+            normed = model.norm(blocks)[:, 1:].mean(1).numpy()
+        self.assert_parity(got, want, "token_stats 200x176")
+        # spelled out: the first half is the mean, the second the spread, both before the norm
+        self.assert_parity(got[:, :384], blocks[:, 1:].mean(1), "token_stats first half = mean")
+        self.assert_parity(got[:, 384:], blocks[:, 1:].std(1, unbiased=False), "token_stats second half = std")
+        self.assertGreater(float(np.abs(got[:, :384] - normed).max()), 0.1, "the mean is taken before the norm")
+
     def test_batch_equals_singles(self):
         path, model = self.model("vits16_d4", embed_dim=384, depth=4, patch_size=16,
                                  in_chans=4, img_size=224, seed=15)

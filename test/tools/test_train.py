@@ -342,10 +342,15 @@ class TrainTest(unittest.TestCase):
         self.assertFalse(torch.equal(trained["blocks.0.attn.qkv.weight"], tensors["blocks.0.attn.qkv.weight"]))
         # Seeded: the same command gives the same weights.
         ex2 = self.path("random2.safetensors")
-        self.train(*TINY, "--steps", 0, "--export", ex2)
-        again, _ = safetensors_io.load_file(ex2, "torch")
+        self.train(*TINY, "--steps", 0, "--export", ex2, "--readout", "token_stats")
+        again, meta2 = safetensors_io.load_file(ex2, "torch")
         for k in tensors:
             self.assertTrue(torch.equal(tensors[k], again[k]), k)
+        # The readout is written to the metadata, with the cls keys it excludes at rest.
+        self.assertEqual((meta2["readout"], meta2["avgpool"], meta2["n_last_blocks"]),
+                         ("token_stats", "false", "1"))
+        self.assertEqual((meta["avgpool"], meta["n_last_blocks"]),
+                         ("true" if meta["readout"] == "cls" else "false", "1"))
 
     def test_s2_twelve_bands(self):
         ex = self.path("s2.safetensors")
@@ -361,6 +366,9 @@ class TrainTest(unittest.TestCase):
     def test_usage_errors(self):
         r = self.train(*TINY, "--steps", 1, "--bands", "1,5", expect=2)
         self.assertIn("PF-SR images have 4 bands", r.stderr)
+        for extra in (["--avgpool"], ["--n-last-blocks", "2"]):
+            r = self.train(*TINY, "--steps", 0, "--readout", "token_stats", *extra, expect=2)
+            self.assertIn("give --readout cls with them", r.stderr)
         r = self.train("--resume", "--checkpoint", self.path("missing.pt"), expect=2)
         self.assertIn("no checkpoint", r.stderr)
 

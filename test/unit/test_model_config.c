@@ -260,6 +260,7 @@ test_defaults_from_shapes(void)
 	CHECK_EQ_INT(c.input, R4_INPUT_NATIVE);
 	CHECK_EQ_INT(r4_vit_cfg(&c)->n_last_blocks, 1);
 	CHECK(!r4_vit_cfg(&c)->avgpool);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->readout, R4_VIT_READOUT_CLS);
 	CHECK(!c.has_change_threshold);
 	CHECK_EQ_INT(c.out_dim, 64);
 
@@ -335,6 +336,45 @@ test_metadata_values(void)
 	meta(&m, "input", "\"resize\"");
 	CHECK_EQ_INT(resolve(&m, NULL, &c, &e), R4_OK);
 	CHECK_EQ_INT(c.input, R4_INPUT_RESIZE);
+}
+
+/* Check the readout key: its values, where it may come from, what it excludes. */
+static void
+test_readout(void)
+{
+	R4ModelConfig c;
+	R4Error		e;
+	char	   *json;
+
+	/* From the configuration: twice the width, the CLS keys at their defaults. */
+	vit(&m, 64, 2, 2, 3, 2, 32);
+	CHECK_EQ_INT(resolve(&m, "{\"readout\": \"token_stats\"}", &c, &e), R4_OK);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->readout, R4_VIT_READOUT_TOKEN_STATS);
+	CHECK_EQ_INT(c.out_dim, 128);
+	json = r4_model_config_to_json(&c);
+	CHECK(json != NULL && strstr(json, "\"readout\":\"token_stats\"") != NULL);
+	r4_free(json);
+	/* A bare metadata word, as tools/train writes it. */
+	vit(&m, 64, 2, 2, 3, 2, 32);
+	meta(&m, "readout", "token_stats");
+	CHECK_EQ_INT(resolve(&m, NULL, &c, &e), R4_OK);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->readout, R4_VIT_READOUT_TOKEN_STATS);
+	/* The configuration overrides the metadata, "cls" included. */
+	CHECK_EQ_INT(resolve(&m, "{\"readout\": \"cls\"}", &c, &e), R4_OK);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->readout, R4_VIT_READOUT_CLS);
+	CHECK_EQ_INT(c.out_dim, 64);
+	/* CLS recipes do not combine with it, from either source. */
+	EXPECT_FAIL(&m, "{\"avgpool\": true}", R4_ERR_INVALID, "takes neither n_last_blocks 1 nor avgpool");
+	EXPECT_FAIL(&m, "{\"n_last_blocks\": 2}", R4_ERR_INVALID, "takes neither n_last_blocks 2");
+	vit(&m, 64, 2, 2, 3, 2, 32);
+	meta(&m, "avgpool", "true");
+	EXPECT_FAIL(&m, "{\"readout\": \"token_stats\"}", R4_ERR_INVALID, "nor avgpool true");
+	CHECK_EQ_INT(resolve(&m, "{\"readout\": \"token_stats\", \"avgpool\": false}", &c, &e), R4_OK);
+	/* Other values and types. */
+	EXPECT_FAIL(&m, "{\"readout\": \"mean\"}", R4_ERR_INVALID, "\"readout\" in the configuration must be \"cls\" or \"token_stats\"");
+	EXPECT_FAIL(&m, "{\"readout\": 1}", R4_ERR_INVALID, "must be \"cls\" or \"token_stats\"");
+	/* A caller asserting out_dim gets the readout's. */
+	EXPECT_FAIL(&m, "{\"readout\": \"token_stats\", \"avgpool\": false, \"out_dim\": 64}", R4_ERR_MISMATCH, "out_dim");
 }
 
 /* Check that the configuration object wins and asserts derived keys. */
@@ -576,7 +616,7 @@ test_json_round_trip(void)
 		"{\"arch\":\"vit\",\"embed_dim\":128,\"depth\":3,\"patch_size\":4,\"in_chans\":3,"
 		"\"mlp_hidden\":256,\"num_heads\":2,\"ln_eps\":1e-06,\"img_size\":8,\"bands\":[3,1,2],"
 		"\"scale\":0.0001,\"mean\":[0.1,0.2,0.3],\"std\":[1,2,0.5],\"input\":\"native\","
-		"\"n_last_blocks\":3,\"avgpool\":true,\"change_threshold\":0.3,\"out_dim\":512}";
+		"\"n_last_blocks\":3,\"avgpool\":true,\"readout\":\"cls\",\"change_threshold\":0.3,\"out_dim\":512}";
 
 	vit(&m, 128, 3, 4, 2, 3, 256);
 	CHECK_EQ_INT(resolve(&m, "{\"num_heads\": 2, \"bands\": [3, 1, 2], \"scale\": 0.0001,"
@@ -620,7 +660,7 @@ test_table_messages(void)
 	vit(&m, 64, 2, 2, 3, 2, 32);
 	CHECK_EQ_INT(resolve(&m, "{\"n_last_block\": 2}", &c, &e), R4_ERR_INVALID);
 	CHECK(strcmp(e.detail, "known keys: arch, img_size, bands, scale, mean, std, input, change_threshold, "
-				 "head, classes, multilabel, output; ViT: num_heads, ln_eps, n_last_blocks, avgpool; "
+				 "head, classes, multilabel, output; ViT: num_heads, ln_eps, n_last_blocks, avgpool, readout; "
 				 "ResNet: bn_eps") == 0);
 	CHECK_EQ_INT(resolve(&m, "{\"arch\": \"convnext\"}", &c, &e), R4_ERR_INVALID);
 	CHECK(strcmp(e.message, "unknown architecture \"convnext\" in the configuration") == 0);
@@ -659,6 +699,7 @@ main(void)
 	RUN(test_defaults_from_shapes);
 	RUN(test_metadata_values);
 	RUN(test_config_overrides_metadata);
+	RUN(test_readout);
 	RUN(test_missing_tensors);
 	RUN(test_shapes_and_dtypes);
 	RUN(test_value_errors);

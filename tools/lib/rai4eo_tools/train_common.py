@@ -69,7 +69,7 @@ def float_list(text):
 # and a resumed run takes them from its checkpoint.
 RUN_OPTIONS = {"dsn", "device", "threads", "checkpoint", "checkpoint_every", "resume", "until", "minutes",
                "log_every", "export", "register", "name", "quiet", "method",
-               "n_last_blocks", "avgpool", "input", "export_backbone"}
+               "n_last_blocks", "avgpool", "readout", "input", "export_backbone"}
 
 
 def add_common_arguments(p):
@@ -653,6 +653,7 @@ def export_metadata(args, mean, std, img_size, num_heads, ln_eps, extra=None):
         "img_size": str(int(img_size)),
         "n_last_blocks": str(int(args.n_last_blocks)),
         "avgpool": "true" if args.avgpool else "false",
+        "readout": getattr(args, "readout", "cls"),
         "num_heads": str(int(num_heads)),
         "ln_eps": repr(float(ln_eps)),
         "sensor": args.sensor,

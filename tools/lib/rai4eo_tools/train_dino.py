@@ -30,6 +30,8 @@ from rai4eo_tools import train_common as T
 from rai4eo_tools.vit_reference import VisionTransformer
 
 LN_EPS = 1e-6
+# The exported readout (see --readout); README "Training" gives the held-out figures behind it.
+DEFAULT_READOUT = "cls"
 # Crop geometry per sensor: PF-SR patches are 200 x 200 px, S2-SR 60 x 60 px.
 SENSOR_DEFAULTS = {
     "PF-SR": {"patch_size": 16, "global_size": 96, "local_size": 48},
@@ -171,9 +173,14 @@ def add_arguments(p):
     # the patch's spectral composition, which clear-cuts, drying reservoirs and new
     # surfaces change (CLS alone: held-out AUC 0.79 / F1 0.59, with the mean 0.87 / 0.84,
     # iberia seed 1, same weights).
-    p.set_defaults(avgpool=True)
+    p.set_defaults(avgpool=None)
     p.add_argument("--no-avgpool", dest="avgpool", action="store_false",
-                   help="export the CLS token(s) alone, without the mean of the patch tokens")
+                   help="cls readout: export the CLS token(s) alone, without the mean of the patch tokens")
+    p.add_argument("--readout", choices=("cls", "token_stats"), default=DEFAULT_READOUT,
+                   help="features the exported model returns: token_stats (the mean and std over the "
+                        "patch tokens of the last block before its final norm, 2 x embed-dim) or cls "
+                        "(DINO eval_linear: the normed CLS token(s), with the patch-token mean unless "
+                        "--no-avgpool); default %s" % DEFAULT_READOUT)
     g = p.add_argument_group("backbone (ViT, DINO key names)")
     g.add_argument("--embed-dim", type=int, default=192, help="default 192")
     g.add_argument("--depth", type=int, default=4, help="transformer blocks (default 4)")
@@ -368,6 +375,11 @@ def run(a, given):
     if a.n_last_blocks > a.depth:
         log("--n-last-blocks %d exceeds the depth (%d blocks)" % (a.n_last_blocks, a.depth))
         return 2
+    if a.readout == "token_stats" and (a.avgpool or a.n_last_blocks != 1):
+        log("--avgpool and --n-last-blocks choose among cls readouts; give --readout cls with them")
+        return 2
+    if a.avgpool is None:                   # cls: the patch-token mean on unless --no-avgpool
+        a.avgpool = a.readout == "cls"
 
     try:
         conn = db_images.connect(a.dsn)

@@ -149,14 +149,26 @@ class VisionTransformer(nn.Module):
                 out.append(self.norm(x))
         return out
 
-    def features(self, x, n_last_blocks: int = 1, avgpool: bool = False):
-        """DINO eval_linear's feature vector.
+    def token_stats(self, x):
+        """The "token_stats" readout: [mean, std] over the patch tokens (CLS excluded)
+        of the last block's output before the final norm; population std."""
+        x = self.prepare_tokens(x)
+        for blk in self.blocks:
+            x = blk(x)
+        t = x[:, 1:].double()
+        return torch.cat([t.mean(1), t.std(1, unbiased=False)], dim=-1).float()
+
+    def features(self, x, n_last_blocks: int = 1, avgpool: bool = False, readout: str = "cls"):
+        """The engine's feature vector: DINO eval_linear's, or token_stats.
 
         CLS tokens of the last n blocks, concatenated; with avgpool the mean
         of the last block's patch tokens is added.  For n == 1 that is
         eval_linear's interleaved [cls0, avg0, cls1, avg1, ...]; for n > 1,
         where eval_linear's cat does not type-check, it is [cls..., avg].
+        readout "token_stats" returns token_stats(x) instead.
         """
+        if readout == "token_stats":
+            return self.token_stats(x)
         inter = self.get_intermediate_layers(x, n_last_blocks)
         output = torch.cat([t[:, 0] for t in inter], dim=-1)
         if avgpool:
