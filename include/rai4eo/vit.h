@@ -37,7 +37,7 @@ typedef struct R4ViT R4ViT;
  * patch tokens of the last block's output before the final LayerNorm,
  * [mean (D), std (D)]: the per-token normalisation removes a token's
  * magnitude, and the spread across the patch is what a change in part of
- * it moves (docs/change-detection.md measures both).
+ * it moves (README "Measuring features" gives the held-out figures).
  */
 typedef enum R4ViTReadout
 {
