@@ -38,6 +38,9 @@
  *   readout           ViT only: "cls" (default: the two keys above) or
  *                     "token_stats" (mean and std of the last block's patch
  *                     tokens before the final norm; out_dim 2 x embed_dim)
+ *   readout_grid      ViT token_stats only: the statistics per region of a
+ *                     g x g cut of the token grid, 1..8, default 1; out_dim
+ *                     2 g^2 embed_dim
  *   change_threshold  calibrated cosine-distance threshold; null unsets
  *   head              false ignores a classification head in the weights
  *                     (head.* or fc.*, head.h); default true

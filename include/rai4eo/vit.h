@@ -28,6 +28,9 @@
 /* Most tokens (patches + CLS) one image may have: a 128 x 128 patch grid. */
 #define R4_VIT_MAX_TOKENS (128 * 128 + 1)
 
+/* Largest readout_grid: 8 x 8 regions (out_dim 128 D). */
+#define R4_VIT_MAX_READOUT_GRID 8
+
 typedef struct R4ViT R4ViT;
 
 /*
@@ -38,6 +41,10 @@ typedef struct R4ViT R4ViT;
  * [mean (D), std (D)]: the per-token normalisation removes a token's
  * magnitude, and the spread across the patch is what a change in part of
  * it moves (README "Measuring features" gives the held-out figures).
+ * With readout_grid g > 1 the token grid is cut into g x g regions (rows
+ * [i gh / g, (i + 1) gh / g), the same for columns, integer division) and
+ * each region gives its [mean, std], regions row-major: 2 g^2 D values
+ * that say where in the patch the change lies.
  */
 typedef enum R4ViTReadout
 {
@@ -60,6 +67,7 @@ typedef struct R4ViTConfig
 	int			n_last_blocks;	/* default 1 */
 	bool		avgpool;		/* default false */
 	R4ViTReadout readout;		/* default R4_VIT_READOUT_CLS */
+	int			readout_grid;	/* TOKEN_STATS regions per side, default 1 */
 } R4ViTConfig;
 
 /* The descriptor (arch_vit.c): tensors, keys, defaults, engine. */
@@ -121,12 +129,14 @@ R4Status	r4_vit_build(const R4SafeTensors *st, const R4ModelConfig *cfg,
  * [cls0, avg0, cls1, avg1, ...]; for n_last_blocks > 1 (where DINO's own
  * code does not run) it is [cls of block depth-n ... cls of last block, avg].
  * With readout TOKEN_STATS: [mean, std] of the last block's patch tokens
- * before the final norm (CLS excluded; population std, sums in double).
+ * before the final norm (CLS excluded; population std, sums in double),
+ * per region of the readout_grid x readout_grid cut, regions row-major.
  *
  * check (may be NULL) is called before each block (arch.h's
  * R4InterruptCheck).
  *
- * Errors: R4_ERR_RANGE for B < 1 or H, W smaller than a patch,
+ * Errors: R4_ERR_RANGE for B < 1 or H, W smaller than a patch or a token
+ * grid smaller than readout_grid,
  * R4_ERR_LIMIT for more than R4_VIT_MAX_TOKENS tokens or sizes that
  * overflow, or when check returned true, R4_ERR_NOMEM.
  */

@@ -33,7 +33,8 @@ r4_vit_cfg(const R4ModelConfig *cfg)
 }
 
 /* Keys that only mean something for a ViT: "set" ones, then derived ones. */
-static const char *const own_keys[] = {"num_heads", "ln_eps", "n_last_blocks", "avgpool", "readout", NULL};
+static const char *const own_keys[] = {"num_heads", "ln_eps", "n_last_blocks", "avgpool", "readout",
+	"readout_grid", NULL};
 static const char *const derived_keys[] = {"embed_dim", "depth", "patch_size", "mlp_hidden", NULL};
 
 /* The per-block tensors of a DINO/timm ViT, after "blocks.N.". */
@@ -354,8 +355,18 @@ apply_vit_keys(const R4SafeTensors *st, const R4Json *config, R4ModelConfig *cfg
 		DONE();
 	}
 
+	/* readout_grid: the regions token_stats is taken over */
+	LOOKUP("readout_grid", false);
+	if (cv.v != NULL)
+	{
+		rc = r4_config_int(&cv, "readout_grid", 1, R4_VIT_MAX_READOUT_GRID, &VIT(cfg)->readout_grid, err);
+		DONE();
+	}
+
 	if (VIT(cfg)->readout == R4_VIT_READOUT_TOKEN_STATS)
 	{
+		int			g = VIT(cfg)->readout_grid;
+
 		/* n_last_blocks and avgpool choose among CLS recipes; silently dropping them would surprise. */
 		if (VIT(cfg)->n_last_blocks != 1 || VIT(cfg)->avgpool)
 		{
@@ -365,7 +376,13 @@ apply_vit_keys(const R4SafeTensors *st, const R4Json *config, R4ModelConfig *cfg
 			return r4_fail_detail(err, "n_last_blocks and avgpool describe the \"cls\" readout; "
 								  "set \"avgpool\": false and \"n_last_blocks\": 1 with \"token_stats\".");
 		}
-		cfg->out_dim = 2 * VIT(cfg)->embed_dim;
+		cfg->out_dim = 2 * g * g * VIT(cfg)->embed_dim;
+	}
+	else if (VIT(cfg)->readout_grid != 1)
+	{
+		r4_fail(err, R4_ERR_INVALID, "\"readout_grid\" %d needs \"readout\": \"token_stats\"",
+				VIT(cfg)->readout_grid);
+		return r4_fail_detail(err, "the \"cls\" readout has no regions; leave readout_grid out or set it to 1.");
 	}
 	else
 		cfg->out_dim = VIT(cfg)->embed_dim * (VIT(cfg)->n_last_blocks + (VIT(cfg)->avgpool ? 1 : 0));
@@ -416,6 +433,7 @@ resolve_vit(const R4SafeTensors *st, const R4Json *config, int variant,
 	VIT(cfg)->n_last_blocks = 1;
 	VIT(cfg)->avgpool = false;
 	VIT(cfg)->readout = R4_VIT_READOUT_CLS;
+	VIT(cfg)->readout_grid = 1;
 	return apply_vit_keys(st, config, cfg, err);
 }
 
@@ -441,6 +459,9 @@ json_tail(const R4ModelConfig *cfg, R4TextBuf *b)
 	r4_buf_printf(b, ",\"n_last_blocks\":%d,\"avgpool\":%s,\"readout\":\"%s\"",
 				  v->n_last_blocks, v->avgpool ? "true" : "false",
 				  v->readout == R4_VIT_READOUT_TOKEN_STATS ? "token_stats" : "cls");
+	/* Only token_stats has regions (the cls JSON stays as it was). */
+	if (v->readout == R4_VIT_READOUT_TOKEN_STATS)
+		r4_buf_printf(b, ",\"readout_grid\":%d", v->readout_grid);
 }
 
 /* The token count of an oh x ow input, before anything is decoded. */
@@ -456,6 +477,12 @@ check_input(const R4ModelConfig *cfg, int H, int W, int oh, int ow, R4Error *err
 	if (tokens > R4_VIT_MAX_TOKENS)
 		return r4_fail(err, R4_ERR_LIMIT, "raster of %d x %d pixels makes %lld tokens; the limit is %d",
 					   W, H, tokens, R4_VIT_MAX_TOKENS);
+	/* (a raster smaller than one patch is the caller's own, clearer error) */
+	if (oh >= v->patch_size && ow >= v->patch_size &&
+		(oh / v->patch_size < v->readout_grid || ow / v->patch_size < v->readout_grid))
+		return r4_fail(err, R4_ERR_INVALID,
+					   "raster of %d x %d pixels makes a %d x %d token grid, smaller than readout_grid %d",
+					   W, H, ow / v->patch_size, oh / v->patch_size, v->readout_grid);
 	return R4_OK;
 }
 

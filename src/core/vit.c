@@ -703,6 +703,9 @@ r4_vit_forward(R4ViT *m, const float *input, int B, int H, int W,
 					   "input of %d x %d pixels gives %ld tokens; the limit is %d",
 					   H, W, (long) gh * gw + 1, R4_VIT_MAX_TOKENS);
 	T = gh * gw + 1;
+	if (gh < vc->readout_grid || gw < vc->readout_grid)
+		return r4_fail(err, R4_ERR_RANGE, "a %d x %d token grid is smaller than readout_grid %d",
+					   gw, gh, vc->readout_grid);
 
 	if ((rc = plan_arena(m, B, T, gh * gw, &a, err)) != R4_OK)
 		return rc;
@@ -734,32 +737,47 @@ r4_vit_forward(R4ViT *m, const float *input, int B, int H, int W,
 	{
 		/*
 		 * Mean and population std of the last block's patch tokens before
-		 * the final norm, CLS excluded; two passes in double, so the spread
-		 * of large residual streams keeps its digits.
+		 * the final norm, CLS excluded, per region of the g x g cut; two
+		 * passes in double, so the spread of large residual streams keeps
+		 * its digits.
 		 */
+		const int	g = vc->readout_grid;
+
 		for (int b = 0; b < B; b++)
 		{
 			const float *xb = a.x + ((size_t) b * T + 1) * D;
-			float	   *f = a.feats + (size_t) b * out_dim;
 
-			for (int d = 0; d < D; d++)
-			{
-				double		s = 0.0,
-							q = 0.0,
-							mean;
-
-				for (int t = 0; t < T - 1; t++)
-					s += xb[(size_t) t * D + d];
-				mean = s / (T - 1);
-				for (int t = 0; t < T - 1; t++)
+			for (int ri = 0; ri < g; ri++)
+				for (int rj = 0; rj < g; rj++)
 				{
-					double		dv = xb[(size_t) t * D + d] - mean;
+					const int	r0 = ri * gh / g,
+								r1 = (ri + 1) * gh / g,
+								c0 = rj * gw / g,
+								c1 = (rj + 1) * gw / g;
+					const double n = (double) (r1 - r0) * (c1 - c0);
+					float	   *f = a.feats + (size_t) b * out_dim + (size_t) (ri * g + rj) * 2 * D;
 
-					q += dv * dv;
+					for (int d = 0; d < D; d++)
+					{
+						double		s = 0.0,
+									q = 0.0,
+									mean;
+
+						for (int r = r0; r < r1; r++)
+							for (int c = c0; c < c1; c++)
+								s += xb[((size_t) r * gw + c) * D + d];
+						mean = s / n;
+						for (int r = r0; r < r1; r++)
+							for (int c = c0; c < c1; c++)
+							{
+								double		dv = xb[((size_t) r * gw + c) * D + d] - mean;
+
+								q += dv * dv;
+							}
+						f[d] = (float) mean;
+						f[D + d] = (float) sqrt(q / n);
+					}
 				}
-				f[d] = (float) mean;
-				f[D + d] = (float) sqrt(q / (T - 1));
-			}
 		}
 	}
 	else if (vc->avgpool)

@@ -65,11 +65,17 @@ CheckRasterSize(void *arg, int nbands, int width, int height)
 	R4Error		err;
 
 	r4_error_clear(&err);
-	if (r4_engine_check_input(&m->cfg, height, width, &err) != R4_OK)
+	if (r4_engine_check_input(&m->cfg, height, width, &err) == R4_OK)
+		return;
+	if (err.status == R4_ERR_LIMIT)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("%s: model \"%s\" cannot read it", err.message, m->name),
 				 errdetail("Rasters are refused from their size before being decoded; split the raster into tiles.")));
+	/* too small for the model's readout: the raster, not a limit, is the problem */
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s: model \"%s\" cannot read it", err.message, m->name)));
 }
 
 /* The model for this row: the handle re-validates only when the name changes */

@@ -326,6 +326,33 @@ class ViTParity(unittest.TestCase):
         self.assert_parity(got[:, 384:], blocks[:, 1:].std(1, unbiased=False), "token_stats second half = std")
         self.assertGreater(float(np.abs(got[:, :384] - normed).max()), 0.1, "the mean is taken before the norm")
 
+    def test_token_stats_grid(self):
+        path, model = self.model("vits16_d4", embed_dim=384, depth=4, patch_size=16,
+                                 in_chans=4, img_size=224, seed=16)
+        x = torch.randn(2, 4, 200, 176)          # a 12 x 11 token grid: uneven regions of 3
+        got, log = self.run_cli(path, x, config={"readout": "token_stats", "readout_grid": 3})
+        self.assertIn("out_dim=6912", log)
+        with torch.no_grad():
+            want = model.features(x, readout="token_stats", readout_grid=3)
+            t = model.prepare_tokens(x)
+            for blk in model.blocks:
+                t = blk(t)
+            grid = t[:, 1:].reshape(2, 12, 11, 384)
+        self.assert_parity(got, want, "token_stats grid 3, 200x176")
+        # spelled out: region (1, 2) is rows 4..7, columns 7..10, its mean then its std
+        r = grid[:, 4:8, 7:11].reshape(2, -1, 384)
+        k = (1 * 3 + 2) * 768
+        self.assert_parity(got[:, k:k + 384], r.mean(1), "region (1, 2) mean")
+        self.assert_parity(got[:, k + 384:k + 768], r.std(1, unbiased=False), "region (1, 2) std")
+        # a grid of 1 is the plain readout
+        got1, _ = self.run_cli(path, x, config={"readout": "token_stats", "readout_grid": 1})
+        with torch.no_grad():
+            self.assert_parity(got1, model.features(x, readout="token_stats"), "grid 1 = token_stats")
+        # a token grid with fewer rows than regions is refused before any block runs
+        _, err = self.run_cli(path, torch.randn(1, 4, 48, 176), expect_fail=True,
+                              config={"readout": "token_stats", "readout_grid": 4})
+        self.assertIn("a 11 x 3 token grid is smaller than readout_grid 4", err)
+
     def test_batch_equals_singles(self):
         path, model = self.model("vits16_d4", embed_dim=384, depth=4, patch_size=16,
                                  in_chans=4, img_size=224, seed=15)

@@ -159,6 +159,12 @@ RESET rai4eo.blas_threads;
 SELECT pg_temp.err($$SELECT rai4eo_embed(r3, 'tiny') FROM r$$);
 SELECT pg_temp.err($$SELECT rai4eo_embed(narrow, 'tiny') FROM r$$);
 SELECT pg_temp.err($$SELECT rai4eo_embed(ARRAY[r4, narrow], 'tiny') FROM r$$);
+-- token_stats per region: a 24 x 20 raster is a 3 x 2 token grid (patch 8)
+SELECT rai4eo_load_model('tiny_grid', w, '{"num_heads": 2, "readout": "token_stats", "readout_grid": 2}') FROM f;
+SELECT embedding_dims(rai4eo_embed(r4, 'tiny_grid')) AS grid2_dims FROM r;
+SELECT rai4eo_load_model('tiny_grid', w, '{"num_heads": 2, "readout": "token_stats", "readout_grid": 3}', replace => true) FROM f;
+SELECT pg_temp.err($$SELECT rai4eo_embed(r4, 'tiny_grid') FROM r$$);
+SELECT rai4eo_drop_model('tiny_grid');
 SELECT pg_temp.err($$SELECT rai4eo_embed(r4, 'nope') FROM r$$);
 SELECT pg_temp.err($$SELECT rai4eo_embed(r4, '') FROM r$$);
 SELECT pg_temp.err($$SELECT rai4eo_embed(r4) FROM r$$);

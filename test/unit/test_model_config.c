@@ -375,6 +375,29 @@ test_readout(void)
 	EXPECT_FAIL(&m, "{\"readout\": 1}", R4_ERR_INVALID, "must be \"cls\" or \"token_stats\"");
 	/* A caller asserting out_dim gets the readout's. */
 	EXPECT_FAIL(&m, "{\"readout\": \"token_stats\", \"avgpool\": false, \"out_dim\": 64}", R4_ERR_MISMATCH, "out_dim");
+
+	/* readout_grid: g x g regions of [mean, std], 2 g^2 D values. */
+	vit(&m, 64, 2, 2, 3, 2, 32);
+	CHECK_EQ_INT(resolve(&m, "{\"readout\": \"token_stats\"}", &c, &e), R4_OK);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->readout_grid, 1);
+	CHECK_EQ_INT(resolve(&m, "{\"readout\": \"token_stats\", \"readout_grid\": 3}", &c, &e), R4_OK);
+	CHECK_EQ_INT(r4_vit_cfg(&c)->readout_grid, 3);
+	CHECK_EQ_INT(c.out_dim, 2 * 9 * 64);
+	json = r4_model_config_to_json(&c);
+	CHECK(json != NULL && strstr(json, "\"readout\":\"token_stats\",\"readout_grid\":3") != NULL);
+	r4_free(json);
+	meta(&m, "readout", "token_stats");
+	meta(&m, "readout_grid", "2");
+	CHECK_EQ_INT(resolve(&m, NULL, &c, &e), R4_OK);
+	CHECK_EQ_INT(c.out_dim, 2 * 4 * 64);
+	/* The configuration's cls with the metadata's grid: the conflict is named. */
+	EXPECT_FAIL(&m, "{\"readout\": \"cls\"}", R4_ERR_INVALID, "\"readout_grid\" 2 needs \"readout\": \"token_stats\"");
+	CHECK_EQ_INT(resolve(&m, "{\"readout\": \"cls\", \"readout_grid\": 1}", &c, &e), R4_OK);
+	vit(&m, 64, 2, 2, 3, 2, 32);
+	EXPECT_FAIL(&m, "{\"readout_grid\": 2}", R4_ERR_INVALID, "needs \"readout\": \"token_stats\"");
+	EXPECT_FAIL(&m, "{\"readout\": \"token_stats\", \"readout_grid\": 0}", R4_ERR_INVALID, "readout_grid");
+	EXPECT_FAIL(&m, "{\"readout\": \"token_stats\", \"readout_grid\": 9}", R4_ERR_INVALID, "readout_grid");
+	EXPECT_FAIL(&m, "{\"readout\": \"token_stats\", \"readout_grid\": 1.5}", R4_ERR_INVALID, "readout_grid");
 }
 
 /* Check that the configuration object wins and asserts derived keys. */
@@ -660,7 +683,8 @@ test_table_messages(void)
 	vit(&m, 64, 2, 2, 3, 2, 32);
 	CHECK_EQ_INT(resolve(&m, "{\"n_last_block\": 2}", &c, &e), R4_ERR_INVALID);
 	CHECK(strcmp(e.detail, "known keys: arch, img_size, bands, scale, mean, std, input, change_threshold, "
-				 "head, classes, multilabel, output; ViT: num_heads, ln_eps, n_last_blocks, avgpool, readout; "
+				 "head, classes, multilabel, output; ViT: num_heads, ln_eps, n_last_blocks, avgpool, readout, "
+				 "readout_grid; "
 				 "ResNet: bn_eps") == 0);
 	CHECK_EQ_INT(resolve(&m, "{\"arch\": \"convnext\"}", &c, &e), R4_ERR_INVALID);
 	CHECK(strcmp(e.message, "unknown architecture \"convnext\" in the configuration") == 0);

@@ -149,26 +149,36 @@ class VisionTransformer(nn.Module):
                 out.append(self.norm(x))
         return out
 
-    def token_stats(self, x):
+    def token_stats(self, x, grid: int = 1):
         """The "token_stats" readout: [mean, std] over the patch tokens (CLS excluded)
-        of the last block's output before the final norm; population std."""
+        of the last block's output before the final norm; population std.  With grid g
+        the token grid is cut into g x g regions (rows i*gh//g .. (i+1)*gh//g, the same
+        for columns) and the regions' [mean, std] are concatenated row-major."""
+        gh, gw = x.shape[-2] // self.patch_embed.patch_size, x.shape[-1] // self.patch_embed.patch_size
         x = self.prepare_tokens(x)
         for blk in self.blocks:
             x = blk(x)
-        t = x[:, 1:].double()
-        return torch.cat([t.mean(1), t.std(1, unbiased=False)], dim=-1).float()
+        t = x[:, 1:].double().reshape(x.shape[0], gh, gw, x.shape[-1])
+        out = []
+        for i in range(grid):
+            for j in range(grid):
+                r = t[:, i * gh // grid:(i + 1) * gh // grid, j * gw // grid:(j + 1) * gw // grid]
+                r = r.reshape(x.shape[0], -1, x.shape[-1])
+                out += [r.mean(1), r.std(1, unbiased=False)]
+        return torch.cat(out, dim=-1).float()
 
-    def features(self, x, n_last_blocks: int = 1, avgpool: bool = False, readout: str = "cls"):
+    def features(self, x, n_last_blocks: int = 1, avgpool: bool = False, readout: str = "cls",
+                 readout_grid: int = 1):
         """The engine's feature vector: DINO eval_linear's, or token_stats.
 
         CLS tokens of the last n blocks, concatenated; with avgpool the mean
         of the last block's patch tokens is added.  For n == 1 that is
         eval_linear's interleaved [cls0, avg0, cls1, avg1, ...]; for n > 1,
         where eval_linear's cat does not type-check, it is [cls..., avg].
-        readout "token_stats" returns token_stats(x) instead.
+        readout "token_stats" returns token_stats(x, readout_grid) instead.
         """
         if readout == "token_stats":
-            return self.token_stats(x)
+            return self.token_stats(x, readout_grid)
         inter = self.get_intermediate_layers(x, n_last_blocks)
         output = torch.cat([t[:, 0] for t in inter], dim=-1)
         if avgpool:
