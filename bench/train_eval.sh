@@ -40,7 +40,7 @@ if [ "$(psql -d postgres -Atc "SELECT count(*) FROM pg_database WHERE datname = 
 fi
 
 # The architecture options decide which random baseline is comparable.
-archargs=$(printf '%s\n' "$@" | awk '/^--(embed-dim|depth|num-heads|patch-size|mlp-ratio|global-size|input|n-last-blocks|readout)$/ {print; getline; print} /^--avgpool$/ {print}' | tr '\n' ' ')
+archargs=$(printf '%s\n' "$@" | awk '/^--(embed-dim|depth|num-heads|patch-size|mlp-ratio|global-size|input|n-last-blocks|readout|readout-grid)$/ {print; getline; print} /^--avgpool$/ {print}' | tr '\n' ' ')
 random=rand_$(printf '%s' "$archargs" | cksum | cut -d' ' -f1)
 if [ "$(psql -d "$db" -Atc "SELECT count(*) FROM rai4eo.model WHERE name = '$random'")" = 0 ]; then
 	# shellcheck disable=SC2086

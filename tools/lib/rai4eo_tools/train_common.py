@@ -69,7 +69,7 @@ def float_list(text):
 # and a resumed run takes them from its checkpoint.
 RUN_OPTIONS = {"dsn", "device", "threads", "checkpoint", "checkpoint_every", "resume", "until", "minutes",
                "log_every", "export", "register", "name", "quiet", "method",
-               "n_last_blocks", "avgpool", "readout", "input", "export_backbone"}
+               "n_last_blocks", "avgpool", "readout", "readout_grid", "input", "export_backbone"}
 
 
 def add_common_arguments(p):
@@ -402,14 +402,30 @@ def radiometric_jitter(x, norm, rng, strength):
     return (r * 1e4 * norm.scale - mean) / std
 
 
-def make_crop(image, size, scale, rng, flips=True, rot90=False, brightness=0.0, norm=None, jitter=0.0):
+def crop_geometry(h, w, scale, rng, flips=True, rot90=False):
+    """The geometric part of a view, drawn once so that several views can share it: a crop
+    box (random_resized_box), vertical and horizontal flips, quarter turns."""
+    box = random_resized_box(h, w, scale, (3 / 4, 4 / 3), rng)
+    fv = bool(flips and rng.random() < 0.5)
+    fh = bool(flips and rng.random() < 0.5)
+    k = int(rng.integers(4)) if rot90 else 0
+    return box, fv, fh, k
+
+
+def make_crop(image, size, scale, rng, flips=True, rot90=False, brightness=0.0, norm=None, jitter=0.0,
+              geometry=None):
     """One augmented view of a normalised C x H x W image: a random resized crop,
     resized to size x size (bilinear, antialiased when shrinking), random flips (and
     quarter turns).  brightness > 0 multiplies the reflectance of all bands by one
     factor from [1 - b, 1 + b] (spectral ratios stay; norm, the Normaliser the image
-    went through, says how that reads on normalised values)."""
+    went through, says how that reads on normalised values).  geometry, from
+    crop_geometry, replaces the crop box, flips and turns drawn here (views of two
+    dates that must stay pixel-aligned)."""
     C, H, W = image.shape
-    top, left, ch, cw = random_resized_box(H, W, scale, (3 / 4, 4 / 3), rng)
+    if geometry is None:
+        top, left, ch, cw = random_resized_box(H, W, scale, (3 / 4, 4 / 3), rng)
+    else:
+        (top, left, ch, cw), fv, fh, k = geometry
     x = image[:, top:top + ch, left:left + cw]
     shrink = ch > size or cw > size
     x = F.interpolate(x.unsqueeze(0), size=(size, size), mode="bilinear", align_corners=False,
@@ -420,15 +436,17 @@ def make_crop(image, size, scale, rng, flips=True, rot90=False, brightness=0.0, 
         x = x * g + (g - 1) * (norm.mean / norm.std)
     if jitter > 0:
         x = radiometric_jitter(x, norm, rng, jitter)
-    if flips:
-        if rng.random() < 0.5:
-            x = x.flip(2)
-        if rng.random() < 0.5:
-            x = x.flip(1)
-    if rot90:
-        k = int(rng.integers(4))
-        if k:
-            x = torch.rot90(x, k, (1, 2))
+    if geometry is None:
+        # (drawn in this order after the radiometry: the order older runs drew them in)
+        fh = flips and rng.random() < 0.5
+        fv = flips and rng.random() < 0.5
+        k = int(rng.integers(4)) if rot90 else 0
+    if fh:
+        x = x.flip(2)
+    if fv:
+        x = x.flip(1)
+    if k:
+        x = torch.rot90(x, k, (1, 2))
     return x
 
 
@@ -658,6 +676,8 @@ def export_metadata(args, mean, std, img_size, num_heads, ln_eps, extra=None):
         "ln_eps": repr(float(ln_eps)),
         "sensor": args.sensor,
     }
+    if getattr(args, "readout", "cls") == "token_stats":
+        meta["readout_grid"] = str(int(getattr(args, "readout_grid", 1)))
     if args.name:
         meta["name"] = args.name
     if extra:
@@ -867,6 +887,8 @@ def resnet_export_metadata(args, mean, std, img_size, arch, extra=None):
         "img_size": str(int(img_size)),
         "sensor": args.sensor,
     }
+    if getattr(args, "readout", "cls") == "token_stats":
+        meta["readout_grid"] = str(int(getattr(args, "readout_grid", 1)))
     if args.name:
         meta["name"] = args.name
     if extra:

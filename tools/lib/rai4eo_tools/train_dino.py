@@ -30,8 +30,15 @@ from rai4eo_tools import train_common as T
 from rai4eo_tools.vit_reference import VisionTransformer
 
 LN_EPS = 1e-6
-# The exported readout (see --readout); README "Training" gives the held-out figures behind it.
-DEFAULT_READOUT = "cls"
+# The defaults of the recipe; README "Measuring features" gives the held-out figures behind
+# them.  The exported readout is token_stats: the final LayerNorm removes each token's
+# magnitude, and the spread of the tokens across the patch is what a change in part of it
+# moves.  The per-token loss (--dense) keeps the patch tokens about their own ground: with
+# the CLS objective alone the trained tokens lost where they came from, and the trained
+# model's change scores fell below those of the same network with random weights.
+DEFAULT_READOUT = "token_stats"
+DEFAULT_READOUT_GRID = 1
+DEFAULT_DENSE = 1.0
 # Crop geometry per sensor: PF-SR patches are 200 x 200 px, S2-SR 60 x 60 px.
 SENSOR_DEFAULTS = {
     "PF-SR": {"patch_size": 16, "global_size": 96, "local_size": 48},
@@ -94,6 +101,17 @@ class MultiCrop(nn.Module):
         feats = torch.cat([self.backbone(g) for g in groups if g is not None and len(g)])
         return self.head(feats)
 
+    def forward_dense(self, globals_, locals_=None):
+        """forward([globals_, locals_]) and the head's output on every patch token of the
+        globals ([B, N, out_dim]): one pass of the backbone over the globals serves both."""
+        tokens = self.backbone.get_intermediate_layers(globals_, 1)[0]
+        feats = [tokens[:, 0]]
+        if locals_ is not None and len(locals_):
+            feats.append(self.backbone(locals_))
+        B, N1, D = tokens.shape
+        patch = self.head(tokens[:, 1:].reshape(B * (N1 - 1), D)).reshape(B, N1 - 1, -1)
+        return self.head(torch.cat(feats)), patch
+
 
 def build_backbone(a, in_chans):
     """A DINO ViT with DINO's initialisation (the patch-embedding conv keeps PyTorch's)."""
@@ -144,6 +162,35 @@ class DINOLoss(nn.Module):
         self.center.mul_(self.center_momentum).add_(batch_center * (1 - self.center_momentum))
 
 
+class DenseLoss(nn.Module):
+    """DINO's cross-entropy per patch token between two pixel-aligned global views (two
+    dates of one place, the same crop box, flips and turns): the teacher's centred,
+    sharpened output at a token position against the student's at the same position in
+    the other view, averaged over positions and both directions.  The CLS objective
+    alone leaves the patch tokens free to lose where they came from (trained ViTs read
+    out per region were worse than random ones); this keeps each token about its own
+    ground while teaching it what does not change between dates."""
+
+    def __init__(self, out_dim, student_temp, center_momentum):
+        super().__init__()
+        self.student_temp = student_temp
+        self.center_momentum = center_momentum
+        self.register_buffer("center", torch.zeros(1, 1, out_dim))
+
+    def forward(self, student_patch, teacher_patch, teacher_temp):
+        B2 = student_patch.shape[0]
+        q = F.softmax((teacher_patch - self.center) / teacher_temp, dim=-1).detach()
+        logp = F.log_softmax(student_patch / self.student_temp, dim=-1)
+        half = B2 // 2
+        # view 0's teacher against view 1's student, and the other way round
+        loss = (torch.sum(-q[:half] * logp[half:], dim=-1).mean()
+                + torch.sum(-q[half:] * logp[:half], dim=-1).mean()) / 2
+        with torch.no_grad():
+            c = teacher_patch.mean(dim=(0, 1), keepdim=True)
+            self.center.mul_(self.center_momentum).add_(c * (1 - self.center_momentum))
+        return loss
+
+
 def param_groups(model):
     """AdamW groups: weight decay on weights, none on biases and norm parameters (DINO)."""
     reg, noreg = [], []
@@ -169,10 +216,10 @@ def clip_gradients(model, clip):
 def add_arguments(p):
     """The `dino` subcommand's options (the shared ones come from train_common)."""
     T.add_common_arguments(p)
-    # The exported features include the mean of the patch tokens by default: it keeps
-    # the patch's spectral composition, which clear-cuts, drying reservoirs and new
-    # surfaces change (CLS alone: held-out AUC 0.79 / F1 0.59, with the mean 0.87 / 0.84,
-    # iberia seed 1, same weights).
+    # With --readout cls the exported features include the mean of the patch tokens unless
+    # --no-avgpool: it keeps the patch's spectral composition, which clear-cuts, drying
+    # reservoirs and new surfaces change (CLS alone: held-out AUC 0.79 / F1 0.59, with the
+    # mean 0.87 / 0.84, iberia seed 1, same weights).
     p.set_defaults(avgpool=None)
     p.add_argument("--no-avgpool", dest="avgpool", action="store_false",
                    help="cls readout: export the CLS token(s) alone, without the mean of the patch tokens")
@@ -181,6 +228,9 @@ def add_arguments(p):
                         "patch tokens of the last block before its final norm, 2 x embed-dim) or cls "
                         "(DINO eval_linear: the normed CLS token(s), with the patch-token mean unless "
                         "--no-avgpool); default %s" % DEFAULT_READOUT)
+    p.add_argument("--readout-grid", type=int, default=DEFAULT_READOUT_GRID, metavar="G",
+                   help="token_stats per region of a G x G cut of the token grid (2 G^2 x embed-dim "
+                        "values; 1..8, default %d)" % DEFAULT_READOUT_GRID)
     g = p.add_argument_group("backbone (ViT, DINO key names)")
     g.add_argument("--embed-dim", type=int, default=192, help="default 192")
     g.add_argument("--depth", type=int, default=4, help="transformer blocks (default 4)")
@@ -203,6 +253,9 @@ def add_arguments(p):
     g.add_argument("--warmup-teacher-temp-steps", type=int, default=0,
                    help="steps of linear teacher-temperature warm-up (default 0)")
     g.add_argument("--center-momentum", type=float, default=0.9, help="default 0.9")
+    g.add_argument("--dense", type=float, default=DEFAULT_DENSE,
+                   help="weight of the per-patch-token loss between the two global views, which "
+                        "then share their crop box, flips and turns (0: off; default %g)" % DEFAULT_DENSE)
 
     g = p.add_argument_group("crops and temporal positives")
     g.add_argument("--global-size", type=int, help="global crop side in px (default 96 PF-SR, 48 S2-SR); "
@@ -299,6 +352,8 @@ def check_arguments(p, a):
         p.error("momenta lie in [0, 1]")
     if a.brightness < 0 or a.brightness >= 1:
         p.error("--brightness lies in [0, 1)")
+    if not a.dense >= 0:
+        p.error("--dense must be >= 0")
     if a.jitter < 0 or not 0 <= a.cross_year <= 1 or a.year_window < 0:
         p.error("--jitter >= 0, --cross-year in [0, 1], --year-window >= 0")
 
@@ -344,9 +399,13 @@ def make_batch(anchors, a, rng, counters, norm):
             counters["global_fallbacks"] += gfb
             counters["local_crops"] += len(li)
             counters["local_fallbacks"] += lfb
+            geometry = None
+            if a.dense > 0:
+                _, H, W = entry["images"][gi[0]].shape
+                geometry = T.crop_geometry(H, W, a.global_scale, rng, flips, a.rot90)
             for k in range(2):
                 g[k].append(T.make_crop(entry["images"][gi[k]], a.global_size, a.global_scale, rng,
-                                        flips, a.rot90, a.brightness, norm, a.jitter))
+                                        flips, a.rot90, a.brightness, norm, a.jitter, geometry))
             for k, j in enumerate(li):
                 loc[k].append(T.make_crop(entry["images"][j], a.local_size, a.local_scale, rng,
                                           flips, a.rot90, a.brightness, norm, a.jitter))
@@ -377,6 +436,9 @@ def run(a, given):
         return 2
     if a.readout == "token_stats" and (a.avgpool or a.n_last_blocks != 1):
         log("--avgpool and --n-last-blocks choose among cls readouts; give --readout cls with them")
+        return 2
+    if not 1 <= a.readout_grid <= 8 or (a.readout_grid != 1 and a.readout != "token_stats"):
+        log("--readout-grid takes 1..8 and needs --readout token_stats")
         return 2
     if a.avgpool is None:                   # cls: the patch-token mean on unless --no-avgpool
         a.avgpool = a.readout == "cls"
@@ -434,15 +496,19 @@ def run(a, given):
             p.requires_grad = False
         ncrops = 2 + a.local_crops
         dino_loss = DINOLoss(a.out_dim, ncrops, a.student_temp, a.center_momentum)
+        dense_loss = DenseLoss(a.out_dim, a.student_temp, a.center_momentum)
         optimizer = torch.optim.AdamW(param_groups(student))
         if ckpt:
             student.load_state_dict(ckpt["student"])
             teacher.load_state_dict(ckpt["teacher"])
             optimizer.load_state_dict(ckpt["optimizer"])
             dino_loss.center.copy_(ckpt["dino_loss"]["center"])
+            if "dense_center" in ckpt["dino_loss"]:
+                dense_loss.center.copy_(ckpt["dino_loss"]["dense_center"])
         student.to(device)
         teacher.to(device)
         dino_loss.to(device)
+        dense_loss.to(device)
         # Optimiser state follows its parameters to the device.
         for st in optimizer.state.values():
             for k, v in st.items():
@@ -489,7 +555,8 @@ def run(a, given):
                     "step": step, "args": training_args(a),
                     "student": student.state_dict(), "teacher": teacher.state_dict(),
                     "optimizer": optimizer.state_dict(),
-                    "dino_loss": {"center": dino_loss.center.detach().cpu()},
+                    "dino_loss": {"center": dino_loss.center.detach().cpu(),
+                                  "dense_center": dense_loss.center.detach().cpu()},
                     "normalisation": {"scale": a.scale, "bands": list(a.bands),
                                       "mean": list(mean), "std": list(std)},
                     "rng": T.rng_state(rng), "sampler": sampler, "counters": dict(counters)}
@@ -518,10 +585,19 @@ def run(a, given):
                         pg["lr"] = float(lr_s[it])
                         if i == 0:
                             pg["weight_decay"] = float(wd_s[it])
-                    with torch.no_grad():
-                        t_out = teacher([globals_])
-                    s_out = student([globals_, locals_])
-                    loss, entropy = dino_loss(s_out, t_out, float(temp_s[it]))
+                    if a.dense > 0:
+                        with torch.no_grad():
+                            t_out, t_patch = teacher.forward_dense(globals_)
+                        s_out, s_patch = student.forward_dense(globals_, locals_)
+                        loss, entropy = dino_loss(s_out, t_out, float(temp_s[it]))
+                        dense_part = dense_loss(s_patch, t_patch, float(temp_s[it]))
+                        loss = loss + a.dense * dense_part
+                    else:
+                        with torch.no_grad():
+                            t_out = teacher([globals_])
+                        s_out = student([globals_, locals_])
+                        loss, entropy = dino_loss(s_out, t_out, float(temp_s[it]))
+                        dense_part = None
                     if not math.isfinite(loss.item()):
                         log("loss is %s at step %d; stopping (try a lower --lr or more --warmup-steps)"
                             % (loss.item(), it + 1))
@@ -550,10 +626,10 @@ def run(a, given):
                                 % (a.minutes, steps, step, "" if clock.final else "; provisional"))
                     gf = counters["global_fallbacks"] / max(counters["anchors"], 1)
                     lf = counters["local_fallbacks"] / max(counters["local_crops"], 1)
-                    progress.step(step, "loss %.4f  lr %.2e  wd %.3f  m %.4f  T %.3f  H(t) %.2f  "
+                    progress.step(step, "loss %.4f  %slr %.2e  wd %.3f  m %.4f  T %.3f  H(t) %.2f  "
                                   "fallbacks %.0f%%/%.0f%%"
-                                  % (loss.item(), lr_s[it], wd_s[it], m, temp_s[it], entropy,
-                                     100 * gf, 100 * lf))
+                                  % (loss.item(), "" if dense_part is None else "dense %.4f  " % dense_part.item(),
+                                     lr_s[it], wd_s[it], m, temp_s[it], entropy, 100 * gf, 100 * lf))
                     last = step == until or intr.requested
                     if a.checkpoint and (step % a.checkpoint_every == 0 or last):
                         T.save_checkpoint(a.checkpoint, checkpoint(step, buffer.state()))
