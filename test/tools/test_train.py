@@ -370,7 +370,11 @@ class TrainTest(unittest.TestCase):
         losses = [float(v) for v in re.findall(r"loss (\S+)", r.stderr)]
         self.assertEqual(len(losses), 4, r.stderr)
         self.assertTrue(all(math.isfinite(v) for v in losses))
+        self.assertRegex(r.stderr, r"step 4/4  loss \S+  dense \S+  lr ")
         self.train(*TINY, "--steps", 4, "--until", 2, "--dense", 1, "--checkpoint", part)
+        old = torch.load(part)
+        del old["args"]["dense"]
+        torch.save(old, self.path("dense_old.pt"))
         self.train("--checkpoint", part, "--resume", "--threads", 1)
         a, b = torch.load(full), torch.load(part)
         self.assertGreater(float(a["dino_loss"]["dense_center"].abs().sum()), 0)
@@ -378,6 +382,9 @@ class TrainTest(unittest.TestCase):
         for k in a["teacher"]:
             self.assertTrue(torch.equal(a["teacher"][k], b["teacher"][k]), k)
         self.assertEqual(a["args"]["dense"], 1.0)
+        # A checkpoint from before --dense resumes without the per-token loss it never had.
+        r = self.train("--checkpoint", self.path("dense_old.pt"), "--resume", "--threads", 1, "--log-every", 1)
+        self.assertRegex(r.stderr, r"step 4/4  loss \S+  lr ")
 
     def test_steps_zero_exports_the_initialisation(self):
         ex = self.path("random.safetensors")

@@ -429,6 +429,8 @@ def run(a, given):
     except T.RunError as e:
         log(str(e))
         return 2
+    if ckpt and "dense" not in ckpt["args"]:
+        a.dense = 0.0               # a run from before --dense: it had no per-token loss
     for k in ("global_scale", "local_scale", "global_window", "local_window"):
         setattr(a, k, tuple(getattr(a, k)))
     if a.n_last_blocks > a.depth:
