@@ -76,17 +76,30 @@ class ScoreTest(unittest.TestCase):
     def test_planted_step(self):
         days, emb = series(day(2019, 6, 3))
         onset = int(days[days >= day(2019, 6, 3)][0])                         # first image showing it
+        last_before = int(days[days < day(2019, 6, 3)][-1])
         f = E.patch_features(days, emb, 2019)
         after = int((days[days >= day(2019, 1, 1)] >= onset).sum())            # images showing it
         self.assertEqual(after, 14)
         np.testing.assert_array_equal(f["daily"], [0.0] * 10 + [1.0] * 14)
         self.assertAlmostEqual(f["changepoint"], 1.0, places=12)               # 1 after, 0 before
-        self.assertEqual(f["onset"], onset)
+        self.assertEqual(f["onset"], (last_before + onset) // 2)              # the middle of the gap
         # annual: 1 - cos(mean 2019, e0) with 10 x e0 + 14 x e1.
         self.assertAlmostEqual(f["annual"], 1 - 10 / np.hypot(10, 14), places=12)
         tab = E.score_table({1: f}, [1], 0.5)
         self.assertAlmostEqual(tab["daily_rate"][0], 14 / 24, places=12)
         self.assertAlmostEqual(tab["daily_mean"][0], 14 / 24, places=12)
+
+    def test_onset_is_the_least_squares_split(self):
+        """A step at image 10 of 2019 and a short stronger tail at image 20: the score is the
+        largest step (the tail), the onset the least-squares split (the step)."""
+        days = np.array([day(2018, 1, 5) + 15 * i for i in range(24)]
+                        + [day(2019, 1, 5) + 15 * i for i in range(24)], np.int64)
+        dist = np.array([0.0] * 24 + [0.0] * 10 + [0.5] * 10 + [1.0] * 4)      # 1 - cos to 2018
+        ang = np.arccos(1.0 - dist)
+        emb = np.stack([np.cos(ang), np.sin(ang)], 1)
+        f = E.patch_features(days, emb, 2019)
+        self.assertAlmostEqual(f["changepoint"], 1.0 - 0.25, places=9)        # after 20: 1, before: 0.25
+        self.assertEqual(f["onset"], (days[24 + 9] + days[24 + 10]) // 2)
 
     def test_phenology_shift_is_tolerated_by_seasonal_and_changepoint(self):
         """A seasonal cycle shifted by 15 days in 2019 against 2018: daily distances see it,

@@ -17,7 +17,9 @@ to 365 days earlier, within 8 days; distances are 1 - cosine similarity):
                of Y-1 (tolerates phenology shifted by weeks)
   changepoint  s_t = distance of image t of Y to the nearest-in-embedding image of Y-1
                within 30 days of its date; the largest step mean(s[k:]) - mean(s[:k])
-               with at least `persist` images after k; the onset estimate is date k
+               with at least `persist` images after k; the onset estimate is the middle
+               between the images either side of the least-squares split (the k maximising
+               k (T - k) / T * step^2 among the rising ones)
   zscore       that step in units of the patch's own variability before k (median and
                MAD of s[:k]): a robust z-score
 
@@ -166,6 +168,7 @@ def patch_features(days, emb, year, persist_days=30):
     step = max(1.0, float(np.median(np.diff(db)))) if T > 1 else 5.0
     m = max(2, int(math.ceil(persist_days / step)))
     best, bk, bz = -np.inf, 0, -np.inf
+    lsq, lk = 0.0, 0
     cs = np.concatenate([[0.0], np.cumsum(s)])
     for k in range(1, max(2, T - m + 1)):
         if k >= T:
@@ -175,6 +178,11 @@ def patch_features(days, emb, year, persist_days=30):
         g = after - before
         if g > best:
             best, bk = g, k
+        # The onset: the least-squares split (a step's maximum likelihood location under
+        # Gaussian noise); the unweighted step above, the score, leans to short tails.
+        w = k * (T - k) / T * g * g
+        if g > 0 and w > lsq:
+            lsq, lk = w, k
         pre = s[:max(k, 3)]
         med = float(np.median(pre))
         mad = 1.4826 * float(np.median(np.abs(pre - med)))
@@ -184,7 +192,9 @@ def patch_features(days, emb, year, persist_days=30):
     return {"daily": daily, "annual": annual,
             "monthly": float(np.mean(monthly)) if monthly else annual,
             "seasonal": float(np.mean(seasonal)) if seasonal else annual,
-            "changepoint": float(best), "zscore": float(bz), "onset": int(db[bk])}
+            "changepoint": float(best), "zscore": float(bz),
+            # between the last image before the split and the first after it: the middle
+            "onset": int((db[lk - 1] + db[lk]) // 2) if lk > 0 else int(db[bk])}
 
 
 def score_table(features, pids, day_threshold):
