@@ -52,6 +52,17 @@ AS 'MODULE_PATHNAME', 'rai4eo_change_point' LANGUAGE C IMMUTABLE STRICT PARALLEL
 COMMENT ON FUNCTION rai4eo.change_point(float8[]) IS
 'Least-squares single change point of a series: the 1-based position s maximising (s-1)(n-s+1)/n (mean after - mean before)^2 over the splits where the mean rises (ties: the earliest); 1 when none rises; NULL for an empty series';
 
+-- The change happened between the last image before the split and the first after it:
+-- the middle of that gap is the estimate with the smallest worst-case error (at a 20-day
+-- revisit the first image after the split alone is up to 20 days late).
+CREATE FUNCTION rai4eo.change_point_day(days date[], distances float8[]) RETURNS date
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT CASE WHEN c.p > 1 THEN days[c.p - 1] + (days[c.p] - days[c.p - 1]) / 2 ELSE days[c.p] END
+	FROM (SELECT rai4eo.change_point(distances) AS p) c
+$$;
+COMMENT ON FUNCTION rai4eo.change_point_day(date[], float8[]) IS
+'Onset date of the least-squares change point of a day series (days in date order, distances their values): the middle of the gap between days[p - 1] and days[p], p = change_point(distances) (rounded down); days[1] when p is 1; NULL for an empty series';
+
 CREATE FUNCTION rai4eo.robust_z(test float8[], base float8[], scale_floor float8 DEFAULT 0.001) RETURNS float8
 AS 'MODULE_PATHNAME', 'rai4eo_robust_z' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION rai4eo.robust_z(float8[], float8[], float8) IS
@@ -104,7 +115,7 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit 
 		   rai4eo.change_persistence(s.distances, $8, 1),
 		   rai4eo.change_persistence(s.distances, $8, $9),
 		   s.days[rai4eo.change_onset(s.distances, $8, $9)],
-		   s.days[rai4eo.change_point(s.distances)],
+		   rai4eo.change_point_day(s.days, s.distances),
 		   s.composite[1], s.composite[2], s.composite[3],
 		   rai4eo.change_persistence(s.state_changes, 0.5, $9),
 		   s.days[rai4eo.change_onset(s.state_changes, 0.5, $9)]

@@ -65,9 +65,9 @@ CROSS JOIN LATERAL (SELECT
 				  WHEN 'persistence' THEN rai4eo.change_persistence(y.distances, c.score_threshold, c.k)
 				  WHEN 'annual' THEN y.composite[1] WHEN 'seasonal' THEN y.composite[2] WHEN 'zscore' THEN y.composite[3]
 				  WHEN 'cluster' THEN rai4eo.change_persistence(y.state_changes, 0.5, c.k) END AS score,
-	y.days[CASE c.method WHEN 'persistence' THEN rai4eo.change_onset(y.distances, c.score_threshold, c.k)
-						 WHEN 'cluster' THEN rai4eo.change_onset(y.state_changes, 0.5, c.k)
-						 ELSE rai4eo.change_point(y.distances) END] AS onset) x;
+	CASE c.method WHEN 'persistence' THEN y.days[rai4eo.change_onset(y.distances, c.score_threshold, c.k)]
+				  WHEN 'cluster' THEN y.days[rai4eo.change_onset(y.state_changes, 0.5, c.k)]
+				  ELSE rai4eo.change_point_day(y.days, y.distances) END AS onset) x;
 
 COMMENT ON VIEW rai4eo.patch_change IS
 'QGIS-ready yearly change per patch, sensor and year for rai4eo.default_model (every registered sensor the model embedded, tolerance 2 days, the model''s threshold or rai4eo.change_threshold): key id = (sensor code * 2^39 + patch_id) * 10000 + year (patch_id * 10000 + year for PF-SR), geometry geom in each patch''s own CRS; only years with compared days; score, changed and onset are the model''s change decision as in yearly_change. Filter by year and by bounding box (geom && ...): work is done per patch read.';

@@ -41,6 +41,12 @@ SELECT rai4eo.change_persistence('{0,1,0,1,1,1,0,1}', 0.5, 3) AS persistence,
 -- change point: the first day of the higher segment; 1 when no split raises the mean
 SELECT rai4eo.change_point('{0,0,0,1,1,1}') AS step, rai4eo.change_point('{0,0.1,0,0.9,1,0.8,1}') AS noisy_step,
 	   rai4eo.change_point('{1,1,0}') AS falling, rai4eo.change_point('{0.3}') AS single, rai4eo.change_point('{}') AS empty;
+-- its day: the middle of the gap before the first day of the higher segment (rounded down);
+-- the first day when the split is at 1
+SELECT rai4eo.change_point_day('{2019-03-01,2019-03-11,2019-03-31,2019-04-05}', '{0,0,1,1}') AS mid_gap,
+	   rai4eo.change_point_day('{2019-03-01,2019-03-11,2019-03-30}', '{0,0,1}') AS rounded_down,
+	   rai4eo.change_point_day('{2019-03-01,2019-03-11}', '{1,0}') AS no_rise,
+	   rai4eo.change_point_day('{}', '{}') AS empty;
 -- robust z: (4 - 2.5) / (1.4826 * 1) ; a constant baseline uses the floor
 SELECT round(rai4eo.robust_z('{3,4,5}', '{1,2,3,4}')::numeric, 9) AS z,
 	   rai4eo.robust_z('{0.5}', '{0.1,0.1}') AS z_floor, rai4eo.robust_z('{0.5}', '{0.1,0.1}', 0.1) AS z_floor_01,
@@ -133,9 +139,11 @@ SELECT pg_temp.err($$SELECT rai4eo.day_series(i, e, 1000, 2000, 2, 0.5, NULL, fa
 DELETE FROM rai4eo.patch WHERE patch_id IN (SELECT id FROM rp);
 DELETE FROM rai4eo.model WHERE name = 'rp';
 
--- S: rate 6/12, persistence (k 3) 6/12 from 2019-07-15, change point 2019-07-15,
+-- S: rate 6/12, persistence (k 3) 6/12 from 2019-07-15, change point 2019-06-30 (the middle of
+--    2019-06-15 .. 2019-07-15, the gap before the higher segment),
 --    annual 1 - 6/sqrt(72) = 0.292893, seasonal 6/12, zscore (0.5 - 0) / 0.001 = 500
--- N: rate 2/12 (0.4 is below 0.5), no run of 3, change point 2019-03-15, annual 1 - 12/sqrt(180),
+-- N: rate 2/12 (0.4 is below 0.5), no run of 3, change point 2019-03-01 (middle of the gap before
+--    2019-03-15), annual 1 - 12/sqrt(180),
 --    seasonal (1 + 1 + 0.4)/12, zscore (median 0 - 0) = 0
 -- W: annual 1 - 36/sqrt(36^2 + 24^2) = 0.167950, seasonal 8 x 0.2/12, zscore 0.2 / 0.001
 -- W: rate 0 at 0.5; at 0.1 rate and persistence 8/12 from 2019-05-15

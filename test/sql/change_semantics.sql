@@ -155,8 +155,9 @@ SELECT b, (SELECT array_agg(array_agg_row ORDER BY y) FROM (
 		FROM generate_series(1, 2) x, generate_series(1, 3) y GROUP BY y) s) AS v
 FROM hm, generate_series(1, 3) b ORDER BY b;
 SELECT ST_Value(r, 1, 1, 2) IS NULL AS nodata_is_null FROM hm;
--- bands 4-6, the decision (uncalibrated: rate > 0.1): A score 2/3, changed, onset day 125
--- (2019-05-05: of the splits of 1, 0.2, 2 the one before the last day raises the mean most,
+-- bands 4-6, the decision (uncalibrated: rate > 0.1): A score 2/3, changed, onset day 83, the
+-- middle of the gap between 2019-02-10 (day 41) and 2019-05-05 (day 125), the first day of the
+-- higher segment (of the splits of 1, 0.2, 2 the one before the last day raises the mean most,
 -- 2/3 x 1.4^2 against 2/3 x 0.1^2); D score 0, not changed, no onset
 SELECT b, ST_DumpValues(r, b) FROM hm, generate_series(4, 6) b ORDER BY b;
 -- 2020: B only
