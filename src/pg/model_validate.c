@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "core_error.h"
+#include "embedding.h"
 #include "model_validate.h"
 #include "rai4eo/engine.h"
 #include "rai4eo/json.h"
@@ -38,6 +39,17 @@ ModelValidate(const uint8 *buf, size_t len, const char *config_json,
 		ReportCoreError(&err, ERRCODE_INVALID_PARAMETER_VALUE);
 	if (r4_model_config_resolve(&st, config, cfg, &err) != R4_OK)
 		ReportCoreError(&err, ERRCODE_INVALID_PARAMETER_VALUE);
+	/* Every embed would fail to store its vector: say so now, before building. */
+	{
+		int			dims = cfg->output == R4_OUTPUT_PROBABILITIES ? cfg->n_classes : cfg->out_dim;
+
+		if (dims > EMBEDDING_MAX_DIM)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("the model's embeddings would have %d dimensions; the embedding type holds at most %d",
+							dims, EMBEDDING_MAX_DIM),
+					 errhint("With \"readout\": \"token_stats\", a smaller \"readout_grid\" gives fewer.")));
+	}
 	/* Building converts every tensor: what fails here would fail at first use */
 	if (r4_engine_build(&st, cfg, &engine, &err) != R4_OK)
 		ReportCoreError(&err, ERRCODE_INVALID_PARAMETER_VALUE);

@@ -164,7 +164,12 @@ SELECT rai4eo_load_model('tiny_grid', w, '{"num_heads": 2, "readout": "token_sta
 SELECT embedding_dims(rai4eo_embed(r4, 'tiny_grid')) AS grid2_dims FROM r;
 SELECT rai4eo_load_model('tiny_grid', w, '{"num_heads": 2, "readout": "token_stats", "readout_grid": 3}', replace => true) FROM f;
 SELECT pg_temp.err($$SELECT rai4eo_embed(r4, 'tiny_grid') FROM r$$);
+SELECT output_dims AS grid3_dims FROM rai4eo.models WHERE name = 'tiny_grid';
 SELECT rai4eo_drop_model('tiny_grid');
+-- a vector wider than the embedding type is refused at load: 2 x 8^2 x 128 = 16384 > 16000
+SELECT pg_temp.err($$SELECT rai4eo_load_model('wide_grid', pg_temp.vit_file(128, 1, 8, 4, 4),
+	'{"num_heads": 2, "readout": "token_stats", "readout_grid": 8}')$$);
+SELECT count(*) AS not_stored FROM rai4eo.model WHERE name = 'wide_grid';
 SELECT pg_temp.err($$SELECT rai4eo_embed(r4, 'nope') FROM r$$);
 SELECT pg_temp.err($$SELECT rai4eo_embed(r4, '') FROM r$$);
 SELECT pg_temp.err($$SELECT rai4eo_embed(r4) FROM r$$);
