@@ -6,7 +6,7 @@
 # (or a throwaway one).  Usage: bench/change_sql.sh [N ...] (default 1000); RUNS=5 runs;
 # EXPLAIN=1 also prints the plan of the pairing query (rai4eo.patch_change_stats, inlined).
 # Also every change score of sql/src/56_score.sql through rai4eo.patch_scores: rate +
-# persistence + change point (one pass over the pairs), + the composites (annual, seasonal,
+# persistence + change point + step (one pass over the pairs), + the composites (annual, seasonal,
 # zscore: one more range scan per patch), + the cluster score (8 k-means states), and
 # yearly_change with a stored persistence decision, each against the same floor.
 # Measured on 2 shared cores: N=1000 takes about 1 min, N=10000 about 3 min (2.4 GB of embeddings).
@@ -76,7 +76,7 @@ print(f"{n} patches x 146 dates, {pairs} pairs in 2019, 384-d, median of {sys.ar
 print(f"  SELECT sum(cosine_change(a, b)) FROM pairs (floor)   {floor / 1000:8.3f} s  ({floor * 1e3 / pairs:6.2f} us/pair)")
 print(f"  yearly_change(aoi, 2019) rows                        {rows / 1000:8.3f} s  ({rows * 1e3 / pairs:6.2f} us/pair, {rows / floor:.2f}x the floor)")
 print(f"  yearly_heatmap(aoi, 2019)                            {heat / 1000:8.3f} s  ({heat * 1e3 / pairs:6.2f} us/pair, {heat / floor:.2f}x the floor)")
-for name, t in (("scores: rate, persistence, change point", series), ("scores: + annual, seasonal, zscore", comp),
+for name, t in (("scores: rate, persistence, change point, step", series), ("scores: + annual, seasonal, zscore", comp),
                 ("scores: + cluster (8 states)", clus), ("yearly_change, persistence decision", dec)):
     print(f"  {name:<53}{t / 1000:8.3f} s  ({t * 1e3 / pairs:6.2f} us/pair, {t / floor:.2f}x the floor)")
 PY

@@ -1,6 +1,7 @@
 /*
  * change_score.h — the series scores behind the change-detection SQL:
- * persistence with its onset, the least-squares change point, a robust
+ * persistence with its onset, the least-squares change point and the step
+ * score, a robust
  * z-score against a patch's own baseline, and the nearest cluster centre.
  * Plain C over arrays; the SQL glue is src/pg/change_score.c.
  */
@@ -26,6 +27,16 @@ long		r4_change_persistence(const double *d, size_t n, double t, int k, double *
  * mean (the series is high from its start or flat), -1 when n = 0.
  */
 long		r4_change_point(const double *d, size_t n);
+
+/*
+ * The step score of a day series: the largest mean(d[s..n-1]) - mean(d[0..s-1])
+ * over the splits s that leave at least k values after them (s from 1 to
+ * n - k; only s = 1 when n <= k), so a change must persist k images to score
+ * and a late burst of fewer than k values cannot.  Unlike r4_change_point it
+ * is unweighted (the score is the size of the shift, not its evidence) and
+ * may be negative (a falling series).  NaN when n < 2 or k < 1.
+ */
+double		r4_change_step(const double *d, size_t n, int k);
 
 /* Median of x[0..n-1] (n >= 1); sorts x in place. */
 double		r4_median_inplace(double *x, size_t n);

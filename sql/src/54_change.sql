@@ -100,7 +100,8 @@ BEGIN
 								 d.score_threshold, d.k, d.method IN ('annual', 'seasonal', 'zscore'), centres) s
 		CROSS JOIN LATERAL (SELECT
 			CASE d.method WHEN 'rate' THEN s.rate WHEN 'persistence' THEN s.persistence WHEN 'annual' THEN s.annual
-						  WHEN 'seasonal' THEN s.seasonal WHEN 'zscore' THEN s.zscore WHEN 'cluster' THEN s.cluster END AS score,
+						  WHEN 'seasonal' THEN s.seasonal WHEN 'zscore' THEN s.zscore WHEN 'step' THEN s.step
+						  WHEN 'cluster' THEN s.cluster END AS score,
 			CASE d.method WHEN 'persistence' THEN s.persistence_onset WHEN 'cluster' THEN s.cluster_onset
 						  ELSE s.change_point END AS onset) x
 		ORDER BY s.patch_id;

@@ -24,6 +24,11 @@
 --                partners' own distances to that mean, over 1.4826 x the MAD
 --                of the latter (at least 0.001): land-cover types differ in
 --                scale
+--   step         the change point as a score: the largest rise of the mean
+--                daily distance after a day over its mean before, among the
+--                days followed by at least k compared days (a change must
+--                persist k images; a burst at the year's end cannot score
+--                alone); unweighted, so it measures the size of the shift
 --
 -- The composites come from the pairs in the same pass (the C aggregate
 -- rai4eo.pair_composites), so every score reads each pair once.
@@ -55,6 +60,11 @@ COMMENT ON FUNCTION rai4eo.change_point(float8[]) IS
 -- The change happened between the last image before the split and the first after it:
 -- the middle of that gap is the estimate with the smallest worst-case error (at a 20-day
 -- revisit the first image after the split alone is up to 20 days late).
+CREATE FUNCTION rai4eo.change_step(distances float8[], k integer) RETURNS float8
+AS 'MODULE_PATHNAME', 'rai4eo_change_step' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION rai4eo.change_step(float8[], integer) IS
+'Step score of a series in date order: the largest mean(values from position s on) - mean(values before s) over the splits s = 2 .. n - k + 1 that leave at least k values after (s = 2 only when n <= k); may be negative; NULL for fewer than 2 values. k outside 1 .. 366: 22023; NULL elements: 22004.';
+
 CREATE FUNCTION rai4eo.change_point_day(days date[], distances float8[]) RETURNS date
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT CASE WHEN c.p > 1 THEN days[c.p - 1] + (days[c.p] - days[c.p - 1]) / 2 ELSE days[c.p] END
@@ -105,7 +115,7 @@ CREATE FUNCTION rai4eo.patch_scores(aoi geometry, srid integer, year integer, mo
 	threshold float8, score_threshold float8, k integer, composites boolean, centres embedding[])
 RETURNS TABLE (patch_id bigint, sample_id text, geom geometry, days_compared integer, days_changed integer,
 	change_rate float8, mean_distance float8, rate float8, persistence float8, persistence_onset date,
-	change_point date, annual float8, seasonal float8, zscore float8, cluster float8, cluster_onset date)
+	change_point date, annual float8, seasonal float8, zscore float8, step float8, cluster float8, cluster_onset date)
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 	-- jit = off: see 54_change.sql (the planner's costs pass jit_above_cost for an index-bound plan).
 	-- The AOI's patches first, then their series in one query (on Citus: on the shards).
@@ -117,6 +127,7 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit 
 		   s.days[rai4eo.change_onset(s.distances, $8, $9)],
 		   rai4eo.change_point_day(s.days, s.distances),
 		   s.composite[1], s.composite[2], s.composite[3],
+		   rai4eo.change_step(s.distances, $9),
 		   rai4eo.change_persistence(s.state_changes, 0.5, $9),
 		   s.days[rai4eo.change_onset(s.state_changes, 0.5, $9)]
 	FROM p
@@ -125,13 +136,13 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET jit 
 $$;
 
 COMMENT ON FUNCTION rai4eo.patch_scores(geometry, integer, integer, text, text, integer, float8, float8, integer, boolean, embedding[]) IS
-'Every change score of every patch of an AOI for a year (see 56_score.sql): days compared and changed at threshold, change_rate and mean distance as yearly_change, rate and persistence at score_threshold (run length k) with the persistence onset, the change point of the daily distances, the composites when composites is true (else NULL), the cluster score and onset when centres are given (else NULL)';
+'Every change score of every patch of an AOI for a year (see 56_score.sql): days compared and changed at threshold, change_rate and mean distance as yearly_change, rate and persistence at score_threshold (run length k) with the persistence onset, the change point of the daily distances, the composites when composites is true (else NULL), the step score (at least k days after the split), the cluster score and onset when centres are given (else NULL)';
 
 -- ---- the decision stored by rai4eo_calibrate ---------------------------------------
 
 CREATE FUNCTION rai4eo.change_methods() RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT ARRAY['rate', 'persistence', 'annual', 'seasonal', 'zscore', 'cluster']
+	SELECT ARRAY['rate', 'persistence', 'annual', 'seasonal', 'zscore', 'step', 'cluster']
 $$;
 COMMENT ON FUNCTION rai4eo.change_methods() IS
 'The change score methods, simplest first (the order that breaks ties in rai4eo_calibrate)';
@@ -168,4 +179,4 @@ END
 $$;
 
 COMMENT ON FUNCTION rai4eo.change_decision(text, float8) IS
-'The change decision in force for a model (resolved name): method, day threshold (rate and persistence: the argument, else the calibrated one, else rai4eo.change_threshold), run length k and cut (changed = score > cut), from config->''change_decision'' written by rai4eo_calibrate; uncalibrated: the seeds'' rule, rate > 0.1 at the threshold in force';
+'The change decision in force for a model (resolved name): method, day threshold (rate and persistence: the argument, else the calibrated one, else rai4eo.change_threshold), run length k (persistence, cluster; step: the days needed after the split) and cut (changed = score > cut), from config->''change_decision'' written by rai4eo_calibrate; uncalibrated: the seeds'' rule, rate > 0.1 at the threshold in force';

@@ -4,7 +4,8 @@
 --
 -- rai4eo_calibrate scores every labelled patch with every method of
 -- 56_score.sql over a grid of parameters (day threshold = quantiles of the
--- labelled patches' daily distances, run length k) and chooses, for each
+-- labelled patches' daily distances, run length k: persistence 2, 3, 4, 6,
+-- cluster 1, 2, 3; step's days after the split 1, 2, 3, 4, 6) and chooses, for each
 -- method, the parameters and the cut (changed = score > cut; cuts are the
 -- midpoints between consecutive distinct scores) with the best F1.  The
 -- method is chosen by k-fold cross-validated F1: the labels are split into
@@ -125,6 +126,7 @@ BEGIN
 	p AS (SELECT 'rate' AS method, t.t AS threshold, 1 AS k FROM t
 		  UNION ALL SELECT 'persistence', t.t, r.k FROM t, unnest(ARRAY[2, 3, 4, 6]) r(k)
 		  UNION ALL SELECT u, NULL, NULL FROM unnest(ARRAY['annual', 'seasonal', 'zscore']) u
+		  UNION ALL SELECT 'step', NULL, r.k FROM unnest(ARRAY[1, 2, 3, 4, 6]) r(k)
 		  UNION ALL SELECT 'cluster', NULL, r.k FROM unnest(ARRAY[1, 2, 3]) r(k))
 	SELECT p.method, row_number() OVER (PARTITION BY p.method ORDER BY p.threshold, p.k)::integer AS param, p.threshold, p.k
 	FROM p WHERE p.method = ANY (ms);
@@ -137,6 +139,7 @@ BEGIN
 		   CASE p.method WHEN 'rate' THEN rai4eo.change_persistence(s.distances, p.threshold, 1)
 						 WHEN 'persistence' THEN rai4eo.change_persistence(s.distances, p.threshold, p.k)
 						 WHEN 'annual' THEN s.annual WHEN 'seasonal' THEN s.seasonal WHEN 'zscore' THEN s.zscore
+						 WHEN 'step' THEN rai4eo.change_step(s.distances, p.k)
 						 WHEN 'cluster' THEN rai4eo.change_persistence(s.state_changes, 0.5, p.k) END AS score
 	FROM r4_cal_param p CROSS JOIN r4_cal_series s;
 
@@ -221,4 +224,4 @@ END
 $$;
 
 COMMENT ON FUNCTION rai4eo_calibrate(text, integer, regclass, text, integer, integer, text[], integer, boolean) IS
-'Choose a model''s change decision on labelled patches (truth: patch_id, changed boolean): every score method (rate, persistence, annual, seasonal, zscore, and cluster when the model has states; or those in methods) over a grid of day thresholds (the quantiles 1/(n+1) .. n/(n+1) of the labelled daily distances, n = candidates), run lengths k (persistence 2, 3, 4, 6; cluster 1, 2, 3) and cuts (midpoints between consecutive scores); per method the best-F1 parameters on all labels (fit) and the k-fold cross-validated F1 (stratified folds in patch_id order; each fold predicted with what the other folds chose). The method with the best cv F1 (ties: fit F1, then the simpler) is chosen; when store, it is written to config->''change_decision'' (every method''s choice to config->''change_scores'', the rate threshold to change_threshold) and yearly_change''s score, changed and onset follow it. One row per method.';
+'Choose a model''s change decision on labelled patches (truth: patch_id, changed boolean): every score method (rate, persistence, annual, seasonal, zscore, step, and cluster when the model has states; or those in methods) over a grid of day thresholds (the quantiles 1/(n+1) .. n/(n+1) of the labelled daily distances, n = candidates), run lengths k (persistence 2, 3, 4, 6; step 1, 2, 3, 4, 6; cluster 1, 2, 3) and cuts (midpoints between consecutive scores); per method the best-F1 parameters on all labels (fit) and the k-fold cross-validated F1 (stratified folds in patch_id order; each fold predicted with what the other folds chose). The method with the best cv F1 (ties: fit F1, then the simpler) is chosen; when store, it is written to config->''change_decision'' (every method''s choice to config->''change_scores'', the rate threshold to change_threshold) and yearly_change''s score, changed and onset follow it. One row per method.';

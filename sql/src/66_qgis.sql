@@ -64,6 +64,7 @@ CROSS JOIN LATERAL (SELECT
 	CASE c.method WHEN 'rate' THEN rai4eo.change_persistence(y.distances, c.score_threshold, 1)
 				  WHEN 'persistence' THEN rai4eo.change_persistence(y.distances, c.score_threshold, c.k)
 				  WHEN 'annual' THEN y.composite[1] WHEN 'seasonal' THEN y.composite[2] WHEN 'zscore' THEN y.composite[3]
+				  WHEN 'step' THEN rai4eo.change_step(y.distances, c.k)
 				  WHEN 'cluster' THEN rai4eo.change_persistence(y.state_changes, 0.5, c.k) END AS score,
 	CASE c.method WHEN 'persistence' THEN y.days[rai4eo.change_onset(y.distances, c.score_threshold, c.k)]
 				  WHEN 'cluster' THEN y.days[rai4eo.change_onset(y.state_changes, 0.5, c.k)]

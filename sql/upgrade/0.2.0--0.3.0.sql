@@ -175,3 +175,9 @@ CREATE TYPE rai4eo.day_series AS (
 
 COMMENT ON TYPE rai4eo.day_series IS
 'One patch''s pairs in date order (rai4eo.day_series aggregate): days compared, days changed (distance > t), mean distance, dates, distances, the 0/1 series "state differs from the partner''s" (NULL without centres), the composites {annual, seasonal, zscore} (NULL unless asked)';
+
+-- step score (issue 12): rai4eo.patch_scores returns the new step column, so the 0.2.0
+-- function (its return type) is dropped and re-created by 56_score.sql.  Nothing in the
+-- catalog depends on it (yearly_change calls it from PL/pgSQL).
+DROP FUNCTION IF EXISTS rai4eo.patch_scores(geometry, integer, integer, text, text, integer, float8, float8,
+	integer, boolean, @extschema@.embedding[]);

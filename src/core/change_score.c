@@ -72,6 +72,32 @@ r4_change_point(const double *d, size_t n)
 	return split;
 }
 
+double
+r4_change_step(const double *d, size_t n, int k)
+{
+	double		total = 0,
+				before = 0,
+				best = -INFINITY;
+	size_t		last;
+
+	if (n < 2 || k < 1)
+		return NAN;
+	for (size_t i = 0; i < n; i++)
+		total += d[i];
+	/* splits 1 .. n - k; a series too short for k values after keeps split 1 */
+	last = n > (size_t) k ? n - (size_t) k : 1;
+	for (size_t s = 1; s <= last; s++)
+	{
+		double		step;
+
+		before += d[s - 1];
+		step = (total - before) / (double) (n - s) - before / (double) s;
+		if (step > best)
+			best = step;
+	}
+	return best;
+}
+
 static int
 cmp_double(const void *a, const void *b)
 {

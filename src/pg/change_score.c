@@ -1,6 +1,6 @@
 /*
  * change_score.c — SQL glue for the series scores of change detection
- * (src/core/change_score.c): persistence and onset, change point, robust z,
+ * (src/core/change_score.c): persistence and onset, change point, step, robust z,
  * nearest cluster state.  Arrays are read here; the loops live in the core.
  */
 #include "postgres.h"
@@ -91,6 +91,24 @@ rai4eo_change_point(PG_FUNCTION_ARGS)
 	if (s < 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT32((int32) s + 1);
+}
+
+PG_FUNCTION_INFO_V1(rai4eo_change_step);
+Datum
+rai4eo_change_step(PG_FUNCTION_ARGS)
+{
+	size_t		n;
+	double	   *d = float8_elements(PG_GETARG_ARRAYTYPE_P(0), &n);
+	int32		k = PG_GETARG_INT32(1);
+
+	if (k < 1 || k > 366)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("days after the step %d is out of range", k),
+				 errdetail("A step counts when at least k images follow it, k from 1 to 366.")));
+	if (n < 2)
+		PG_RETURN_NULL();
+	PG_RETURN_FLOAT8(r4_change_step(d, n, k));
 }
 
 PG_FUNCTION_INFO_V1(rai4eo_robust_z);

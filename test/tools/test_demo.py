@@ -160,7 +160,7 @@ class DemoTest(unittest.TestCase):
 
     def test_every_method_and_the_picked_decision(self):
         rep = self.report()
-        methods = ("rate", "persistence", "annual", "seasonal", "zscore", "cluster")
+        methods = ("rate", "persistence", "annual", "seasonal", "zscore", "step", "cluster")
         for m in MODELS + ("clc_probs",):
             sc = rep["scores"][m]
             self.assertEqual(tuple(sc), methods)

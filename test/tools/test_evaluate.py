@@ -100,6 +100,9 @@ class ScoreTest(unittest.TestCase):
         f = E.patch_features(days, emb, 2019)
         self.assertAlmostEqual(f["changepoint"], 1.0 - 0.25, places=9)        # after 20: 1, before: 0.25
         self.assertEqual(f["onset"], (days[24 + 9] + days[24 + 10]) // 2)
+        # Every day is paired (15-day revisit, partner 365 days back): daily_step is the same.
+        self.assertAlmostEqual(f["daily_step"], 1.0 - 0.25, places=9)
+        self.assertEqual(f["daily_step_onset"], f["onset"])
 
     def test_phenology_shift_is_tolerated_by_seasonal_and_changepoint(self):
         """A seasonal cycle shifted by 15 days in 2019 against 2018: daily distances see it,
@@ -114,6 +117,7 @@ class ScoreTest(unittest.TestCase):
         self.assertGreater(f["daily"].mean(), 0.01)
         self.assertLess(f["changepoint"], 0.005)
         self.assertLess(f["seasonal"], f["monthly"])
+        self.assertGreater(f["daily_step"], f["changepoint"])                  # pairs by date: sees it
 
     def test_evaluate_model_separates_planted_steps(self):
         feats, labels, kinds, onsets = {}, [], [], []

@@ -76,6 +76,66 @@ test_change_point(void)
 	CHECK_EQ_INT(r4_change_point(noisy, 40), 25);
 }
 
+/* brute force: the largest mean after - mean before with at least k after */
+static double
+change_step_reference(const double *d, size_t n, int k)
+{
+	double		best = -INFINITY;
+
+	for (size_t s = 1; s < n; s++)
+	{
+		double		a = 0,
+					b = 0;
+
+		if (n - s < (size_t) k && s > 1)
+			break;
+		for (size_t i = 0; i < s; i++)
+			b += d[i];
+		for (size_t i = s; i < n; i++)
+			a += d[i];
+		if (a / (double) (n - s) - b / (double) s > best)
+			best = a / (double) (n - s) - b / (double) s;
+		if (n - s <= (size_t) k)
+			break;
+	}
+	return best;
+}
+
+static void
+test_change_step(void)
+{
+	const double step[] = {0, 0, 0, 1, 1, 1};
+	/* a step at 10 of 0.5 and a stronger tail of 4 (the score leans to it) */
+	double		tail[24];
+	const double burst[] = {0, 0, 0, 0, 0, 0, 0, 1};
+	const double falling[] = {1, 1, 0};
+	double		noisy[40];
+	unsigned	x = 777;
+
+	CHECK_NEAR(r4_change_step(step, 6, 3), 1.0, 1e-15);
+	CHECK_NEAR(r4_change_step(step, 6, 4), 3.0 / 4, 1e-15);	/* split 2: after 3/4, before 0 */
+	for (int i = 0; i < 24; i++)
+		tail[i] = i < 10 ? 0 : (i < 20 ? 0.5 : 1.0);
+	CHECK_NEAR(r4_change_step(tail, 24, 2), 1.0 - 5.0 / 20, 1e-12);	/* split 20: 1 - 0.25 */
+	/* a burst of one image scores only with k = 1 */
+	CHECK_NEAR(r4_change_step(burst, 8, 1), 1.0, 1e-15);
+	CHECK_NEAR(r4_change_step(burst, 8, 2), 0.5, 1e-15);
+	CHECK_NEAR(r4_change_step(falling, 3, 1), -0.5, 1e-15);	/* split 1: 1/2 - 1 */
+	/* n <= k: split 1 only */
+	CHECK_NEAR(r4_change_step(step, 6, 6), 3.0 / 5, 1e-15);
+	CHECK_NEAR(r4_change_step(step, 6, 366), 3.0 / 5, 1e-15);
+	CHECK(isnan(r4_change_step(step, 1, 1)));
+	CHECK(isnan(r4_change_step(step, 0, 1)));
+	CHECK(isnan(r4_change_step(step, 6, 0)));
+	for (int i = 0; i < 40; i++)
+	{
+		x = x * 1103515245u + 12345u;
+		noisy[i] = (i >= 25 ? 0.6 : 0.1) + (double) (x >> 16) / 65536.0 * 0.3;
+	}
+	for (int k = 1; k <= 41; k += 4)
+		CHECK_NEAR(r4_change_step(noisy, 40, k), change_step_reference(noisy, 40, k), 1e-12);
+}
+
 static void
 test_robust_z(void)
 {
@@ -231,6 +291,7 @@ main(void)
 {
 	RUN(test_persistence);
 	RUN(test_change_point);
+	RUN(test_change_step);
 	RUN(test_robust_z);
 	RUN(test_nearest);
 	RUN(test_pair_composites);

@@ -22,6 +22,8 @@ to 365 days earlier, within 8 days; distances are 1 - cosine similarity):
                k (T - k) / T * step^2 among the rising ones)
   zscore       that step in units of the patch's own variability before k (median and
                MAD of s[:k]): a robust z-score
+  daily_step   the changepoint score and onset over the paired daily distances instead of
+               s (what rai4eo_calibrate's changepoint method computes in SQL)
 
 Decisions are calibrated by K-fold cross-validation over the evaluated patches (the
 folds by a hash of patch_id): each fold's cut (and daily_rate's day threshold) is the
@@ -38,7 +40,7 @@ import os
 
 import numpy as np
 
-SCORES = ("daily_mean", "daily_rate", "annual", "monthly", "seasonal", "changepoint", "zscore")
+SCORES = ("daily_mean", "daily_rate", "annual", "monthly", "seasonal", "changepoint", "zscore", "daily_step")
 PIXELS = "pixels"                     # the per-band mean/std baseline's name in reports
 EPOCH = _dt.date(2000, 1, 1)
 
@@ -163,7 +165,18 @@ def patch_features(days, emb, year, persist_days=30):
     monthly = [cd(mon_b[m], mon_a[m]) for m in mon_b if m in mon_a]
     seasonal = [min(cd(mon_b[m], mon_a[k]) for k in (m - 1, m, m + 1) if k in mon_a)
                 for m in mon_b if any(k in mon_a for k in (m - 1, m, m + 1))]
-    # Change point: the largest persistent step of s.
+    best, bz, onset = _steps(s, db, persist_days)
+    dstep, _, donset = _steps(daily, db[paired], persist_days) if paired.sum() >= 2 else (0.0, 0.0, int(db[0]))
+    return {"daily": daily, "annual": annual,
+            "monthly": float(np.mean(monthly)) if monthly else annual,
+            "seasonal": float(np.mean(seasonal)) if seasonal else annual,
+            "changepoint": best, "zscore": bz, "onset": onset,
+            "daily_step": dstep, "daily_step_onset": donset}
+
+
+def _steps(s, db, persist_days):
+    """The change point of a series s on days db: (largest rising step with at least
+    `persist` values after it, that step as a robust z, the least-squares onset day)."""
     T = len(s)
     step = max(1.0, float(np.median(np.diff(db)))) if T > 1 else 5.0
     m = max(2, int(math.ceil(persist_days / step)))
@@ -189,12 +202,9 @@ def patch_features(days, emb, year, persist_days=30):
         z = (after - med) / (mad + 0.05 * med + 1e-4)
         if z > bz:
             bz = z
-    return {"daily": daily, "annual": annual,
-            "monthly": float(np.mean(monthly)) if monthly else annual,
-            "seasonal": float(np.mean(seasonal)) if seasonal else annual,
-            "changepoint": float(best), "zscore": float(bz),
-            # between the last image before the split and the first after it: the middle
-            "onset": int((db[lk - 1] + db[lk]) // 2) if lk > 0 else int(db[bk])}
+    # between the last image before the split and the first after it: the middle
+    onset = int((db[lk - 1] + db[lk]) // 2) if lk > 0 else int(db[bk])
+    return float(best), float(bz), onset
 
 
 def score_table(features, pids, day_threshold):
@@ -204,7 +214,7 @@ def score_table(features, pids, day_threshold):
         f = features[p]
         out["daily_mean"][i] = f["daily"].mean() if f["daily"].size else 0.0
         out["daily_rate"][i] = (f["daily"] > day_threshold).mean() if f["daily"].size else 0.0
-        for k in ("annual", "monthly", "seasonal", "changepoint", "zscore"):
+        for k in ("annual", "monthly", "seasonal", "changepoint", "zscore", "daily_step"):
             out[k][i] = f[k]
     return out
 
@@ -316,8 +326,9 @@ def evaluate_model(features, pids, labels, kinds, onsets, folds=5):
             f, tpk, fpk, fnk = f1_of(pred[keep], labels[keep])
             r["kinds"][kind] = {"n": int(sel.sum()), "auc": roc_auc(vals[keep], labels[keep]),
                                 "recall": tpk / max(1, int(sel.sum())), "f1_cv": f}
-        if score in ("changepoint", "zscore"):
-            errs = [abs(features[p]["onset"] - onsets[i]) for i, p in enumerate(pids) if pred[i] and labels[i]]
+        if score in ("changepoint", "zscore", "daily_step"):
+            key = "daily_step_onset" if score == "daily_step" else "onset"
+            errs = [abs(features[p][key] - onsets[i]) for i, p in enumerate(pids) if pred[i] and labels[i]]
             r["onset_within_15d"] = (sum(e <= 15 for e in errs) / len(errs)) if errs else float("nan")
             r["onset_median_err_days"] = float(np.median(errs)) if errs else float("nan")
         res[score] = r
