@@ -41,7 +41,9 @@ fi
 
 # The architecture options decide which random baseline is comparable.
 archargs=$(printf '%s\n' "$@" | awk '/^--(embed-dim|depth|num-heads|patch-size|mlp-ratio|global-size|input|n-last-blocks|readout|readout-grid)$/ {print; getline; print} /^--avgpool$/ {print}' | tr '\n' ' ')
-random=rand_$(printf '%s' "$archargs" | cksum | cut -d' ' -f1)
+# Without --readout-grid both resolve the same grid from the images (tools/train dino's
+# default); "grid:auto" keeps baselines registered before that default apart.
+random=rand_$(printf '%s grid:auto' "$archargs" | cksum | cut -d' ' -f1)
 if [ "$(psql -d "$db" -Atc "SELECT count(*) FROM rai4eo.model WHERE name = '$random'")" = 0 ]; then
 	# shellcheck disable=SC2086
 	$py "$here/tools/train" dino --dsn "dbname=$db" --steps 0 --threads "$threads" --quiet \

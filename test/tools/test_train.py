@@ -208,6 +208,16 @@ class PairingTest(unittest.TestCase):
         self.assertEqual(len(got), 2)
         self.assertTrue(b.final)
 
+    def test_auto_readout_grid(self):
+        from rai4eo_tools import train_dino as D
+        self.assertEqual(D.auto_readout_grid(200, 200, 16, "native", 96), 4)   # Planet Fusion: 12 tokens
+        self.assertEqual(D.auto_readout_grid(60, 60, 16, "native", 96), 1)     # Sentinel-2: 3 tokens
+        self.assertEqual(D.auto_readout_grid(60, 60, 8, "native", 96), 2)      # 7 tokens
+        self.assertEqual(D.auto_readout_grid(200, 120, 16, "native", 96), 2)   # the shorter side: 7
+        self.assertEqual(D.auto_readout_grid(200, 200, 16, "resize", 96), 2)   # resized to 96: 6 tokens
+        self.assertEqual(D.auto_readout_grid(2000, 2000, 16, "native", 96), 4)  # at most 4
+        self.assertEqual(D.auto_readout_grid(16, 16, 16, "native", 96), 1)     # at least 1
+
 
 # ---- training against a database ----------------------------------------------------
 
@@ -324,7 +334,8 @@ class TrainTest(unittest.TestCase):
         self.assertEqual(meta["input"], "native")
         self.assertEqual(json.loads(meta["img_size"]), 32)
         self.assertEqual(json.loads(meta["n_last_blocks"]), 1)
-        self.assertEqual((meta["readout"], meta["readout_grid"]), ("token_stats", "1"))   # dino's default recipe
+        # dino's default recipe: token_stats of 4 x 4 regions (200 px at patch 8: 25 tokens a side)
+        self.assertEqual((meta["readout"], meta["readout_grid"]), ("token_stats", "4"))
         self.assertEqual(json.loads(meta["avgpool"]), False)
         self.assertEqual(meta["backbone"], "teacher")
         self.assertEqual(json.loads(meta["num_heads"]), 2)
@@ -410,7 +421,7 @@ class TrainTest(unittest.TestCase):
         # The readout is written to the metadata, with the cls keys it excludes at rest.
         self.assertEqual((meta2["readout"], meta2["readout_grid"], meta2["avgpool"], meta2["n_last_blocks"]),
                          ("token_stats", "2", "false", "1"))
-        self.assertEqual(meta.get("readout_grid"), "1" if meta["readout"] == "token_stats" else None)
+        self.assertEqual(meta.get("readout_grid"), "4" if meta["readout"] == "token_stats" else None)   # the default grid: 25 tokens a side
         self.assertEqual((meta["avgpool"], meta["n_last_blocks"]),
                          ("true" if meta["readout"] == "cls" else "false", "1"))
 

@@ -118,6 +118,13 @@ def band_count(conn, sensor):
     return None if row is None else row[0]
 
 
+def image_size(conn, sensor):
+    """(width, height) of one image of the sensor (None when there is none)."""
+    row = conn.execute("SELECT ST_Width(rast), ST_Height(rast) FROM rai4eo.image WHERE sensor = %s LIMIT 1",
+                       (sensor,)).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
 def _stream_rows(conn, sql, params, batch=16):
     """Yield rows of a query through a server-side cursor (binary results)."""
     with conn.transaction():
