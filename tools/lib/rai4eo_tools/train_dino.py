@@ -39,10 +39,11 @@ LN_EPS = 1e-6
 DEFAULT_READOUT = "token_stats"
 # The readout grid when none is given: token_stats of 4 x 4 regions where the native token grid
 # has at least 3 tokens per region side (Planet Fusion 200 px at patch 16: 12 x 12 tokens),
-# fewer regions on smaller grids (Sentinel-2 60 px: 3 x 3 tokens, one region).  Measured on
-# three held-out corpora (README, "Measuring features"): a 5 % change is a fifth of a region
-# but a twentieth of the patch, and the regions' annual composite sees it.
+# fewer on smaller grids (Sentinel-2 60 px at its default patch 8: 7 x 7 tokens, 2 x 2).  Measured on
+# three held-out corpora (README, "Measuring features"): a change of 5 % of the patch can fill
+# most of one region (a sixteenth of it), and the regions' annual composite sees it.
 MAX_AUTO_READOUT_GRID = 4
+DEFAULT_DENSE = 1.0
 
 
 def auto_readout_grid(width, height, patch_size, input_mode, global_size):
@@ -50,7 +51,8 @@ def auto_readout_grid(width, height, patch_size, input_mode, global_size):
     (tokens of the native image, or of the global_size resize with --input resize)."""
     side = global_size if input_mode == "resize" else min(width, height)
     return max(1, min(MAX_AUTO_READOUT_GRID, side // patch_size // 3))
-DEFAULT_DENSE = 1.0
+
+
 # Crop geometry per sensor: PF-SR patches are 200 x 200 px, S2-SR 60 x 60 px.
 SENSOR_DEFAULTS = {
     "PF-SR": {"patch_size": 16, "global_size": 96, "local_size": 48},
@@ -243,7 +245,7 @@ def add_arguments(p):
     p.add_argument("--readout-grid", type=int, metavar="G",
                    help="token_stats per region of a G x G cut of the token grid (2 G^2 x embed-dim "
                         "values; 1..8; default with token_stats: tokens per side // 3, at most %d, so "
-                        "4 for Planet Fusion's 200 px at patch 16, 1 for Sentinel-2's 60 px; cls: 1)"
+                        "4 for Planet Fusion's 200 px at patch 16, 2 for Sentinel-2's 60 px at patch 8; cls: 1)"
                         % MAX_AUTO_READOUT_GRID)
     g = p.add_argument_group("backbone (ViT, DINO key names)")
     g.add_argument("--embed-dim", type=int, default=192, help="default 192")
